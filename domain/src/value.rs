@@ -1,0 +1,228 @@
+//! Validated value types. Each constructor is the one place its rule lives; a value of one of
+//! these types is valid by construction, so the rest of the domain never re-checks it.
+
+use crate::error::DomainError;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Longest name accepted, in characters.
+pub const MAX_NAME_CHARS: usize = 200;
+/// Longest email accepted (RFC 5321's path limit).
+pub const MAX_EMAIL_CHARS: usize = 254;
+/// Largest price accepted, in minor units (ten million in major units).
+pub const MAX_PRICE_MINOR: u64 = 1_000_000_000;
+/// Largest stock a single inventory record may hold.
+pub const MAX_QUANTITY: u32 = 1_000_000_000;
+
+/// A non-empty, trimmed display name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Name(String);
+
+impl Name {
+    pub fn parse(field: &'static str, raw: &str) -> Result<Self, DomainError> {
+        let trimmed = raw.trim();
+        if trimmed.is_empty() {
+            return Err(DomainError::invalid(field, "must not be empty"));
+        }
+        if trimmed.chars().count() > MAX_NAME_CHARS {
+            return Err(DomainError::invalid(
+                field,
+                format!("must be at most {MAX_NAME_CHARS} characters"),
+            ));
+        }
+        if trimmed.chars().any(char::is_control) {
+            return Err(DomainError::invalid(
+                field,
+                "must not contain control characters",
+            ));
+        }
+        Ok(Self(trimmed.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A plausible email address: one `@`, a non-empty local part, a dotted domain, no spaces.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Email(String);
+
+impl Email {
+    pub fn parse(raw: &str) -> Result<Self, DomainError> {
+        let email = raw.trim();
+        let invalid = |why: &str| DomainError::invalid("email", format!("`{email}` {why}"));
+        if email.chars().count() > MAX_EMAIL_CHARS {
+            return Err(DomainError::invalid(
+                "email",
+                format!("must be at most {MAX_EMAIL_CHARS} characters"),
+            ));
+        }
+        if email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(invalid("must not contain spaces"));
+        }
+        let Some((local, domain)) = email.split_once('@') else {
+            return Err(invalid("is not an email address (no `@`)"));
+        };
+        if local.is_empty() || domain.contains('@') {
+            return Err(invalid("is not an email address"));
+        }
+        let labels: Vec<&str> = domain.split('.').collect();
+        if labels.len() < 2 || labels.iter().any(|l| l.is_empty()) {
+            return Err(invalid(
+                "has no valid domain (expected e.g. name@example.com)",
+            ));
+        }
+        Ok(Self(email.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An amount of money in minor units (cents). Never a float.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct Money(pub u64);
+
+impl Money {
+    /// A product price: strictly positive and below [`MAX_PRICE_MINOR`].
+    pub fn price(raw: i128) -> Result<Self, DomainError> {
+        if raw <= 0 {
+            return Err(DomainError::invalid(
+                "price",
+                format!("must be greater than 0 (minor units), got {raw}"),
+            ));
+        }
+        if raw > i128::from(MAX_PRICE_MINOR) {
+            return Err(DomainError::invalid(
+                "price",
+                format!("must be at most {MAX_PRICE_MINOR} (minor units), got {raw}"),
+            ));
+        }
+        Ok(Self(raw as u64))
+    }
+
+    pub fn minor(self) -> u64 {
+        self.0
+    }
+}
+
+impl std::ops::Add for Money {
+    type Output = Money;
+    fn add(self, rhs: Money) -> Money {
+        Money(self.0.saturating_add(rhs.0))
+    }
+}
+
+impl std::iter::Sum for Money {
+    fn sum<I: Iterator<Item = Money>>(iter: I) -> Money {
+        iter.fold(Money(0), |a, b| a + b)
+    }
+}
+
+impl fmt::Display for Money {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{:02}", self.0 / 100, self.0 % 100)
+    }
+}
+
+/// A stock quantity: never negative.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct Quantity(pub u32);
+
+impl Quantity {
+    pub fn parse(field: &'static str, raw: i128) -> Result<Self, DomainError> {
+        if raw < 0 {
+            return Err(DomainError::invalid(
+                field,
+                format!("must be 0 or more, got {raw}"),
+            ));
+        }
+        if raw > i128::from(MAX_QUANTITY) {
+            return Err(DomainError::invalid(
+                field,
+                format!("must be at most {MAX_QUANTITY}, got {raw}"),
+            ));
+        }
+        Ok(Self(raw as u32))
+    }
+
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl fmt::Display for Quantity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_trimmed_and_must_not_be_empty() {
+        assert_eq!(Name::parse("name", "  Ada ").map(|n| n.0), Ok("Ada".into()));
+        assert!(Name::parse("name", "   ").is_err());
+        assert!(Name::parse("name", "").is_err());
+        assert!(Name::parse("name", &"x".repeat(MAX_NAME_CHARS + 1)).is_err());
+        assert!(Name::parse("name", "bell\u{7}").is_err());
+    }
+
+    #[test]
+    fn emails_must_be_plausible() {
+        assert!(Email::parse("ada@example.com").is_ok());
+        assert!(Email::parse("a.b+c@mail.example.org").is_ok());
+        for bad in [
+            "",
+            "ada",
+            "@example.com",
+            "ada@",
+            "ada@example",
+            "ada@@example.com",
+            "a da@example.com",
+            "ada@example..com",
+        ] {
+            assert!(Email::parse(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn prices_must_be_positive_and_bounded() {
+        assert_eq!(Money::price(1), Ok(Money(1)));
+        assert!(Money::price(0).is_err());
+        assert!(Money::price(-5).is_err());
+        assert!(Money::price(i128::from(MAX_PRICE_MINOR) + 1).is_err());
+        assert_eq!(Money(1234).to_string(), "12.34");
+    }
+
+    #[test]
+    fn quantities_are_never_negative() {
+        assert_eq!(Quantity::parse("amount", 0), Ok(Quantity(0)));
+        assert!(Quantity::parse("amount", -1).is_err());
+        assert!(Quantity::parse("amount", i128::from(MAX_QUANTITY) + 1).is_err());
+    }
+}

@@ -1,0 +1,151 @@
+//! The guarded append: what a command hands the store, and how the store answers.
+
+use crate::entry_id::EntryId;
+use crate::keys::{Stream, UniqueIndex};
+use ordershop_domain::{Change, EntityKind};
+use uuid::Uuid;
+
+/// The version a command expects an entity to be at; 0 means "must not exist yet".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expectation {
+    pub kind: EntityKind,
+    pub id: Uuid,
+    pub version: u64,
+}
+
+/// Take (or give up) a unique value for an entity, e.g. "product P has inventory record I".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UniqueClaim {
+    pub index: UniqueIndex,
+    pub value: Uuid,
+    pub owner: Uuid,
+    /// Release the value instead of claiming it (only if `owner` still holds it).
+    pub release: bool,
+}
+
+/// One event to append, with the entity's version after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingEvent {
+    pub change: Change,
+    pub version: u64,
+    pub event_id: Uuid,
+}
+
+/// A command's whole write: every expectation, claim and event, appended all or nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Append {
+    pub expectations: Vec<Expectation>,
+    pub claims: Vec<UniqueClaim>,
+    pub events: Vec<PendingEvent>,
+}
+
+impl Append {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Requires the entity to be at `version` (0: must not exist yet) when the append runs.
+    pub fn expect(mut self, kind: EntityKind, id: Uuid, version: u64) -> Self {
+        if let Some(existing) = self
+            .expectations
+            .iter_mut()
+            .find(|e| e.kind == kind && e.id == id)
+        {
+            existing.version = version;
+        } else {
+            self.expectations.push(Expectation { kind, id, version });
+        }
+        self
+    }
+
+    pub fn claim(mut self, index: UniqueIndex, value: Uuid, owner: Uuid) -> Self {
+        self.claims.push(UniqueClaim {
+            index,
+            value,
+            owner,
+            release: false,
+        });
+        self
+    }
+
+    pub fn release(mut self, index: UniqueIndex, value: Uuid, owner: Uuid) -> Self {
+        self.claims.push(UniqueClaim {
+            index,
+            value,
+            owner,
+            release: true,
+        });
+        self
+    }
+
+    /// Adds a change. Its version follows the entity's expectation (one more per earlier event
+    /// for the same entity in this append); an entity without an expectation is expected not to
+    /// exist yet.
+    pub fn change(mut self, change: Change) -> Self {
+        let kind = change.entity.kind();
+        let id = change.entity.id();
+        let base = match self
+            .expectations
+            .iter()
+            .find(|e| e.kind == kind && e.id == id)
+        {
+            Some(e) => e.version,
+            None => {
+                self.expectations.push(Expectation {
+                    kind,
+                    id,
+                    version: 0,
+                });
+                0
+            }
+        };
+        let earlier = self
+            .events
+            .iter()
+            .filter(|e| e.change.entity.kind() == kind && e.change.entity.id() == id)
+            .count() as u64;
+        self.events.push(PendingEvent {
+            change,
+            version: base + earlier + 1,
+            event_id: Uuid::new_v4(),
+        });
+        self
+    }
+
+    pub fn changes(self, changes: impl IntoIterator<Item = Change>) -> Self {
+        changes.into_iter().fold(self, Append::change)
+    }
+}
+
+/// One event the store appended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    pub stream: Stream,
+    pub entry_id: EntryId,
+    pub event_id: Uuid,
+    pub entity_id: Uuid,
+    pub version: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    /// An entity was not at the version the command expected; nothing was appended.
+    #[error("version conflict on {kind} {id}: expected version {expected}, found {actual}")]
+    VersionConflict {
+        kind: EntityKind,
+        id: Uuid,
+        expected: u64,
+        actual: u64,
+    },
+    /// A unique value is held by another entity; nothing was appended.
+    #[error("{} {value} is already held by {holder}", .index.name())]
+    UniqueConflict {
+        index: UniqueIndex,
+        value: Uuid,
+        holder: String,
+    },
+    #[error("event store unavailable")]
+    Redis(#[from] redis::RedisError),
+    #[error("unexpected reply from the append function: {0}")]
+    Protocol(String),
+}

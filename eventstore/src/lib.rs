@@ -1,0 +1,23 @@
+//! The event store: OrderShop's one layer over Redis Streams.
+//!
+//! It owns everything both sides of the shop must agree on: the key scheme ([`keys`]), the
+//! entry ID format ([`EntryId`]), the entry codec ([`codec`]), the store-wide clock and the
+//! atomic guarded append (the `ordershop_store` Redis Function in `lua/store.lua`), and the
+//! readers that replay streams in global ID order ([`replay`]). Services append through it;
+//! projections read through it; neither formats a key or parses an entry by itself.
+
+pub mod append;
+pub mod codec;
+pub mod connect;
+pub mod entry_id;
+pub mod keys;
+pub mod replay;
+pub mod store;
+
+pub use append::{Append, AppendError, Appended, Expectation, UniqueClaim};
+pub use codec::{DecodeError, RawEntry, StoredEvent};
+pub use connect::{RedisConfig, RedisConfigError};
+pub use entry_id::EntryId;
+pub use keys::{Stream, UniqueIndex};
+pub use replay::Replay;
+pub use store::{EventStore, StoreError};

@@ -1,0 +1,112 @@
+#!lua name=ordershop_store
+
+-- The event store's one write path: a guarded, atomic, multi-entity append with store-wide IDs.
+--
+-- FCALL append_guarded <numkeys> <keys...> <args...>
+--   KEYS[1]       the clock key (last ID issued, `<ms>-<seq>`)
+--   KEYS[2..]     every other key the call touches (heads, unique indexes, streams)
+--   ARGV          a flat list, read left to right:
+--     n_expect,  then n_expect  x (head key index, entity id, expected version)
+--     n_claims,  then n_claims  x (unique key index, value, owner id, 'claim' | 'release')
+--     n_events,  then n_events  x (stream key index, head key index, entity id, event id,
+--                                  version, entity JSON, '1' when the event deletes the entity)
+--   Key indexes point into KEYS. Nothing is written unless every check passes.
+--
+-- Returns {1, id...} with one new entry ID per event, or
+--         {0, i, actual version}  when expectation i (1-based) failed, or
+--         {-1, i, holder id}      when claim i failed (the value is held by another entity).
+
+local function head_version(head)
+  if not head then return 0 end
+  return tonumber(string.match(head, '^(%d+)'))
+end
+
+-- The next ID: the server's microsecond clock, or one past the last ID issued when the clock
+-- has not moved on (same microsecond, or a clock that stepped back).
+local function next_id(clock_key)
+  local t = redis.call('TIME')
+  local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local seq = tonumber(t[2]) % 1000
+  local last = redis.call('GET', clock_key)
+  if last then
+    local lms, lseq = string.match(last, '^(%d+)-(%d+)$')
+    lms = tonumber(lms)
+    lseq = tonumber(lseq)
+    if ms < lms or (ms == lms and seq <= lseq) then
+      ms = lms
+      seq = lseq + 1
+    end
+  end
+  return ms, seq
+end
+
+local function append_guarded(keys, args)
+  local pos = 1
+  local function take()
+    local v = args[pos]
+    pos = pos + 1
+    return v
+  end
+
+  local n_expect = tonumber(take())
+  for i = 1, n_expect do
+    local key = keys[tonumber(take())]
+    local id = take()
+    local expected = tonumber(take())
+    local actual = head_version(redis.call('HGET', key, id))
+    if actual ~= expected then
+      return {0, i, actual}
+    end
+  end
+
+  local n_claims = tonumber(take())
+  local claims = {}
+  for i = 1, n_claims do
+    local key = keys[tonumber(take())]
+    local value = take()
+    local owner = take()
+    local mode = take()
+    local holder = redis.call('HGET', key, value)
+    if mode == 'claim' and holder and holder ~= owner then
+      return {-1, i, holder}
+    end
+    claims[i] = {key, value, owner, mode, holder}
+  end
+
+  local n_events = tonumber(take())
+  local ms, seq = next_id(keys[1])
+  local ids = {1}
+  for i = 1, n_events do
+    local stream = keys[tonumber(take())]
+    local head_key = keys[tonumber(take())]
+    local id = take()
+    local event_id = take()
+    local version = take()
+    local entity = take()
+    local deleted = take()
+    if i > 1 then seq = seq + 1 end
+    local entry_id = string.format('%.0f-%.0f', ms, seq)
+    redis.call('XADD', stream, entry_id, 'event_id', event_id, 'entity', entity, 'version', version)
+    if deleted == '1' then
+      redis.call('HSET', head_key, id, version .. ':')
+    else
+      redis.call('HSET', head_key, id, version .. ':' .. entity)
+    end
+    ids[i + 1] = entry_id
+  end
+  if n_events > 0 then
+    redis.call('SET', keys[1], string.format('%.0f-%.0f', ms, seq))
+  end
+
+  for i = 1, n_claims do
+    local c = claims[i]
+    if c[4] == 'claim' then
+      redis.call('HSET', c[1], c[2], c[3])
+    elseif c[5] == c[3] then
+      redis.call('HDEL', c[1], c[2])
+    end
+  end
+  return ids
+end
+
+redis.register_function('append_guarded', append_guarded)

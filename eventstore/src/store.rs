@@ -1,0 +1,393 @@
+//! [`EventStore`]: the handle services and projections share. It appends through the
+//! `ordershop_store` Function and reads heads, unique indexes and streams.
+
+use crate::append::{Append, AppendError, Appended};
+use crate::codec::{encode_entity, RawEntry};
+use crate::connect::RedisConfig;
+use crate::entry_id::EntryId;
+use crate::keys::{self, Stream, UniqueIndex};
+use crate::replay::Replay;
+use ordershop_domain::entity::EntityState;
+use ordershop_domain::{Action, EntityKind, Head};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::streams::StreamRangeReply;
+use redis::Value;
+use std::collections::HashMap;
+use uuid::Uuid;
+
+/// The Function library, loaded at start-up.
+pub const STORE_LIBRARY: &str = include_str!("lua/store.lua");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("event store unavailable")]
+    Redis(#[from] redis::RedisError),
+    #[error("corrupt head of {kind} {id}: {reason}")]
+    CorruptHead {
+        kind: EntityKind,
+        id: Uuid,
+        reason: String,
+    },
+    #[error(transparent)]
+    Decode(#[from] crate::codec::DecodeError),
+}
+
+/// A cheap, cloneable handle on the store (one multiplexed, self-reconnecting connection).
+#[derive(Clone)]
+pub struct EventStore {
+    conn: ConnectionManager,
+}
+
+impl EventStore {
+    /// Connects, then loads the store's Function library (idempotently).
+    pub async fn connect(config: &RedisConfig) -> Result<Self, StoreError> {
+        let conn = connection_manager(config).await?;
+        let store = Self { conn };
+        store.load_functions().await?;
+        Ok(store)
+    }
+
+    /// Wraps an existing connection; call [`load_functions`](Self::load_functions) once.
+    pub fn from_connection(conn: ConnectionManager) -> Self {
+        Self { conn }
+    }
+
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    /// Loads (or replaces with this build's version) the store's Function library. Replacing
+    /// is atomic, so running writers never see a half-loaded library.
+    pub async fn load_functions(&self) -> Result<(), StoreError> {
+        load_library(&mut self.conn.clone(), STORE_LIBRARY).await?;
+        Ok(())
+    }
+
+    /// Appends every event of `append` if, and only if, every expectation and claim holds.
+    /// Each event gets a new store-wide entry ID, strictly greater than any issued before.
+    pub async fn append_guarded(&self, append: &Append) -> Result<Vec<Appended>, AppendError> {
+        let call = FcallArgs::build(append);
+        let mut conn = self.conn.clone();
+        let reply = match call.invoke(&mut conn).await {
+            Err(e) if is_missing_function(&e) => {
+                // The server lost its functions (e.g. restarted without persistence): reload.
+                load_library(&mut conn, STORE_LIBRARY).await?;
+                call.invoke(&mut conn).await?
+            }
+            other => other?,
+        };
+        interpret_reply(append, reply)
+    }
+
+    /// The head (latest version and state) of each entity, in the order of `ids`.
+    pub async fn heads<T: EntityState>(&self, ids: &[Uuid]) -> Result<Vec<Head<T>>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let raw: Vec<Option<Vec<u8>>> = redis::cmd("HMGET")
+            .arg(keys::heads(T::KIND))
+            .arg(ids.iter().map(Uuid::to_string).collect::<Vec<_>>())
+            .query_async(&mut self.conn.clone())
+            .await?;
+        ids.iter()
+            .zip(raw)
+            .map(|(id, value)| parse_head::<T>(*id, value.as_deref()))
+            .collect()
+    }
+
+    pub async fn head<T: EntityState>(&self, id: Uuid) -> Result<Head<T>, StoreError> {
+        Ok(self.heads::<T>(&[id]).await?.pop().unwrap_or_default())
+    }
+
+    /// Who holds each value of a unique index, in the order of `values`.
+    pub async fn unique_owners(
+        &self,
+        index: UniqueIndex,
+        values: &[Uuid],
+    ) -> Result<Vec<Option<Uuid>>, StoreError> {
+        if values.is_empty() {
+            return Ok(Vec::new());
+        }
+        let raw: Vec<Option<String>> = redis::cmd("HMGET")
+            .arg(index.key())
+            .arg(values.iter().map(Uuid::to_string).collect::<Vec<_>>())
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(raw
+            .into_iter()
+            .map(|v| v.and_then(|s| Uuid::parse_str(&s).ok()))
+            .collect())
+    }
+
+    /// Up to `count` entries of one stream, after `after` (exclusive) and up to `until`.
+    pub async fn read_stream(
+        &self,
+        stream: Stream,
+        after: EntryId,
+        until: Option<EntryId>,
+        count: usize,
+    ) -> Result<Vec<RawEntry>, StoreError> {
+        let end = until.map_or_else(|| "+".to_owned(), |id| id.to_string());
+        let reply: StreamRangeReply = redis::cmd("XRANGE")
+            .arg(stream.key())
+            .arg(format!("({after}"))
+            .arg(end)
+            .arg("COUNT")
+            .arg(count)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        raw_entries(stream, reply)
+    }
+
+    /// The last entry ID the store issued (zero for an empty store).
+    pub async fn last_issued(&self) -> Result<EntryId, StoreError> {
+        let last: Option<String> = redis::cmd("GET")
+            .arg(keys::clock())
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(last.and_then(|s| s.parse().ok()).unwrap_or(EntryId::ZERO))
+    }
+
+    /// Replays the given streams merged in ID order, from after `after` up to the last ID
+    /// issued when the replay starts (so appends made during the replay do not disturb it).
+    pub async fn replay(&self, streams: Vec<Stream>, after: EntryId) -> Result<Replay, StoreError> {
+        let until = self.last_issued().await?;
+        Ok(Replay::new(self.clone(), streams, after, until))
+    }
+}
+
+/// A self-reconnecting connection with the store's timeouts.
+pub async fn connection_manager(
+    config: &RedisConfig,
+) -> Result<ConnectionManager, redis::RedisError> {
+    let client = config.client()?;
+    let manager_config = ConnectionManagerConfig::new()
+        .set_response_timeout(Some(config.response_timeout))
+        .set_connection_timeout(Some(config.connection_timeout))
+        .set_number_of_retries(2)
+        .set_max_delay(std::time::Duration::from_millis(500));
+    client
+        .get_connection_manager_with_config(manager_config)
+        .await
+}
+
+/// `FUNCTION LOAD REPLACE` of a library's source.
+pub async fn load_library(
+    conn: &mut ConnectionManager,
+    source: &str,
+) -> Result<(), redis::RedisError> {
+    let _: String = redis::cmd("FUNCTION")
+        .arg("LOAD")
+        .arg("REPLACE")
+        .arg(source)
+        .query_async(conn)
+        .await?;
+    Ok(())
+}
+
+pub fn is_missing_function(e: &redis::RedisError) -> bool {
+    e.to_string().contains("Function not found")
+}
+
+fn parse_head<T: EntityState>(id: Uuid, value: Option<&[u8]>) -> Result<Head<T>, StoreError> {
+    let corrupt = |reason: String| StoreError::CorruptHead {
+        kind: T::KIND,
+        id,
+        reason,
+    };
+    let Some(value) = value else {
+        return Ok(Head::default());
+    };
+    let split = value
+        .iter()
+        .position(|b| *b == b':')
+        .ok_or_else(|| corrupt("no `:` after the version".into()))?;
+    let version = std::str::from_utf8(&value[..split])
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .ok_or_else(|| corrupt("version is not a number".into()))?;
+    let json = &value[split + 1..];
+    if json.is_empty() {
+        return Ok(Head::new(version, None));
+    }
+    let entity: T = serde_json::from_slice(json).map_err(|e| corrupt(e.to_string()))?;
+    Ok(Head::new(version, Some(entity)))
+}
+
+pub(crate) fn raw_entries(
+    stream: Stream,
+    reply: StreamRangeReply,
+) -> Result<Vec<RawEntry>, StoreError> {
+    reply
+        .ids
+        .into_iter()
+        .map(|entry| {
+            let id = entry
+                .id
+                .parse()
+                .map_err(
+                    |e: crate::entry_id::ParseEntryIdError| crate::codec::DecodeError {
+                        stream: stream.key(),
+                        id: entry.id.clone(),
+                        reason: e.to_string(),
+                    },
+                )?;
+            Ok(RawEntry {
+                stream,
+                id,
+                fields: entry.map,
+            })
+        })
+        .collect()
+}
+
+/// The flat KEYS/ARGV encoding of an [`Append`] (see `lua/store.lua`).
+struct FcallArgs {
+    keys: Vec<String>,
+    args: Vec<String>,
+}
+
+impl FcallArgs {
+    fn build(append: &Append) -> Self {
+        let mut keys = vec![keys::clock()];
+        let mut index: HashMap<String, usize> = HashMap::new();
+        let mut key_index = |key: String, keys: &mut Vec<String>| -> String {
+            let i = *index.entry(key.clone()).or_insert_with(|| {
+                keys.push(key);
+                keys.len()
+            });
+            i.to_string()
+        };
+        let mut args = Vec::with_capacity(
+            3 + append.expectations.len() * 3 + append.claims.len() * 4 + append.events.len() * 7,
+        );
+        args.push(append.expectations.len().to_string());
+        for e in &append.expectations {
+            args.push(key_index(keys::heads(e.kind), &mut keys));
+            args.push(e.id.to_string());
+            args.push(e.version.to_string());
+        }
+        args.push(append.claims.len().to_string());
+        for c in &append.claims {
+            args.push(key_index(c.index.key(), &mut keys));
+            args.push(c.value.to_string());
+            args.push(c.owner.to_string());
+            args.push(if c.release { "release" } else { "claim" }.to_owned());
+        }
+        args.push(append.events.len().to_string());
+        for e in &append.events {
+            let kind = e.change.entity.kind();
+            let stream = Stream::new(kind, e.change.action);
+            args.push(key_index(stream.key(), &mut keys));
+            args.push(key_index(keys::heads(kind), &mut keys));
+            args.push(e.change.entity.id().to_string());
+            args.push(e.event_id.to_string());
+            args.push(e.version.to_string());
+            args.push(encode_entity(&e.change.entity));
+            args.push(
+                if e.change.action == Action::Deleted {
+                    "1"
+                } else {
+                    "0"
+                }
+                .to_owned(),
+            );
+        }
+        Self { keys, args }
+    }
+
+    async fn invoke(&self, conn: &mut ConnectionManager) -> Result<Value, redis::RedisError> {
+        redis::cmd("FCALL")
+            .arg("append_guarded")
+            .arg(self.keys.len())
+            .arg(&self.keys)
+            .arg(&self.args)
+            .query_async(conn)
+            .await
+    }
+}
+
+fn as_i64(v: &Value) -> Option<i64> {
+    match v {
+        Value::Int(i) => Some(*i),
+        Value::BulkString(b) => std::str::from_utf8(b).ok()?.parse().ok(),
+        Value::SimpleString(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+fn as_string(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::Int(i) => Some(i.to_string()),
+        _ => None,
+    }
+}
+
+fn interpret_reply(append: &Append, reply: Value) -> Result<Vec<Appended>, AppendError> {
+    let protocol = |what: &str| AppendError::Protocol(format!("{what}: {reply:?}"));
+    let Value::Array(items) = &reply else {
+        return Err(protocol("not an array"));
+    };
+    let status = items
+        .first()
+        .and_then(as_i64)
+        .ok_or_else(|| protocol("no status"))?;
+    let position = || {
+        items
+            .get(1)
+            .and_then(as_i64)
+            .and_then(|i| usize::try_from(i - 1).ok())
+            .ok_or_else(|| protocol("no position"))
+    };
+    match status {
+        1 => {
+            if items.len() != append.events.len() + 1 {
+                return Err(protocol("wrong number of IDs"));
+            }
+            append
+                .events
+                .iter()
+                .zip(&items[1..])
+                .map(|(event, id)| {
+                    let entry_id = as_string(id)
+                        .and_then(|s| s.parse().ok())
+                        .ok_or_else(|| protocol("bad entry ID"))?;
+                    Ok(Appended {
+                        stream: Stream::new(event.change.entity.kind(), event.change.action),
+                        entry_id,
+                        event_id: event.event_id,
+                        entity_id: event.change.entity.id(),
+                        version: event.version,
+                    })
+                })
+                .collect()
+        }
+        0 => {
+            let e = append
+                .expectations
+                .get(position()?)
+                .ok_or_else(|| protocol("bad expectation index"))?;
+            let actual = items.get(2).and_then(as_i64).unwrap_or_default();
+            Err(AppendError::VersionConflict {
+                kind: e.kind,
+                id: e.id,
+                expected: e.version,
+                actual: actual.max(0) as u64,
+            })
+        }
+        -1 => {
+            let c = append
+                .claims
+                .get(position()?)
+                .ok_or_else(|| protocol("bad claim index"))?;
+            Err(AppendError::UniqueConflict {
+                index: c.index,
+                value: c.value,
+                holder: items.get(2).and_then(as_string).unwrap_or_default(),
+            })
+        }
+        _ => Err(protocol("unknown status")),
+    }
+}

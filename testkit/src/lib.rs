@@ -1,0 +1,203 @@
+//! The test harness: a private, real `redis-server` per test.
+//!
+//! Each [`RedisServer`] runs on a free loopback port with its own temporary data folder, and is
+//! stopped (and its folder removed) when dropped, so tests never touch a shared instance or a
+//! user's data and never see each other's keys.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a server may take to answer PING after it was started.
+const START_DEADLINE: Duration = Duration::from_secs(20);
+
+/// Options for the private server.
+#[derive(Debug, Clone)]
+pub struct RedisOptions {
+    /// Keep an append-only file (AOF) in the data folder.
+    pub appendonly: bool,
+    /// `appendfsync` policy when `appendonly` is on.
+    pub appendfsync: &'static str,
+    /// Extra `--name value` arguments.
+    pub extra: Vec<String>,
+}
+
+impl Default for RedisOptions {
+    fn default() -> Self {
+        Self {
+            appendonly: false,
+            appendfsync: "everysec",
+            extra: Vec::new(),
+        }
+    }
+}
+
+/// A running private redis-server.
+pub struct RedisServer {
+    child: Option<Child>,
+    port: u16,
+    options: RedisOptions,
+    dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    /// Starts a server without persistence.
+    pub fn start() -> Self {
+        Self::start_with(RedisOptions::default())
+    }
+
+    /// Starts a server with the given options.
+    pub fn start_with(options: RedisOptions) -> Self {
+        let mut dir = tempfile::Builder::new()
+            .prefix("ordershop-redis-")
+            .tempdir()
+            .unwrap_or_else(|e| panic!("cannot create a temporary data folder: {e}"));
+        let mut last_error = String::new();
+        for _ in 0..5 {
+            let port = free_port();
+            let mut server = Self {
+                child: None,
+                port,
+                options: options.clone(),
+                dir,
+            };
+            match server.spawn() {
+                Ok(()) => return server,
+                Err(e) => {
+                    last_error = e;
+                    dir = server.take_dir();
+                }
+            }
+        }
+        panic!("could not start redis-server: {last_error}");
+    }
+
+    fn take_dir(mut self) -> tempfile::TempDir {
+        self.kill();
+        let placeholder = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        std::mem::replace(&mut self.dir, placeholder)
+    }
+
+    fn spawn(&mut self) -> Result<(), String> {
+        let bin = std::env::var("REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".into());
+        let mut cmd = Command::new(&bin);
+        cmd.arg("--port")
+            .arg(self.port.to_string())
+            .arg("--bind")
+            .arg("127.0.0.1")
+            .arg("--dir")
+            .arg(self.dir.path())
+            .arg("--save")
+            .arg("")
+            .arg("--appendonly")
+            .arg(if self.options.appendonly { "yes" } else { "no" })
+            .arg("--appendfsync")
+            .arg(self.options.appendfsync)
+            .arg("--logfile")
+            .arg(self.dir.path().join("redis.log"))
+            .args(&self.options.extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = cmd.spawn().map_err(|e| {
+            format!("cannot run `{bin}` ({e}); install it, e.g. `apt-get install redis-server`")
+        })?;
+        self.child = Some(child);
+        let deadline = Instant::now() + START_DEADLINE;
+        loop {
+            if ping(self.addr()) {
+                return Ok(());
+            }
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    let log = std::fs::read_to_string(self.dir.path().join("redis.log"))
+                        .unwrap_or_default();
+                    return Err(format!("redis-server exited with {status}: {log}"));
+                }
+            }
+            if Instant::now() > deadline {
+                return Err("redis-server did not answer PING in time".into());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// `redis://127.0.0.1:<port>`
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn log_file(&self) -> PathBuf {
+        self.dir.path().join("redis.log")
+    }
+
+    /// Kills the server with SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port and data folder.
+    pub fn restart(&mut self) {
+        self.kill();
+        if let Err(e) = self.spawn() {
+            panic!("could not restart redis-server: {e}");
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("cannot find a free port: {e}"))
+}
+
+fn ping(addr: SocketAddr) -> bool {
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    if stream.write_all(b"PING\r\n").is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 64];
+    matches!(stream.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+PONG"))
+}
+
+/// Waits until `condition` holds, checking every few milliseconds, or panics with `what` after
+/// `deadline`. For tests: never sleep to synchronise, wait for a condition with a deadline.
+pub fn wait_until(what: &str, deadline: Duration, mut condition: impl FnMut() -> bool) {
+    let end = Instant::now() + deadline;
+    let mut pause = Duration::from_millis(2);
+    while !condition() {
+        if Instant::now() > end {
+            panic!("timed out after {deadline:?} waiting for {what}");
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(100));
+    }
+}
