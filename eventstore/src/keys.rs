@@ -136,6 +136,25 @@ pub fn dead_letters(projection: &str) -> String {
     format!("{projection}:dead")
 }
 
+// ---------------------------------------------------------------------------------------------
+// Messages (CRM outbox and the message service's mail sink)
+
+/// Stream of customer messages to deliver, written by the CRM atomically with its state
+/// change (and by `POST /email`); consumed by the message service's group.
+pub fn outbox() -> String {
+    "crm:outbox".to_owned()
+}
+
+/// Set of the message ids already delivered: the message service's dedupe.
+pub fn delivered_ids() -> String {
+    "msg:delivered_ids".to_owned()
+}
+
+/// Stream of delivered messages, in delivery order: what `GET /emails` lists.
+pub fn delivered() -> String {
+    "msg:emails".to_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,6 +7,7 @@
 //! projections read through it; neither formats a key or parses an entry by itself.
 
 pub mod append;
+pub mod cache;
 pub mod codec;
 pub mod connect;
 pub mod entry_id;
