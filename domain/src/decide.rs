@@ -335,6 +335,16 @@ pub fn update_order(
     ctx: &OrderContext,
 ) -> Result<Vec<Change>, DomainError> {
     let order = current.ok_or_else(|| not_found(EntityKind::Order, id.0))?;
+    if order.customer_id != draft.customer_id {
+        return Err(DomainError::invalid(
+            "customer_id",
+            format!(
+                "an order's customer cannot change (order {id} belongs to customer {}); \
+                 delete it and order again",
+                order.customer_id
+            ),
+        ));
+    }
     let total = price_order(&draft, ctx)?;
     let mut delta: BTreeMap<ProductId, i64> = BTreeMap::new();
     for (p, n) in units(&order.product_ids) {
@@ -355,12 +365,21 @@ pub fn update_order(
 }
 
 /// Deletes an order and gives its units back to the products that still have stock records.
+/// A billed order cannot be deleted (`billing` is the order's current billing, if any): its
+/// billing would be left pointing at nothing.
 pub fn delete_order(
     current: Option<&Order>,
     id: OrderId,
     stock: &BTreeMap<ProductId, Inventory>,
+    billing: Option<BillingId>,
 ) -> Result<Vec<Change>, DomainError> {
     let order = current.ok_or_else(|| not_found(EntityKind::Order, id.0))?;
+    if let Some(billing) = billing {
+        return Err(DomainError::OrderBilled {
+            order_id: id.0,
+            billing_id: billing.0,
+        });
+    }
     let delta = units(&order.product_ids)
         .into_iter()
         .map(|(p, n)| (p, n as i64))

@@ -26,6 +26,9 @@ pub enum DomainError {
     /// The order already has a billing.
     #[error("order {order_id} is already billed")]
     AlreadyBilled { order_id: Uuid },
+    /// The order has a billing, so it cannot be deleted.
+    #[error("order {order_id} is billed (billing {billing_id}); delete the billing first")]
+    OrderBilled { order_id: Uuid, billing_id: Uuid },
     /// The product already has an inventory record; update that one instead.
     #[error("product {product_id} already has inventory record {inventory_id}")]
     InventoryExists {

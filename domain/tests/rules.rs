@@ -968,14 +968,64 @@ fn updating_an_order_needs_its_customer_and_products() {
     );
 }
 
+#[test]
+fn an_order_cannot_change_customer() {
+    let ada = customer();
+    let bob = customer();
+    let a = product(100);
+    let current = order(&ada, &[&a]);
+    let a_stock = stock_of(&a, 5);
+
+    let result = decide::update_order(
+        Some(&current),
+        current.id,
+        order_draft(&bob, &[&a]),
+        &ctx(&bob, &[&a], &[&a_stock]),
+    );
+
+    assert!(
+        matches!(
+            result,
+            Err(DomainError::Invalid {
+                field: "customer_id",
+                ..
+            })
+        ),
+        "{result:?}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Orders: deleting
+
+#[test]
+fn a_billed_order_cannot_be_deleted() {
+    let ada = customer();
+    let a = product(100);
+    let current = order(&ada, &[&a]);
+    let billing_id = BillingId::new();
+
+    let result = decide::delete_order(
+        Some(&current),
+        current.id,
+        &stock_map(&[&stock_of(&a, 1)]),
+        Some(billing_id),
+    );
+
+    assert_eq!(
+        result,
+        Err(DomainError::OrderBilled {
+            order_id: current.id.0,
+            billing_id: billing_id.0
+        })
+    );
+}
 
 #[test]
 fn deleting_an_unknown_order_is_not_found() {
     let id = OrderId::new();
 
-    let result = decide::delete_order(None, id, &BTreeMap::new());
+    let result = decide::delete_order(None, id, &BTreeMap::new(), None);
 
     assert_eq!(
         result,
@@ -999,6 +1049,7 @@ fn deleting_an_order_gives_all_its_units_back() {
         Some(&current),
         current.id,
         &stock_map(&[&a_stock, &b_stock]),
+        None,
     )
     .unwrap();
 
@@ -1018,7 +1069,7 @@ fn deleting_an_order_skips_products_whose_inventory_record_is_gone() {
     let a_stock = stock_of(&a, 3);
 
     let changes =
-        decide::delete_order(Some(&current), current.id, &stock_map(&[&a_stock])).unwrap();
+        decide::delete_order(Some(&current), current.id, &stock_map(&[&a_stock]), None).unwrap();
 
     assert_eq!(changes[0], Change::deleted(current.clone()));
     assert_eq!(stock_after(&changes), BTreeMap::from([(a.id, 4)]));
@@ -1032,7 +1083,7 @@ fn giving_stock_back_never_leaves_a_record_above_max_quantity() {
     // After the order took its unit, the record was set back to the largest valid amount.
     let a_stock = stock_of(&a, MAX_QUANTITY);
 
-    let result = decide::delete_order(Some(&current), current.id, &stock_map(&[&a_stock]));
+    let result = decide::delete_order(Some(&current), current.id, &stock_map(&[&a_stock]), None);
 
     // Whatever the domain decides (refuse, or cap), no record may hold more than MAX_QUANTITY.
     if let Ok(changes) = result {

@@ -28,6 +28,12 @@ pub enum StoreError {
         id: Uuid,
         reason: String,
     },
+    #[error("corrupt unique index {index} for {value}: {reason}")]
+    CorruptUnique {
+        index: &'static str,
+        value: Uuid,
+        reason: String,
+    },
     #[error(transparent)]
     Decode(#[from] crate::codec::DecodeError),
 }
@@ -113,10 +119,19 @@ impl EventStore {
             .arg(values.iter().map(Uuid::to_string).collect::<Vec<_>>())
             .query_async(&mut self.conn.clone())
             .await?;
-        Ok(raw
-            .into_iter()
-            .map(|v| v.and_then(|s| Uuid::parse_str(&s).ok()))
-            .collect())
+        raw.into_iter()
+            .zip(values)
+            .map(|(owner, value)| match owner {
+                None => Ok(None),
+                Some(s) => Uuid::parse_str(&s)
+                    .map(Some)
+                    .map_err(|e| StoreError::CorruptUnique {
+                        index: index.name(),
+                        value: *value,
+                        reason: e.to_string(),
+                    }),
+            })
+            .collect()
     }
 
     /// Up to `count` entries of one stream, after `after` (exclusive) and up to `until`.
@@ -156,19 +171,33 @@ impl EventStore {
     }
 }
 
-/// A self-reconnecting connection with the store's timeouts.
+/// The store's timeouts and reconnection policy, shared by every connection it makes.
+fn manager_config(config: &RedisConfig) -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_response_timeout(Some(config.response_timeout))
+        .set_connection_timeout(Some(config.connection_timeout))
+        .set_number_of_retries(1)
+        .set_max_delay(std::time::Duration::from_millis(200))
+}
+
+/// A self-reconnecting connection, connected now.
 pub async fn connection_manager(
     config: &RedisConfig,
 ) -> Result<ConnectionManager, redis::RedisError> {
-    let client = config.client()?;
-    let manager_config = ConnectionManagerConfig::new()
-        .set_response_timeout(Some(config.response_timeout))
-        .set_connection_timeout(Some(config.connection_timeout))
-        .set_number_of_retries(2)
-        .set_max_delay(std::time::Duration::from_millis(500));
-    client
-        .get_connection_manager_with_config(manager_config)
+    config
+        .client()?
+        .get_connection_manager_with_config(manager_config(config))
         .await
+}
+
+/// A self-reconnecting connection that connects on first use, so a process can start while
+/// Redis is down. Must be called inside a tokio runtime, which then drives reconnections.
+pub fn lazy_connection_manager(
+    config: &RedisConfig,
+) -> Result<ConnectionManager, redis::RedisError> {
+    config
+        .client()?
+        .get_connection_manager_lazy(manager_config(config))
 }
 
 /// `FUNCTION LOAD REPLACE` of a library's source.

@@ -544,3 +544,39 @@ async fn bad_entries_give_errors_naming_the_entry() {
         assert!(err.contains(why), "{err} should say {why}");
     }
 }
+
+#[tokio::test]
+async fn an_entry_added_by_hand_above_the_clock_never_makes_an_append_fail_halfway() {
+    let server = RedisServer::start();
+    let store = store(&server).await;
+    let mut conn = store.connection();
+    // Someone writes far in the future of one stream, outside the store.
+    let far = now_ms() + 3_600_000;
+    let _: String = redis::cmd("XADD")
+        .arg("events:product_created")
+        .arg(format!("{far}-5"))
+        .arg("event_id")
+        .arg(Uuid::new_v4().to_string())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+
+    // An append that writes that stream after another one succeeds, with IDs past the entry.
+    let appended = store
+        .append_guarded(
+            &Append::new()
+                .change(Change::created(customer("first")))
+                .change(Change::created(product(100))),
+        )
+        .await
+        .unwrap();
+    assert_eq!(appended.len(), 2);
+    assert!(appended[0].entry_id > EntryId::new(far, 5));
+    assert!(appended[1].entry_id > appended[0].entry_id);
+    // And the clock moved on: later appends stay above it too.
+    let later = store
+        .append_guarded(&Append::new().change(Change::created(customer("later"))))
+        .await
+        .unwrap();
+    assert!(later[0].entry_id > appended[1].entry_id);
+}

@@ -75,6 +75,25 @@ local function append_guarded(keys, args)
 
   local n_events = tonumber(take())
   local ms, seq = next_id(keys[1])
+  -- An entry written to a target stream without this Function (by hand, or after the clock key
+  -- was lost) may sit above the clock: start past it, so that no XADD below can fail halfway.
+  local checked = {}
+  for i = 0, n_events - 1 do
+    local stream = keys[tonumber(args[pos + i * 7])]
+    if not checked[stream] then
+      checked[stream] = true
+      local top = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)[1]
+      if top then
+        local tms, tseq = string.match(top[1], '^(%d+)-(%d+)$')
+        tms = tonumber(tms)
+        tseq = tonumber(tseq)
+        if ms < tms or (ms == tms and seq <= tseq) then
+          ms = tms
+          seq = tseq + 1
+        end
+      end
+    end
+  end
   local ids = {1}
   for i = 1, n_events do
     local stream = keys[tonumber(take())]
