@@ -1,1 +1,134 @@
-//! placeholder
+//! OrderShop's projections: everything that is derived from the event log.
+//!
+//! - [`runner`]: one consumer-group runner for every projection (create the group, re-process
+//!   own pending entries, read new ones with BLOCK, apply, ack, reclaim a dead consumer's
+//!   entries, dead-letter a poison entry, stop on shutdown).
+//! - [`entity_cache`]: the entity cache the gateway answers queries from.
+//! - [`crm`]: the customer-relationship view and the customer messages (through an outbox).
+//! - [`msg`]: the message service's delivery of the outbox, exactly once per message id.
+//! - [`rebuild`] and [`status`]: the operator commands (rebuild a projection, show lag).
+//!
+//! Each projection applies a batch in one Redis Function call that checks each entity's version,
+//! writes its keys and records the version applied, atomically; the runner acks afterwards. So
+//! delivery is at-least-once and the effect exactly-once. docs/projections.md documents the keys
+//! and the delivery semantics.
+
+pub mod crm;
+pub mod entity_cache;
+pub mod error;
+pub mod msg;
+pub mod projection;
+mod read;
+pub mod rebuild;
+pub mod runner;
+pub mod status;
+
+pub use crm::Crm;
+pub use entity_cache::EntityCache;
+pub use error::{ProjectionError, UnknownProjection};
+pub use msg::MsgDelivery;
+pub use projection::{Mode, Projection, Replayable};
+pub use rebuild::{rebuild_projection, RebuildReport};
+pub use runner::{run_until_stopped, Runner, RunnerOptions, Source, StepReport};
+pub use status::{group_status, ConsumerStatus, GroupStatus};
+
+use ordershop_eventstore::{keys, Stream};
+use std::fmt;
+use std::str::FromStr;
+
+/// The projections the shop runs. `name()` is also the consumer group's name, and the prefix of
+/// the projection's bookkeeping keys, so it must never change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ProjectionName {
+    EntityCache,
+    Crm,
+    MsgDelivery,
+}
+
+impl ProjectionName {
+    pub const ALL: [ProjectionName; 3] = [
+        ProjectionName::EntityCache,
+        ProjectionName::Crm,
+        ProjectionName::MsgDelivery,
+    ];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            ProjectionName::EntityCache => "entity-cache",
+            ProjectionName::Crm => "crm",
+            ProjectionName::MsgDelivery => "msg-service",
+        }
+    }
+
+    /// The streams this projection's group reads.
+    pub fn streams(self) -> Vec<String> {
+        match self {
+            ProjectionName::EntityCache | ProjectionName::Crm => {
+                self.event_streams().iter().map(Stream::key).collect()
+            }
+            ProjectionName::MsgDelivery => vec![keys::outbox()],
+        }
+    }
+
+    /// The event streams this projection derives its state from (none for the message sink).
+    pub fn event_streams(self) -> Vec<Stream> {
+        match self {
+            ProjectionName::EntityCache => Stream::all(),
+            ProjectionName::Crm => crm::KINDS.into_iter().flat_map(Stream::of_kind).collect(),
+            ProjectionName::MsgDelivery => Vec::new(),
+        }
+    }
+
+    /// Whether `rebuild` applies: the message sink is not a view of the log.
+    pub fn is_rebuildable(self) -> bool {
+        !matches!(self, ProjectionName::MsgDelivery)
+    }
+}
+
+impl fmt::Display for ProjectionName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl serde::Serialize for ProjectionName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl FromStr for ProjectionName {
+    type Err = UnknownProjection;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ProjectionName::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| UnknownProjection(s.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn projection_names_are_the_group_names_and_parse_back() {
+        let names: Vec<&str> = ProjectionName::ALL.iter().map(|p| p.name()).collect();
+        assert_eq!(names, ["entity-cache", "crm", "msg-service"]);
+        for p in ProjectionName::ALL {
+            assert_eq!(p.name().parse::<ProjectionName>(), Ok(p));
+        }
+        assert!("cache".parse::<ProjectionName>().is_err());
+    }
+
+    #[test]
+    fn each_projection_reads_the_streams_it_needs() {
+        assert_eq!(ProjectionName::EntityCache.streams().len(), 15);
+        assert_eq!(ProjectionName::Crm.streams().len(), 12);
+        assert!(!ProjectionName::Crm
+            .streams()
+            .iter()
+            .any(|s| s.contains("inventory")));
+        assert_eq!(ProjectionName::MsgDelivery.streams(), [keys::outbox()]);
+    }
+}

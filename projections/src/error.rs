@@ -1,0 +1,48 @@
+//! The projections' infrastructure failures. A bad entry is not an error here: it is a value the
+//! runner acts on (retry, then dead-letter), so these are only what an operator must look at.
+
+use ordershop_eventstore::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    #[error("Redis unavailable")]
+    Redis(#[from] redis::RedisError),
+    #[error("event store unavailable")]
+    Store(#[from] StoreError),
+    #[error(
+        "projection `{0}` cannot be rebuilt: it is a sink of side effects, not a view of the log"
+    )]
+    NotRebuildable(&'static str),
+    #[error("a rebuild of `{0}` is already running (its pause lease is held)")]
+    RebuildRunning(&'static str),
+    #[error("the rebuild of `{0}` lost its pause lease (it was stalled longer than the lease)")]
+    LeaseLost(&'static str),
+    #[error("unexpected reply from {what}: {detail}")]
+    Protocol { what: String, detail: String },
+}
+
+impl ProjectionError {
+    pub(crate) fn protocol(what: impl Into<String>, detail: impl Into<String>) -> Self {
+        ProjectionError::Protocol {
+            what: what.into(),
+            detail: detail.into(),
+        }
+    }
+}
+
+/// `unknown projection` for [`ProjectionName`](crate::ProjectionName)'s `FromStr`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown projection `{0}` (expected entity-cache, crm or msg-service)")]
+pub struct UnknownProjection(pub String);
+
+/// Formats an error with its whole cause chain, for logs.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

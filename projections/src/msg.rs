@@ -1,0 +1,112 @@
+//! The message service's delivery (the msg-service role): its own consumer group on the outbox
+//! delivers each message exactly once, whoever wrote it (the CRM, or `POST /email` with kind
+//! `direct`) and however often it is delivered to the group, by deduplicating on the message id
+//! in the same atomic step that records the delivery (`lua/msg.lua`).
+//!
+//! "Delivering" here means appending to the mail sink that `GET /emails` lists; a real mail
+//! gateway would sit behind the same dedupe.
+
+use crate::projection::{Entry, Mode, Projection};
+use crate::ProjectionName;
+use ordershop_eventstore::keys;
+
+const NAME: &str = ProjectionName::MsgDelivery.name();
+const LIBRARY: &str = include_str!("lua/msg.lua");
+
+/// An outbox entry: `msg_id`, `to`, `msg` (required), `kind` (`direct` when absent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxMessage {
+    pub msg_id: String,
+    pub to: String,
+    pub msg: String,
+    pub kind: String,
+}
+
+/// The message-delivery projection: a sink, so it has no rebuild.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MsgDelivery;
+
+impl Projection for MsgDelivery {
+    type Event = OutboxMessage;
+
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn streams(&self) -> Vec<String> {
+        ProjectionName::MsgDelivery.streams()
+    }
+
+    fn library(&self) -> &'static str {
+        LIBRARY
+    }
+
+    fn decode(&self, entry: &Entry) -> Result<OutboxMessage, String> {
+        let required = |name: &str| {
+            entry
+                .text(name)
+                .filter(|v| !v.trim().is_empty())
+                .map(str::to_owned)
+                .ok_or_else(|| format!("outbox entry has no `{name}`"))
+        };
+        Ok(OutboxMessage {
+            msg_id: required("msg_id")?,
+            to: required("to")?,
+            msg: required("msg")?,
+            kind: entry
+                .text("kind")
+                .filter(|k| !k.is_empty())
+                .unwrap_or("direct")
+                .to_owned(),
+        })
+    }
+
+    fn apply_call(&self, mode: Mode<'_>, messages: &[&OutboxMessage]) -> redis::Cmd {
+        let mut cmd = redis::cmd("FCALL");
+        cmd.arg("msg_deliver")
+            .arg(3)
+            .arg(keys::projection_paused(NAME))
+            .arg(keys::delivered_ids())
+            .arg(keys::delivered())
+            .arg(&mode.header()[..]);
+        for m in messages {
+            cmd.arg(&m.msg_id).arg(&m.to).arg(&m.msg).arg(&m.kind);
+        }
+        cmd
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ordershop_eventstore::EntryId;
+    use redis::Value;
+
+    fn entry(fields: &[(&str, &str)]) -> Entry {
+        Entry {
+            stream: keys::outbox(),
+            id: EntryId::new(1, 0),
+            fields: fields
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), Value::BulkString(v.as_bytes().to_vec())))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_message_needs_an_id_an_address_and_a_text() {
+        let ok = MsgDelivery
+            .decode(&entry(&[("msg_id", "m1"), ("to", "a@b.co"), ("msg", "hi")]))
+            .unwrap();
+        assert_eq!(ok.kind, "direct");
+        let err = MsgDelivery
+            .decode(&entry(&[("to", "a@b.co"), ("msg", "hi")]))
+            .unwrap_err();
+        assert!(err.contains("msg_id"), "{err}");
+    }
+
+    #[test]
+    fn the_library_is_named_as_the_key_scheme_says() {
+        assert!(LIBRARY.starts_with(&format!("#!lua name={}\n", keys::MSG_LIBRARY)));
+    }
+}

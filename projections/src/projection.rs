@@ -1,0 +1,172 @@
+//! The small traits a projection implements so that one runner (and one rebuilder) serves them
+//! all: a stable name, the streams it reads, its Function library, how an entry decodes, and the
+//! one Function call that applies a batch atomically.
+
+use crate::error::ProjectionError;
+use ordershop_eventstore::codec::RawEntry;
+use ordershop_eventstore::{EntryId, StoredEvent, Stream};
+use redis::aio::ConnectionManager;
+use redis::Value;
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::Duration;
+
+/// A stream entry handed to a projection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    /// The stream's key.
+    pub stream: String,
+    pub id: EntryId,
+    pub fields: HashMap<String, Value>,
+}
+
+impl Entry {
+    /// A field as UTF-8 text, if present.
+    pub fn text(&self, name: &str) -> Option<&str> {
+        match self.fields.get(name)? {
+            Value::BulkString(bytes) => std::str::from_utf8(bytes).ok(),
+            Value::SimpleString(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The fields as (name, bytes) pairs, e.g. to copy the entry to a dead-letter stream.
+    pub fn field_bytes(&self) -> Vec<(String, Vec<u8>)> {
+        let mut fields: Vec<(String, Vec<u8>)> = self
+            .fields
+            .iter()
+            .map(|(name, value)| {
+                let bytes = match value {
+                    Value::BulkString(bytes) => bytes.clone(),
+                    Value::SimpleString(s) => s.clone().into_bytes(),
+                    Value::Int(i) => i.to_string().into_bytes(),
+                    other => format!("{other:?}").into_bytes(),
+                };
+                (name.clone(), bytes)
+            })
+            .collect();
+        fields.sort();
+        fields
+    }
+
+    /// Decodes an event-stream entry with the store's codec.
+    pub fn decode_event(&self) -> Result<StoredEvent, String> {
+        let stream: Stream = self.stream.parse()?;
+        RawEntry {
+            stream,
+            id: self.id,
+            fields: self.fields.clone(),
+        }
+        .decode()
+        .map_err(|e| e.reason)
+    }
+}
+
+impl From<RawEntry> for Entry {
+    fn from(raw: RawEntry) -> Self {
+        Entry {
+            stream: raw.stream.key(),
+            id: raw.id,
+            fields: raw.fields,
+        }
+    }
+}
+
+/// Who is applying: the live consumers, or a rebuild holding the pause lease with its token.
+/// Every projection Function first checks it: live batches are refused while a rebuild holds
+/// the lease, and a rebuild's batches are refused once it has lost the lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode<'a> {
+    Live,
+    Rebuild { token: &'a str, lease: Duration },
+}
+
+impl Mode<'_> {
+    /// The Functions' common leading arguments: mode, token, lease in ms.
+    pub fn header(&self) -> [String; 3] {
+        match self {
+            Mode::Live => ["live".into(), String::new(), "0".into()],
+            Mode::Rebuild { token, lease } => [
+                "rebuild".into(),
+                (*token).to_owned(),
+                lease.as_millis().max(1).to_string(),
+            ],
+        }
+    }
+}
+
+/// What a projection Function answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallOutcome {
+    /// The batch is applied: `applied` events changed the state, `skipped` were already in it.
+    Done { applied: u64, skipped: u64 },
+    /// A rebuild holds the pause lease: nothing was applied, retry later.
+    Paused,
+    /// (Rebuild only) the lease is no longer this rebuild's: nothing was applied.
+    LeaseLost,
+}
+
+impl CallOutcome {
+    pub(crate) fn parse(function: &str, reply: &Value) -> Result<Self, ProjectionError> {
+        let bad = || ProjectionError::protocol(function, format!("{reply:?}"));
+        let Value::Array(items) = reply else {
+            return Err(bad());
+        };
+        let int = |i: usize| match items.get(i) {
+            Some(Value::Int(n)) => Some(*n),
+            _ => None,
+        };
+        match int(0).ok_or_else(bad)? {
+            0 => Ok(CallOutcome::Done {
+                applied: int(1).and_then(|n| u64::try_from(n).ok()).ok_or_else(bad)?,
+                skipped: int(2).and_then(|n| u64::try_from(n).ok()).ok_or_else(bad)?,
+            }),
+            -1 => Ok(CallOutcome::Paused),
+            -2 => Ok(CallOutcome::LeaseLost),
+            _ => Err(bad()),
+        }
+    }
+}
+
+/// A projection the runner can drive. `name()` is its consumer group and must never change.
+pub trait Projection: Clone + Send + Sync + 'static {
+    /// An entry decoded into what the Function call needs.
+    type Event: Send + Sync;
+
+    /// The consumer group's name (also the prefix of the projection's bookkeeping keys).
+    fn name(&self) -> &'static str;
+
+    /// The stream keys its group reads.
+    fn streams(&self) -> Vec<String>;
+
+    /// The source of its Function library, loaded with `FUNCTION LOAD REPLACE`.
+    fn library(&self) -> &'static str;
+
+    /// Decodes one entry, or says why it is poison (it will be retried, then dead-lettered).
+    fn decode(&self, entry: &Entry) -> Result<Self::Event, String>;
+
+    /// The one Function call that applies `events` (in this order) atomically, together with
+    /// the record of what was applied, after checking the pause lease for `mode`. It must
+    /// answer as [`CallOutcome`] parses.
+    fn apply_call(&self, mode: Mode<'_>, events: &[&Self::Event]) -> redis::Cmd;
+}
+
+/// A projection that is a pure view of the log, so it can be wiped and rebuilt by a replay.
+/// (The message sink is not one: re-running it would mean re-sending.)
+pub trait Replayable: Projection {
+    /// The event streams it is derived from (replayed merged in ID order).
+    fn event_streams(&self) -> Vec<Stream>;
+
+    /// SCAN MATCH patterns (or exact key names) covering every key of its state: what a rebuild
+    /// wipes, and what its tests compare.
+    fn state_patterns(&self) -> Vec<String>;
+
+    /// Work after the log was replayed, still under the pause lease.
+    fn after_replay(
+        &self,
+        conn: &mut ConnectionManager,
+    ) -> impl Future<Output = Result<(), ProjectionError>> + Send {
+        let _ = conn;
+        async { Ok(()) }
+    }
+}

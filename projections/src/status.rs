@@ -1,0 +1,232 @@
+//! `status`: per projection group, its consumers, pending entries, lag, last delivered ID and
+//! dead-lettered count, from XINFO (Redis 7 reports each group's lag per stream). The CLI
+//! prints it as a table or JSON and exits non-zero when a group is behind a threshold.
+
+use crate::error::ProjectionError;
+use crate::read::{pairs, text};
+use crate::ProjectionName;
+use ordershop_eventstore::store::connection_manager;
+use ordershop_eventstore::{keys, EntryId, RedisConfig};
+use redis::aio::ConnectionManager;
+use redis::Value;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// One consumer of a group, summed over the group's streams.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConsumerStatus {
+    pub name: String,
+    /// Entries delivered to it and not yet acknowledged.
+    pub pending: u64,
+    /// Milliseconds since it last read (the shortest over the streams).
+    pub idle_ms: u64,
+}
+
+/// The state of one projection's consumer group, summed over its streams.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GroupStatus {
+    pub projection: ProjectionName,
+    /// The group's name (`projection.name()`).
+    pub group: &'static str,
+    /// Streams the group reads, and how many of them do not have the group yet (no consumer of
+    /// the projection has started since the stream appeared).
+    pub streams: usize,
+    pub streams_without_group: usize,
+    pub consumers: Vec<ConsumerStatus>,
+    /// Entries delivered to a consumer and not acknowledged yet.
+    pub pending: u64,
+    /// Entries not yet delivered to the group (Redis 7's per-group lag; counted by hand in the
+    /// rare case Redis cannot tell, after entries were deleted from a stream).
+    pub lag: u64,
+    /// The highest ID delivered to the group over its streams (IDs are store-wide, so this is
+    /// how far the projection has read); `None` when nothing was delivered yet.
+    #[serde(serialize_with = "as_text")]
+    pub last_delivered: Option<EntryId>,
+    /// Entries moved to the projection's dead-letter stream.
+    pub dead_lettered: u64,
+    /// A rebuild holds the projection's pause lease.
+    pub paused: bool,
+}
+
+impl GroupStatus {
+    /// Entries the projection has not finished with: not delivered yet, or delivered and not
+    /// acknowledged.
+    pub fn behind(&self) -> u64 {
+        self.lag + self.pending
+    }
+
+    /// Whether the group is more than `threshold` entries behind.
+    pub fn is_behind(&self, threshold: u64) -> bool {
+        self.behind() > threshold
+    }
+}
+
+fn as_text<S: serde::Serializer>(id: &Option<EntryId>, s: S) -> Result<S::Ok, S::Error> {
+    match id {
+        Some(id) => s.serialize_some(&id.to_string()),
+        None => s.serialize_none(),
+    }
+}
+
+/// The status of every projection's group.
+pub async fn group_status(redis: &RedisConfig) -> Result<Vec<GroupStatus>, ProjectionError> {
+    let mut conn = connection_manager(redis).await?;
+    let mut all = Vec::with_capacity(ProjectionName::ALL.len());
+    for projection in ProjectionName::ALL {
+        all.push(status_of(&mut conn, projection).await?);
+    }
+    Ok(all)
+}
+
+fn int(value: Option<&&Value>) -> Option<u64> {
+    match value {
+        Some(Value::Int(n)) => u64::try_from(*n).ok(),
+        Some(other) => text(other)?.parse().ok(),
+        None => None,
+    }
+}
+
+async fn status_of(
+    conn: &mut ConnectionManager,
+    projection: ProjectionName,
+) -> Result<GroupStatus, ProjectionError> {
+    let group = projection.name();
+    let streams = projection.streams();
+    let mut status = GroupStatus {
+        projection,
+        group,
+        streams: streams.len(),
+        streams_without_group: 0,
+        consumers: Vec::new(),
+        pending: 0,
+        lag: 0,
+        last_delivered: None,
+        dead_lettered: 0,
+        paused: false,
+    };
+    let mut consumers: BTreeMap<String, ConsumerStatus> = BTreeMap::new();
+    for stream in &streams {
+        let groups: Result<Value, redis::RedisError> = redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg(stream)
+            .query_async(conn)
+            .await;
+        let groups = match groups {
+            Ok(groups) => groups,
+            // The stream does not exist yet: nothing to read.
+            Err(e) if e.detail().is_some_and(|d| d.contains("no such key")) => {
+                status.streams_without_group += 1;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let Value::Array(groups) = groups else {
+            return Err(ProjectionError::protocol(
+                "XINFO GROUPS",
+                format!("{groups:?}"),
+            ));
+        };
+        let info = groups.iter().find_map(|g| {
+            let fields: BTreeMap<String, &Value> = pairs(g)?
+                .into_iter()
+                .filter_map(|(k, v)| Some((text(k)?, v)))
+                .collect();
+            (fields.get("name").and_then(|n| text(n)).as_deref() == Some(group)).then_some(fields)
+        });
+        let Some(info) = info else {
+            // No group yet: a consumer would start from the beginning, so all of it is lag.
+            status.streams_without_group += 1;
+            let len: u64 = redis::cmd("XLEN").arg(stream).query_async(conn).await?;
+            status.lag += len;
+            continue;
+        };
+        status.pending += int(info.get("pending")).unwrap_or(0);
+        let last = info
+            .get("last-delivered-id")
+            .and_then(|v| text(v))
+            .and_then(|s| s.parse::<EntryId>().ok())
+            .unwrap_or(EntryId::ZERO);
+        if last > EntryId::ZERO {
+            status.last_delivered = status.last_delivered.max(Some(last));
+        }
+        status.lag += match int(info.get("lag")) {
+            Some(lag) => lag,
+            None => count_after(conn, stream, last).await?,
+        };
+
+        let listed: Value = redis::cmd("XINFO")
+            .arg("CONSUMERS")
+            .arg(stream)
+            .arg(group)
+            .query_async(conn)
+            .await?;
+        let Value::Array(listed) = listed else {
+            return Err(ProjectionError::protocol(
+                "XINFO CONSUMERS",
+                format!("{listed:?}"),
+            ));
+        };
+        for consumer in &listed {
+            let Some(fields) = pairs(consumer) else {
+                continue;
+            };
+            let fields: BTreeMap<String, &Value> = fields
+                .into_iter()
+                .filter_map(|(k, v)| Some((text(k)?, v)))
+                .collect();
+            let Some(name) = fields.get("name").and_then(|n| text(n)) else {
+                continue;
+            };
+            let pending = int(fields.get("pending")).unwrap_or(0);
+            let idle_ms = int(fields.get("idle")).unwrap_or(0);
+            let entry = consumers.entry(name.clone()).or_insert(ConsumerStatus {
+                name,
+                pending: 0,
+                idle_ms,
+            });
+            entry.pending += pending;
+            entry.idle_ms = entry.idle_ms.min(idle_ms);
+        }
+    }
+    status.consumers = consumers.into_values().collect();
+    status.dead_lettered = redis::cmd("XLEN")
+        .arg(keys::dead_letters(group))
+        .query_async(conn)
+        .await?;
+    let paused: u64 = redis::cmd("EXISTS")
+        .arg(keys::projection_paused(group))
+        .query_async(conn)
+        .await?;
+    status.paused = paused == 1;
+    Ok(status)
+}
+
+/// Entries of a stream after `after`, counted page by page: the lag when Redis cannot report it.
+async fn count_after(
+    conn: &mut ConnectionManager,
+    stream: &str,
+    after: EntryId,
+) -> Result<u64, ProjectionError> {
+    const PAGE: usize = 10_000;
+    let mut count = 0;
+    let mut from = after;
+    loop {
+        let ids: Vec<Value> = redis::cmd("XRANGE")
+            .arg(stream)
+            .arg(format!("({from}"))
+            .arg("+")
+            .arg("COUNT")
+            .arg(PAGE)
+            .query_async(conn)
+            .await?;
+        count += ids.len() as u64;
+        let last = ids.last().and_then(|entry| match entry {
+            Value::Array(parts) => parts.first().and_then(text)?.parse::<EntryId>().ok(),
+            _ => None,
+        });
+        match last {
+            Some(last) if ids.len() == PAGE => from = last,
+            _ => return Ok(count),
+        }
+    }
+}
