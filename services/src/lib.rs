@@ -1,1 +1,29 @@
-//! placeholder
+//! OrderShop's HTTP roles: the five domain services (customer, product, inventory, order,
+//! billing), the gateway, the message service, and the `/health` endpoints of the roles whose
+//! work happens elsewhere (crm-service, entity-cache).
+//!
+//! Layers, outside in:
+//! - [`http`]: thin handlers — parse into validated types ([`wire`]), call the application
+//!   layer, map the result ([`error`]);
+//! - the application layer: [`commands`] (read heads, decide, guarded append, retry),
+//!   [`gateway`] (forward commands, wait for the entity cache), [`queries`] (read the entity
+//!   cache), [`messages`] (outbox and delivered mail);
+//! - the event store (`ordershop-eventstore`) and the pure domain (`ordershop-domain`).
+//!
+//! A binary runs a role with [`serve`], given a [`Config`] and a bound listener.
+
+pub mod commands;
+pub mod config;
+pub mod connection;
+pub mod error;
+pub mod gateway;
+pub mod http;
+pub mod messages;
+pub mod queries;
+pub mod routes;
+pub mod server;
+pub mod versions;
+pub mod wire;
+
+pub use config::{Config, ConfigError, Role};
+pub use server::serve;

@@ -1,0 +1,266 @@
+//! The application layer of the domain services: what happens between a validated request and
+//! the log.
+//!
+//! Every command follows one loop: read the heads it needs through a [`Snapshot`] (which
+//! remembers the version of every head it read), let the pure domain decide, and append the
+//! changes guarded by ALL those versions, plus any unique claims. If anything it read changed
+//! in the meantime the store refuses the append and the loop reads again and decides again, a
+//! bounded number of times with a small jittered backoff. So no decision is ever taken on stale
+//! state, and an order and all its stock changes land in one atomic append (no oversell).
+//!
+//! What each entity type reads and decides is in [`plans`]; this module is the loop.
+
+mod plans;
+
+use crate::versions::VersionStamp;
+use ordershop_domain::entity::EntityState;
+use ordershop_domain::{DomainError, EntityKind, Head};
+use ordershop_eventstore::{Append, AppendError, Appended, EventStore, StoreError, UniqueIndex};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+use uuid::Uuid;
+
+pub use plans::EntityCommands;
+
+/// Why a command was not carried out.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// The domain refused it (a 4xx for the client).
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    /// The data it needed kept changing under it; nothing was appended.
+    #[error("gave up after {attempts} attempts, the last on: {last}")]
+    Contended { attempts: u32, last: String },
+    /// Reading the store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Appending failed for another reason than a conflict.
+    #[error(transparent)]
+    Append(AppendError),
+}
+
+/// How often, and how patiently, a command re-reads and decides again after a conflict.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub attempts: u32,
+    /// The first pause; each later one may be twice as long, up to `max_backoff`.
+    pub first_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            attempts: 32,
+            first_backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(20),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// A random pause before retry `retry` (1-based): full jitter, so that writers that collided
+    /// spread out instead of colliding again.
+    fn backoff(&self, retry: u32) -> Duration {
+        let ceiling = self
+            .first_backoff
+            .saturating_mul(1u32 << retry.saturating_sub(1).min(16))
+            .min(self.max_backoff);
+        let micros = u64::try_from(ceiling.as_micros()).unwrap_or(u64::MAX);
+        // A v4 UUID is 122 random bits: enough randomness without another dependency.
+        let random = Uuid::new_v4().as_u128() as u64;
+        Duration::from_micros(random % micros.saturating_add(1))
+    }
+}
+
+/// What a successful command wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Written {
+    /// The ids of the entities the command was about (the new ids, for a create).
+    pub ids: Vec<Uuid>,
+    /// Every entity version the append produced, the order's stock changes included.
+    pub versions: Vec<VersionStamp>,
+}
+
+impl Written {
+    fn new(ids: Vec<Uuid>, appended: &[Appended]) -> Self {
+        Self {
+            ids,
+            versions: appended.iter().map(VersionStamp::from).collect(),
+        }
+    }
+}
+
+/// The command side of one domain service: creates, updates and deletes entities of any type
+/// that implements [`EntityCommands`].
+#[derive(Clone)]
+pub struct CommandService {
+    store: EventStore,
+    retry: RetryPolicy,
+}
+
+impl CommandService {
+    pub fn new(store: EventStore) -> Self {
+        Self {
+            store,
+            retry: RetryPolicy::default(),
+        }
+    }
+
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    pub fn store(&self) -> &EventStore {
+        &self.store
+    }
+
+    /// Creates one entity per draft, all in one append (all or none). Returns the new ids in
+    /// the order of the drafts.
+    pub async fn create<T: EntityCommands>(
+        &self,
+        drafts: Vec<T::Draft>,
+    ) -> Result<Written, CommandError> {
+        let items: Vec<(Uuid, T::Draft)> =
+            drafts.into_iter().map(|d| (Uuid::new_v4(), d)).collect();
+        if items.is_empty() {
+            return Ok(Written::default());
+        }
+        let (store, items_ref) = (&self.store, &items);
+        let appended = self.run(move || T::plan_create(store, items_ref)).await?;
+        Ok(Written::new(
+            items.iter().map(|(id, _)| *id).collect(),
+            &appended,
+        ))
+    }
+
+    pub async fn update<T: EntityCommands>(
+        &self,
+        id: Uuid,
+        draft: T::Draft,
+    ) -> Result<Written, CommandError> {
+        let (store, draft) = (&self.store, &draft);
+        let appended = self.run(move || T::plan_update(store, id, draft)).await?;
+        Ok(Written::new(vec![id], &appended))
+    }
+
+    pub async fn delete<T: EntityCommands>(&self, id: Uuid) -> Result<Written, CommandError> {
+        let store = &self.store;
+        let appended = self.run(move || T::plan_delete(store, id)).await?;
+        Ok(Written::new(vec![id], &appended))
+    }
+
+    /// The read-decide-append loop.
+    async fn run<F, Fut>(&self, mut plan: F) -> Result<Vec<Appended>, CommandError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<Append, CommandError>>,
+    {
+        let mut last = String::new();
+        for attempt in 0..self.retry.attempts {
+            if attempt > 0 {
+                tokio::time::sleep(self.retry.backoff(attempt)).await;
+            }
+            let append = plan().await?;
+            if append.events.is_empty() {
+                return Ok(Vec::new());
+            }
+            match self.store.append_guarded(&append).await {
+                Ok(appended) => return Ok(appended),
+                Err(
+                    e @ (AppendError::VersionConflict { .. } | AppendError::UniqueConflict { .. }),
+                ) => {
+                    tracing::debug!(attempt, conflict = %e, "append refused; deciding again");
+                    last = e.to_string();
+                }
+                Err(e) => return Err(CommandError::Append(e)),
+            }
+        }
+        tracing::warn!(
+            attempts = self.retry.attempts,
+            last = %last,
+            "command gave up on contended data"
+        );
+        Err(CommandError::Contended {
+            attempts: self.retry.attempts,
+            last,
+        })
+    }
+}
+
+/// The heads a command has read, with their versions: the expectations of its append.
+pub struct Snapshot<'a> {
+    store: &'a EventStore,
+    read: Vec<(EntityKind, Uuid, u64)>,
+}
+
+impl<'a> Snapshot<'a> {
+    pub fn new(store: &'a EventStore) -> Self {
+        Self {
+            store,
+            read: Vec::new(),
+        }
+    }
+
+    /// Reads the heads of these entities (duplicates read once) and remembers their versions.
+    pub async fn heads<T: EntityState>(
+        &mut self,
+        ids: impl IntoIterator<Item = Uuid>,
+    ) -> Result<BTreeMap<Uuid, Head<T>>, StoreError> {
+        let mut ids: Vec<Uuid> = ids.into_iter().collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let heads = self.store.heads::<T>(&ids).await?;
+        for (id, head) in ids.iter().zip(&heads) {
+            self.read.push((T::KIND, *id, head.version));
+        }
+        Ok(ids.into_iter().zip(heads).collect())
+    }
+
+    pub async fn head<T: EntityState>(&mut self, id: Uuid) -> Result<Head<T>, StoreError> {
+        Ok(self.heads::<T>([id]).await?.remove(&id).unwrap_or_default())
+    }
+
+    /// Who holds each of these values of a unique index (values nobody holds are absent). Not
+    /// an expectation: a claim in the append guards the index itself.
+    pub async fn owners(
+        &self,
+        index: UniqueIndex,
+        values: impl IntoIterator<Item = Uuid>,
+    ) -> Result<BTreeMap<Uuid, Uuid>, StoreError> {
+        let mut values: Vec<Uuid> = values.into_iter().collect();
+        values.sort_unstable();
+        values.dedup();
+        let owners = self.store.unique_owners(index, &values).await?;
+        Ok(values
+            .into_iter()
+            .zip(owners)
+            .filter_map(|(value, owner)| owner.map(|o| (value, o)))
+            .collect())
+    }
+
+    /// An append that expects every head read to still be at the version read.
+    pub fn into_append(self) -> Append {
+        self.read
+            .into_iter()
+            .fold(Append::new(), |append, (kind, id, version)| {
+                append.expect(kind, id, version)
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_stays_within_the_ceiling() {
+        let policy = RetryPolicy::default();
+        for retry in 1..40 {
+            assert!(policy.backoff(retry) <= policy.max_backoff);
+        }
+        assert!(policy.backoff(1) <= policy.first_backoff);
+    }
+}

@@ -1,0 +1,385 @@
+//! What each entity type's commands read and decide: one attempt of the command loop, turning
+//! drafts into a guarded [`Append`]. Reading goes through a [`Snapshot`], so every head read
+//! becomes an expectation of the append.
+//!
+//! Customers and products read nothing but their own head; inventory records and billings also
+//! hold a unique claim (one record per product, one billing per order); orders read their
+//! customer, their products and those products' stock, and move the stock in the same append.
+
+use super::{CommandError, Snapshot};
+use crate::wire::{BillingBody, CustomerBody, InventoryBody, OrderBody, ProductBody, WireBody};
+use ordershop_domain::decide::{self, Change, OrderContext, OrderDraft};
+use ordershop_domain::entity::EntityState;
+use ordershop_domain::{
+    Billing, BillingId, Customer, CustomerId, DomainError, Entity, Inventory, InventoryId, Order,
+    OrderId, Product, ProductId,
+};
+use ordershop_eventstore::{Append, EventStore, StoreError, UniqueIndex};
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use uuid::Uuid;
+
+/// The commands of one entity type: its wire body, its draft and how to plan each command.
+pub trait EntityCommands: EntityState + Send + Sync {
+    type Body: WireBody<Draft = Self::Draft>;
+    type Draft: Clone + Send + Sync;
+
+    /// One attempt at creating an entity per item (new id, draft).
+    fn plan_create(
+        store: &EventStore,
+        items: &[(Uuid, Self::Draft)],
+    ) -> impl Future<Output = Result<Append, CommandError>> + Send;
+
+    fn plan_update(
+        store: &EventStore,
+        id: Uuid,
+        draft: &Self::Draft,
+    ) -> impl Future<Output = Result<Append, CommandError>> + Send;
+
+    fn plan_delete(
+        store: &EventStore,
+        id: Uuid,
+    ) -> impl Future<Output = Result<Append, CommandError>> + Send;
+}
+
+/// A command that reads only the head of the entity it changes, and optionally gives up the
+/// unique value that entity held.
+async fn plan_on_own_head<T: EntityState + Send + Sync>(
+    store: &EventStore,
+    id: Uuid,
+    decide: impl FnOnce(Option<&T>) -> Result<Vec<Change>, DomainError>,
+    releases: impl FnOnce(&T) -> Option<(UniqueIndex, Uuid)>,
+) -> Result<Append, CommandError> {
+    let mut snapshot = Snapshot::new(store);
+    let head = snapshot.head::<T>(id).await?;
+    let changes = decide(head.entity.as_ref())?;
+    let mut append = snapshot.into_append().changes(changes);
+    if let Some((index, value)) = head.entity.as_ref().and_then(releases) {
+        append = append.release(index, value, id);
+    }
+    Ok(append)
+}
+
+/// Creates entities that each refer to an entity of type `R` and hold that reference's value of
+/// a unique index (one inventory record per product, one billing per order). Items of the same
+/// list see each other's claims, so a list cannot claim a value twice.
+async fn plan_unique_creates<R, D>(
+    store: &EventStore,
+    items: &[(Uuid, D)],
+    index: UniqueIndex,
+    reference: impl Fn(&D) -> Uuid,
+    decide: impl Fn(Uuid, D, Option<&R>, Option<Uuid>) -> Result<Vec<Change>, DomainError>,
+) -> Result<Append, CommandError>
+where
+    R: EntityState + Send + Sync,
+    D: Clone,
+{
+    let mut snapshot = Snapshot::new(store);
+    let referenced = snapshot
+        .heads::<R>(items.iter().map(|(_, d)| reference(d)))
+        .await?;
+    let mut holders = snapshot
+        .owners(index, items.iter().map(|(_, d)| reference(d)))
+        .await?;
+    let mut changes = Vec::new();
+    let mut claims = Vec::new();
+    for (id, draft) in items {
+        let value = reference(draft);
+        let target = referenced.get(&value).and_then(|h| h.entity.as_ref());
+        changes.extend(decide(
+            *id,
+            draft.clone(),
+            target,
+            holders.get(&value).copied(),
+        )?);
+        holders.insert(value, *id);
+        claims.push((value, *id));
+    }
+    Ok(claims.into_iter().fold(
+        snapshot.into_append().changes(changes),
+        |append, (value, owner)| append.claim(index, value, owner),
+    ))
+}
+
+/// Customers and products: no references, no unique values.
+macro_rules! plain_entity_commands {
+    ($entity:ident, $id:ident, $body:ty, $create:path, $update:path, $delete:path) => {
+        impl EntityCommands for $entity {
+            type Body = $body;
+            type Draft = <$body as WireBody>::Draft;
+
+            async fn plan_create(
+                _store: &EventStore,
+                items: &[(Uuid, Self::Draft)],
+            ) -> Result<Append, CommandError> {
+                Ok(Append::new().changes(
+                    items
+                        .iter()
+                        .flat_map(|(id, draft)| $create($id(*id), draft.clone())),
+                ))
+            }
+
+            async fn plan_update(
+                store: &EventStore,
+                id: Uuid,
+                draft: &Self::Draft,
+            ) -> Result<Append, CommandError> {
+                plan_on_own_head::<$entity>(
+                    store,
+                    id,
+                    |current| $update(current, $id(id), draft.clone()),
+                    |_| None,
+                )
+                .await
+            }
+
+            async fn plan_delete(store: &EventStore, id: Uuid) -> Result<Append, CommandError> {
+                plan_on_own_head::<$entity>(
+                    store,
+                    id,
+                    |current| $delete(current, $id(id)),
+                    |_| None,
+                )
+                .await
+            }
+        }
+    };
+}
+
+plain_entity_commands!(
+    Customer,
+    CustomerId,
+    CustomerBody,
+    decide::create_customer,
+    decide::update_customer,
+    decide::delete_customer
+);
+plain_entity_commands!(
+    Product,
+    ProductId,
+    ProductBody,
+    decide::create_product,
+    decide::update_product,
+    decide::delete_product
+);
+
+impl EntityCommands for Inventory {
+    type Body = InventoryBody;
+    type Draft = <InventoryBody as WireBody>::Draft;
+
+    async fn plan_create(
+        store: &EventStore,
+        items: &[(Uuid, Self::Draft)],
+    ) -> Result<Append, CommandError> {
+        plan_unique_creates::<Product, _>(
+            store,
+            items,
+            UniqueIndex::InventoryByProduct,
+            |draft| draft.product_id.0,
+            |id, draft, product, existing| {
+                decide::create_inventory(InventoryId(id), draft, product, existing.map(InventoryId))
+            },
+        )
+        .await
+    }
+
+    async fn plan_update(
+        store: &EventStore,
+        id: Uuid,
+        draft: &Self::Draft,
+    ) -> Result<Append, CommandError> {
+        plan_on_own_head::<Inventory>(
+            store,
+            id,
+            |current| decide::update_inventory(current, InventoryId(id), draft.clone()),
+            |_| None,
+        )
+        .await
+    }
+
+    async fn plan_delete(store: &EventStore, id: Uuid) -> Result<Append, CommandError> {
+        plan_on_own_head::<Inventory>(
+            store,
+            id,
+            |current| decide::delete_inventory(current, InventoryId(id)),
+            |record| Some((UniqueIndex::InventoryByProduct, record.product_id.0)),
+        )
+        .await
+    }
+}
+
+impl EntityCommands for Billing {
+    type Body = BillingBody;
+    type Draft = <BillingBody as WireBody>::Draft;
+
+    async fn plan_create(
+        store: &EventStore,
+        items: &[(Uuid, Self::Draft)],
+    ) -> Result<Append, CommandError> {
+        plan_unique_creates::<Order, _>(
+            store,
+            items,
+            UniqueIndex::BillingByOrder,
+            |draft| draft.order_id.0,
+            |id, draft, order, existing| {
+                decide::create_billing(BillingId(id), draft, order, existing.map(BillingId))
+            },
+        )
+        .await
+    }
+
+    async fn plan_update(
+        store: &EventStore,
+        id: Uuid,
+        draft: &Self::Draft,
+    ) -> Result<Append, CommandError> {
+        plan_on_own_head::<Billing>(
+            store,
+            id,
+            |current| decide::update_billing(current, BillingId(id), draft.clone()),
+            |_| None,
+        )
+        .await
+    }
+
+    async fn plan_delete(store: &EventStore, id: Uuid) -> Result<Append, CommandError> {
+        plan_on_own_head::<Billing>(
+            store,
+            id,
+            |current| decide::delete_billing(current, BillingId(id)),
+            |billing| Some((UniqueIndex::BillingByOrder, billing.order_id.0)),
+        )
+        .await
+    }
+}
+
+/// The current state of products, keyed for the order context (`None`: unknown or deleted).
+async fn read_products(
+    snapshot: &mut Snapshot<'_>,
+    ids: &BTreeSet<ProductId>,
+) -> Result<BTreeMap<ProductId, Option<Product>>, StoreError> {
+    let heads = snapshot.heads::<Product>(ids.iter().map(|p| p.0)).await?;
+    Ok(heads
+        .into_iter()
+        .map(|(id, head)| (ProductId(id), head.entity))
+        .collect())
+}
+
+/// The stock record of each of these products that has one.
+async fn read_stock(
+    snapshot: &mut Snapshot<'_>,
+    products: &BTreeSet<ProductId>,
+) -> Result<BTreeMap<ProductId, Inventory>, StoreError> {
+    let owners = snapshot
+        .owners(
+            UniqueIndex::InventoryByProduct,
+            products.iter().map(|p| p.0),
+        )
+        .await?;
+    let records = snapshot
+        .heads::<Inventory>(owners.values().copied())
+        .await?;
+    Ok(owners
+        .into_iter()
+        .filter_map(|(product, record)| {
+            let record = records.get(&record)?.entity.clone()?;
+            (record.product_id.0 == product).then_some((record.product_id, record))
+        })
+        .collect())
+}
+
+/// Folds the stock changes of an order decision into the context, so that the next order of
+/// the same list decides on the stock this one leaves.
+fn carry_stock(ctx: &mut OrderContext, changes: &[Change]) {
+    for change in changes {
+        if let Entity::Inventory(record) = &change.entity {
+            ctx.stock.insert(record.product_id, record.clone());
+        }
+    }
+}
+
+impl EntityCommands for Order {
+    type Body = OrderBody;
+    type Draft = OrderDraft;
+
+    async fn plan_create(
+        store: &EventStore,
+        items: &[(Uuid, OrderDraft)],
+    ) -> Result<Append, CommandError> {
+        let mut snapshot = Snapshot::new(store);
+        let customers = snapshot
+            .heads::<Customer>(items.iter().map(|(_, d)| d.customer_id.0))
+            .await?;
+        let product_ids: BTreeSet<ProductId> = items
+            .iter()
+            .flat_map(|(_, d)| d.product_ids.iter().copied())
+            .collect();
+        let mut ctx = OrderContext {
+            customer: None,
+            products: read_products(&mut snapshot, &product_ids).await?,
+            stock: read_stock(&mut snapshot, &product_ids).await?,
+        };
+        let mut changes = Vec::new();
+        for (id, draft) in items {
+            ctx.customer = customers
+                .get(&draft.customer_id.0)
+                .and_then(|h| h.entity.clone());
+            let decided = decide::create_order(OrderId(*id), draft.clone(), &ctx)?;
+            carry_stock(&mut ctx, &decided);
+            changes.extend(decided);
+        }
+        Ok(snapshot.into_append().changes(changes))
+    }
+
+    async fn plan_update(
+        store: &EventStore,
+        id: Uuid,
+        draft: &OrderDraft,
+    ) -> Result<Append, CommandError> {
+        let mut snapshot = Snapshot::new(store);
+        let order = snapshot.head::<Order>(id).await?;
+        let Some(current) = order.entity else {
+            // The domain says what updating a missing order means (it is not found).
+            let changes =
+                decide::update_order(None, OrderId(id), draft.clone(), &OrderContext::default())?;
+            return Ok(snapshot.into_append().changes(changes));
+        };
+        let product_ids: BTreeSet<ProductId> = current
+            .product_ids
+            .iter()
+            .chain(&draft.product_ids)
+            .copied()
+            .collect();
+        let ctx = OrderContext {
+            customer: snapshot.head::<Customer>(draft.customer_id.0).await?.entity,
+            products: read_products(&mut snapshot, &product_ids).await?,
+            stock: read_stock(&mut snapshot, &product_ids).await?,
+        };
+        let changes = decide::update_order(Some(&current), OrderId(id), draft.clone(), &ctx)?;
+        Ok(snapshot.into_append().changes(changes))
+    }
+
+    async fn plan_delete(store: &EventStore, id: Uuid) -> Result<Append, CommandError> {
+        let mut snapshot = Snapshot::new(store);
+        let order = snapshot.head::<Order>(id).await?;
+        let product_ids: BTreeSet<ProductId> = order
+            .entity
+            .iter()
+            .flat_map(|o| o.product_ids.iter().copied())
+            .collect();
+        let stock = read_stock(&mut snapshot, &product_ids).await?;
+        let billing = snapshot
+            .owners(UniqueIndex::BillingByOrder, [id])
+            .await?
+            .remove(&id)
+            .map(BillingId);
+        let changes = decide::delete_order(order.entity.as_ref(), OrderId(id), &stock, billing)?;
+        // The order takes its own billing slot, so a billing created while it is being deleted
+        // makes this append conflict (and a later one finds the slot taken), never a billing of
+        // a deleted order.
+        Ok(snapshot
+            .into_append()
+            .claim(UniqueIndex::BillingByOrder, id, id)
+            .changes(changes))
+    }
+}

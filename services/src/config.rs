@@ -1,0 +1,477 @@
+//! Typed configuration of an HTTP role, read from environment variables with defaults.
+//!
+//! Every variable is parsed once, at start-up, into a [`Config`] for one role; a bad value is an
+//! error that names the variable. [`Config::from_lookup`] takes any lookup function so tests
+//! build a config without touching the process environment. Secrets (the Redis password, credentials in
+//! a peer URL) never reach `Debug` output.
+
+use ordershop_domain::EntityKind;
+use ordershop_eventstore::connect::{redact, DEFAULT_REDIS_URL};
+use ordershop_eventstore::{RedisConfig, RedisConfigError};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// The process roles of the shop. Each runs as its own process (or task) and owns one port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Role {
+    Gateway,
+    CustomerService,
+    ProductService,
+    InventoryService,
+    OrderService,
+    BillingService,
+    CrmService,
+    MsgService,
+    EntityCache,
+}
+
+impl Role {
+    pub const ALL: [Role; 9] = [
+        Role::Gateway,
+        Role::CustomerService,
+        Role::ProductService,
+        Role::InventoryService,
+        Role::OrderService,
+        Role::BillingService,
+        Role::CrmService,
+        Role::MsgService,
+        Role::EntityCache,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Role::Gateway => "gateway",
+            Role::CustomerService => "customer-service",
+            Role::ProductService => "product-service",
+            Role::InventoryService => "inventory-service",
+            Role::OrderService => "order-service",
+            Role::BillingService => "billing-service",
+            Role::CrmService => "crm-service",
+            Role::MsgService => "msg-service",
+            Role::EntityCache => "entity-cache",
+        }
+    }
+
+    /// The port the role listens on unless `ORDERSHOP_LISTEN` says otherwise.
+    pub const fn default_port(self) -> u16 {
+        match self {
+            Role::Gateway => 5000,
+            Role::CustomerService => 5001,
+            Role::ProductService => 5002,
+            Role::InventoryService => 5003,
+            Role::OrderService => 5004,
+            Role::BillingService => 5005,
+            Role::MsgService => 5006,
+            Role::CrmService => 5007,
+            Role::EntityCache => 5008,
+        }
+    }
+
+    /// The environment variable that holds this role's URL, for the roles other roles call.
+    pub const fn url_var(self) -> Option<&'static str> {
+        match self {
+            Role::Gateway => None,
+            Role::CustomerService => Some("CUSTOMER_SERVICE_URL"),
+            Role::ProductService => Some("PRODUCT_SERVICE_URL"),
+            Role::InventoryService => Some("INVENTORY_SERVICE_URL"),
+            Role::OrderService => Some("ORDER_SERVICE_URL"),
+            Role::BillingService => Some("BILLING_SERVICE_URL"),
+            Role::MsgService => Some("MSG_SERVICE_URL"),
+            Role::CrmService => Some("CRM_SERVICE_URL"),
+            Role::EntityCache => Some("ENTITY_CACHE_URL"),
+        }
+    }
+
+    /// The domain service that owns the commands of an entity type.
+    pub const fn owner_of(kind: EntityKind) -> Role {
+        match kind {
+            EntityKind::Customer => Role::CustomerService,
+            EntityKind::Product => Role::ProductService,
+            EntityKind::Inventory => Role::InventoryService,
+            EntityKind::Order => Role::OrderService,
+            EntityKind::Billing => Role::BillingService,
+        }
+    }
+
+    /// The entity type whose commands this role serves, if it is a domain service.
+    pub const fn commands(self) -> Option<EntityKind> {
+        match self {
+            Role::CustomerService => Some(EntityKind::Customer),
+            Role::ProductService => Some(EntityKind::Product),
+            Role::InventoryService => Some(EntityKind::Inventory),
+            Role::OrderService => Some(EntityKind::Order),
+            Role::BillingService => Some(EntityKind::Billing),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Role::ALL.iter().map(|r| r.as_str()).collect();
+                format!("unknown role `{s}` (expected one of {})", names.join(", "))
+            })
+    }
+}
+
+pub const REDIS_URL: &str = "REDIS_URL";
+pub const LISTEN: &str = "ORDERSHOP_LISTEN";
+pub const BODY_LIMIT: &str = "ORDERSHOP_BODY_LIMIT";
+pub const HTTP_WORKERS: &str = "ORDERSHOP_HTTP_WORKERS";
+pub const CONSISTENCY_TIMEOUT_MS: &str = "ORDERSHOP_CONSISTENCY_TIMEOUT_MS";
+
+pub const DEFAULT_BODY_LIMIT: usize = 256 * 1024;
+pub const DEFAULT_HTTP_WORKERS: usize = 2;
+pub const DEFAULT_CONSISTENCY_TIMEOUT: Duration = Duration::from_millis(5_000);
+/// actix-server refuses more workers than this.
+const MAX_HTTP_WORKERS: usize = 512;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{var}=`{value}` is invalid: {reason}")]
+    Invalid {
+        var: &'static str,
+        /// The value as given, with any password hidden.
+        value: String,
+        reason: String,
+    },
+    #[error(transparent)]
+    Redis(#[from] RedisConfigError),
+}
+
+/// The configuration of one role.
+#[derive(Clone)]
+pub struct Config {
+    /// The role this configuration was read for.
+    pub role: Role,
+    pub redis: RedisConfig,
+    /// Where the role listens: `ORDERSHOP_LISTEN`, else `127.0.0.1:<its default port>`.
+    pub listen: SocketAddr,
+    /// Base URL (no trailing slash) of each role other roles call.
+    peers: BTreeMap<Role, String>,
+    /// Largest request body accepted, in bytes.
+    pub body_limit: usize,
+    /// HTTP worker threads per server.
+    pub http_workers: usize,
+    /// How long the gateway waits for the entity cache to apply a command's events.
+    pub consistency_timeout: Duration,
+}
+
+impl Config {
+    /// Reads `role`'s configuration from the process environment.
+    pub fn from_env(role: Role) -> Result<Self, ConfigError> {
+        Self::from_lookup(role, |name| std::env::var(name).ok())
+    }
+
+    /// Reads `role`'s configuration through `lookup` (variable name -> value). Unset and empty
+    /// variables take their defaults.
+    pub fn from_lookup(
+        role: Role,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let redis = RedisConfig::new(get(REDIS_URL).unwrap_or_else(|| DEFAULT_REDIS_URL.into()))?;
+        let listen = match get(LISTEN) {
+            Some(value) => parse_listen(value.trim())?,
+            None => SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), role.default_port()),
+        };
+        let mut peers = BTreeMap::new();
+        for role in Role::ALL {
+            let Some(var) = role.url_var() else { continue };
+            let url = match get(var) {
+                Some(url) => parse_peer_url(var, url.trim())?,
+                None => format!("http://127.0.0.1:{}", role.default_port()),
+            };
+            peers.insert(role, url);
+        }
+        let body_limit = parse_number(get(BODY_LIMIT), BODY_LIMIT, DEFAULT_BODY_LIMIT, 1, None)?;
+        let http_workers = parse_number(
+            get(HTTP_WORKERS),
+            HTTP_WORKERS,
+            DEFAULT_HTTP_WORKERS,
+            1,
+            Some(MAX_HTTP_WORKERS),
+        )?;
+        let consistency_ms = parse_number(
+            get(CONSISTENCY_TIMEOUT_MS),
+            CONSISTENCY_TIMEOUT_MS,
+            DEFAULT_CONSISTENCY_TIMEOUT.as_millis() as usize,
+            0,
+            Some(3_600_000),
+        )?;
+        Ok(Self {
+            role,
+            redis,
+            listen,
+            peers,
+            body_limit,
+            http_workers,
+            consistency_timeout: Duration::from_millis(consistency_ms as u64),
+        })
+    }
+
+    /// Where `role` listens when every role runs in one process (`ordershop up`): the gateway
+    /// on `ORDERSHOP_LISTEN` (the address clients are given), every other role on the host
+    /// and port of its URL variable, so that the gateway reaches it where it was told to. A
+    /// URL naming a host rather than an address means all interfaces.
+    pub fn address_of(&self, role: Role) -> SocketAddr {
+        let default = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), role.default_port());
+        if role == Role::Gateway {
+            return if self.role == Role::Gateway {
+                self.listen
+            } else {
+                default
+            };
+        }
+        let Some(url) = self
+            .peer_url(role)
+            .and_then(|u| reqwest::Url::parse(u).ok())
+        else {
+            return default;
+        };
+        let port = url.port_or_known_default().unwrap_or(role.default_port());
+        let host = url.host_str().unwrap_or_default();
+        let ip = match host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+        {
+            Ok(ip) => ip,
+            Err(_) if host == "localhost" => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            Err(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        };
+        SocketAddr::new(ip, port)
+    }
+
+    /// Base URL of a role other roles call (no trailing slash).
+    pub fn peer_url(&self, role: Role) -> Option<&str> {
+        self.peers.get(&role).map(String::as_str)
+    }
+
+    /// Points `role` at another base URL (used by tests and the all-in-one launcher, which
+    /// know the ports they bound).
+    pub fn set_peer_url(&mut self, role: Role, url: impl Into<String>) {
+        let url = url.into();
+        self.peers
+            .insert(role, url.trim_end_matches('/').to_owned());
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let peers: BTreeMap<&str, String> = self
+            .peers
+            .iter()
+            .map(|(role, url)| (role.as_str(), redact(url)))
+            .collect();
+        f.debug_struct("Config")
+            .field("role", &self.role)
+            .field("redis", &self.redis)
+            .field("listen", &self.listen)
+            .field("peers", &peers)
+            .field("body_limit", &self.body_limit)
+            .field("http_workers", &self.http_workers)
+            .field("consistency_timeout", &self.consistency_timeout)
+            .finish()
+    }
+}
+
+fn parse_listen(value: &str) -> Result<SocketAddr, ConfigError> {
+    value.parse().map_err(|_| ConfigError::Invalid {
+        var: LISTEN,
+        value: value.to_owned(),
+        reason: "expected ip:port, e.g. 0.0.0.0:5000".to_owned(),
+    })
+}
+
+fn parse_peer_url(var: &'static str, value: &str) -> Result<String, ConfigError> {
+    let invalid = |reason: String| ConfigError::Invalid {
+        var,
+        value: redact(value),
+        reason,
+    };
+    let url = reqwest::Url::parse(value).map_err(|e| invalid(e.to_string()))?;
+    if url.scheme() != "http" {
+        return Err(invalid(
+            "expected an http:// URL (the services talk plain HTTP to each other)".into(),
+        ));
+    }
+    if url.host_str().is_none() {
+        return Err(invalid("the URL has no host".into()));
+    }
+    Ok(value.trim_end_matches('/').to_owned())
+}
+
+fn parse_number(
+    value: Option<String>,
+    var: &'static str,
+    default: usize,
+    min: usize,
+    max: Option<usize>,
+) -> Result<usize, ConfigError> {
+    let Some(value) = value else {
+        return Ok(default);
+    };
+    let invalid = |reason: String| ConfigError::Invalid {
+        var,
+        value: value.clone(),
+        reason,
+    };
+    let n: usize = value
+        .trim()
+        .parse()
+        .map_err(|_| invalid("expected a whole number".into()))?;
+    if n < min {
+        return Err(invalid(format!("must be at least {min}")));
+    }
+    if let Some(max) = max {
+        if n > max {
+            return Err(invalid(format!("must be at most {max}")));
+        }
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config_for(role: Role, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Config::from_lookup(role, |name| vars.get(name).cloned())
+    }
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        config_for(Role::Gateway, vars)
+    }
+
+    #[test]
+    fn defaults_need_no_environment() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.redis.redacted_url(), "redis://127.0.0.1:6379");
+        assert_eq!(c.listen.to_string(), "127.0.0.1:5000");
+        let cache = config_for(Role::EntityCache, &[]).unwrap();
+        assert_eq!(cache.listen.to_string(), "127.0.0.1:5008");
+        assert_eq!(
+            c.peer_url(Role::OrderService),
+            Some("http://127.0.0.1:5004")
+        );
+        assert_eq!(c.peer_url(Role::MsgService), Some("http://127.0.0.1:5006"));
+        assert_eq!(c.peer_url(Role::CrmService), Some("http://127.0.0.1:5007"));
+        assert_eq!(c.peer_url(Role::Gateway), None);
+        assert_eq!(c.body_limit, 256 * 1024);
+        assert_eq!(c.http_workers, 2);
+        assert_eq!(c.consistency_timeout, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn variables_override_defaults() {
+        let c = config(&[
+            ("REDIS_URL", "redis://shop:pw@redis:6379/0"),
+            ("ORDERSHOP_LISTEN", "0.0.0.0:6000"),
+            ("ORDER_SERVICE_URL", "http://order-service:5004/"),
+            ("ORDERSHOP_BODY_LIMIT", "1024"),
+            ("ORDERSHOP_HTTP_WORKERS", "4"),
+            ("ORDERSHOP_CONSISTENCY_TIMEOUT_MS", "250"),
+            ("PRODUCT_SERVICE_URL", ""),
+        ])
+        .unwrap();
+        assert_eq!(c.listen.to_string(), "0.0.0.0:6000");
+        assert_eq!(
+            c.peer_url(Role::OrderService),
+            Some("http://order-service:5004")
+        );
+        assert_eq!(
+            c.peer_url(Role::ProductService),
+            Some("http://127.0.0.1:5002"),
+            "an empty variable takes the default"
+        );
+        assert_eq!(c.body_limit, 1024);
+        assert_eq!(c.http_workers, 4);
+        assert_eq!(c.consistency_timeout, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn in_one_process_each_role_listens_where_its_url_points() {
+        let c = config_for(
+            Role::CustomerService,
+            &[
+                ("ORDERSHOP_LISTEN", "127.0.0.1:7000"),
+                ("CUSTOMER_SERVICE_URL", "http://127.0.0.1:7001"),
+                ("ORDER_SERVICE_URL", "http://order-service:7004"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            c.address_of(Role::CustomerService).to_string(),
+            "127.0.0.1:7001"
+        );
+        assert_eq!(c.address_of(Role::OrderService).to_string(), "0.0.0.0:7004");
+        assert_eq!(
+            c.address_of(Role::EntityCache).to_string(),
+            "127.0.0.1:5008"
+        );
+        assert_eq!(c.address_of(Role::Gateway).to_string(), "127.0.0.1:5000");
+        let g = config(&[("ORDERSHOP_LISTEN", "127.0.0.1:7000")]).unwrap();
+        assert_eq!(g.address_of(Role::Gateway).to_string(), "127.0.0.1:7000");
+    }
+
+    #[test]
+    fn secrets_never_reach_debug_output() {
+        let c = config(&[
+            ("REDIS_URL", "redis://shop:s3cret@redis:6379"),
+            ("CRM_SERVICE_URL", "http://admin:hunter2@crm:5007"),
+        ])
+        .unwrap();
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("s3cret"), "{debug}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+    }
+
+    #[test]
+    fn bad_values_are_errors_naming_the_variable() {
+        for (var, value) in [
+            ("ORDERSHOP_HTTP_WORKERS", "0"),
+            ("ORDERSHOP_HTTP_WORKERS", "many"),
+            ("ORDERSHOP_BODY_LIMIT", "-1"),
+            ("ORDERSHOP_CONSISTENCY_TIMEOUT_MS", "1.5"),
+            ("ORDERSHOP_LISTEN", "5000"),
+            ("ORDERSHOP_LISTEN", "0.0.0.0:http"),
+            ("ORDER_SERVICE_URL", "https://order-service"),
+            ("ORDER_SERVICE_URL", "not a url"),
+            ("REDIS_URL", "http://redis:6379"),
+        ] {
+            let err = config(&[(var, value)]).unwrap_err().to_string();
+            assert!(err.contains(var), "{var}={value}: {err}");
+        }
+    }
+
+    #[test]
+    fn roles_round_trip_through_their_names() {
+        for role in Role::ALL {
+            assert_eq!(role.as_str().parse::<Role>(), Ok(role));
+        }
+        assert!("gateway-service".parse::<Role>().is_err());
+        let ports: std::collections::BTreeSet<u16> =
+            Role::ALL.iter().map(|r| r.default_port()).collect();
+        assert_eq!(ports.len(), Role::ALL.len(), "ports are distinct");
+    }
+}

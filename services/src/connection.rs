@@ -1,0 +1,101 @@
+//! A role's connection to Redis and its health.
+//!
+//! The connection is made lazily, so a role starts (and answers `/health` with 503) while Redis
+//! is still down, and re-made by itself once Redis is back. Command roles also need the store's
+//! Function library; it is loaded in the background at start-up and again by the health check
+//! if Redis lost it (the append reloads it too).
+
+use crate::config::Role;
+use crate::error::error_chain;
+use ordershop_eventstore::keys::FUNCTION_LIBRARY;
+use ordershop_eventstore::{EventStore, RedisConfig, StoreError};
+use redis::aio::ConnectionManager;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// How long a health check may take before it counts as a failure.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A self-reconnecting connection that connects on first use. Must be called inside a tokio
+/// runtime, which then drives reconnections; it does not touch the network.
+pub fn lazy_connection(config: &RedisConfig) -> Result<ConnectionManager, redis::RedisError> {
+    ordershop_eventstore::store::lazy_connection_manager(config)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HealthError {
+    #[error("Redis does not answer")]
+    Redis(#[from] redis::RedisError),
+    #[error("the event store's Function library cannot be loaded")]
+    Store(#[from] StoreError),
+    #[error("Redis did not answer within {0:?}")]
+    Timeout(Duration),
+}
+
+/// What `/health` checks for a role.
+#[derive(Clone)]
+pub struct Health {
+    pub role: Role,
+    conn: ConnectionManager,
+    /// Set for the roles that append: their store's Function must be loaded.
+    store: Option<EventStore>,
+}
+
+impl Health {
+    pub fn new(role: Role, conn: ConnectionManager, store: Option<EventStore>) -> Self {
+        Self { role, conn, store }
+    }
+
+    /// Redis answers PING, and (for command roles) the store's Function is loaded — loading it
+    /// if Redis lost it.
+    pub async fn check(&self) -> Result<(), HealthError> {
+        tokio::time::timeout(HEALTH_TIMEOUT, self.check_now())
+            .await
+            .map_err(|_| HealthError::Timeout(HEALTH_TIMEOUT))?
+    }
+
+    async fn check_now(&self) -> Result<(), HealthError> {
+        let mut conn = self.conn.clone();
+        let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+        if let Some(store) = &self.store {
+            let libraries: redis::Value = redis::cmd("FUNCTION")
+                .arg("LIST")
+                .arg("LIBRARYNAME")
+                .arg(FUNCTION_LIBRARY)
+                .query_async(&mut conn)
+                .await?;
+            let loaded = matches!(&libraries, redis::Value::Array(l) if !l.is_empty());
+            if !loaded {
+                tracing::warn!(role = %self.role, "the store's Function library is missing; loading it");
+                store.load_functions().await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Loads the store's Function library as soon as Redis answers, retrying with a growing pause
+/// until it succeeds or `shutdown` is cancelled.
+pub async fn load_functions_when_ready(store: EventStore, role: Role, shutdown: CancellationToken) {
+    let mut pause = Duration::from_millis(50);
+    let mut attempts = 0u32;
+    loop {
+        match store.load_functions().await {
+            Ok(()) => {
+                tracing::debug!(%role, "store Function library loaded");
+                return;
+            }
+            Err(e) => {
+                attempts += 1;
+                if attempts == 1 || attempts % 20 == 0 {
+                    tracing::warn!(%role, attempts, error = %error_chain(&e), "cannot load the store's Function library yet");
+                }
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(pause) => {}
+        }
+        pause = (pause * 2).min(Duration::from_secs(2));
+    }
+}

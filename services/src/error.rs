@@ -1,0 +1,296 @@
+//! How failures become HTTP answers: one JSON shape, `{"error": <short code>, "detail": <what
+//! was wrong>}`, for every error any role returns, with the status that tells the client what
+//! to do (fix the request, retry, or wait for the infrastructure).
+//!
+//! Two worlds, never mixed: rejections of the request (bad JSON, failed validation, unknown ids,
+//! out of stock) say exactly what was wrong; infrastructure failures are logged here with their
+//! whole cause chain and reach the client only as an opaque 503/500.
+
+use crate::commands::CommandError;
+use crate::gateway::forward::Unreachable;
+use crate::queries::QueryError;
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpRequest, HttpResponse, ResponseError};
+use ordershop_domain::DomainError;
+use serde::Serialize;
+use std::fmt;
+
+/// An error answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub detail: String,
+}
+
+/// The JSON body of every error answer.
+#[derive(Debug, Serialize)]
+pub struct ErrorBody<'a> {
+    pub error: &'a str,
+    pub detail: &'a str,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            detail: detail.into(),
+        }
+    }
+
+    /// Malformed JSON, wrong types, missing fields, unparsable path or query.
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", detail)
+    }
+
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", detail)
+    }
+
+    pub fn method_not_allowed(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", detail)
+    }
+
+    pub fn payload_too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the request body is larger than the limit of {limit} bytes"),
+        )
+    }
+
+    /// A well-formed request that failed validation.
+    pub fn invalid(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", detail)
+    }
+
+    /// A dependency (Redis, a peer service) cannot be reached; the detail names which, never
+    /// how it failed.
+    pub fn unavailable(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", detail)
+    }
+
+    /// Logs an infrastructure failure with its whole cause chain and returns the opaque answer.
+    pub fn infrastructure(context: &str, err: &(dyn std::error::Error + 'static)) -> Self {
+        tracing::error!(error = %error_chain(err), "{context}");
+        if is_unavailable(err) {
+            Self::unavailable("Redis is unavailable; retry later")
+        } else {
+            Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error; it has been logged",
+            )
+        }
+    }
+
+    /// Prefixes the detail, e.g. with the position of the item of a list that failed.
+    pub fn context(mut self, context: impl fmt::Display) -> Self {
+        self.detail = format!("{context}: {}", self.detail);
+        self
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.detail)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status);
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response.insert_header((header::RETRY_AFTER, "1"));
+        }
+        response.json(ErrorBody {
+            error: self.code,
+            detail: &self.detail,
+        })
+    }
+}
+
+impl From<DomainError> for ApiError {
+    fn from(e: DomainError) -> Self {
+        let detail = e.to_string();
+        match e {
+            DomainError::Invalid { .. } => Self::invalid(detail),
+            DomainError::NotFound { .. } => Self::not_found(detail),
+            DomainError::UnknownReference { .. } => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown_reference",
+                detail,
+            ),
+            DomainError::OutOfStock { .. } => {
+                Self::new(StatusCode::CONFLICT, "out_of_stock", detail)
+            }
+            DomainError::AlreadyBilled { .. } => {
+                Self::new(StatusCode::CONFLICT, "already_billed", detail)
+            }
+            DomainError::OrderBilled { .. } => {
+                Self::new(StatusCode::CONFLICT, "order_billed", detail)
+            }
+            DomainError::InventoryExists { .. } => {
+                Self::new(StatusCode::CONFLICT, "inventory_exists", detail)
+            }
+            DomainError::AlreadyExists { .. } => {
+                Self::new(StatusCode::CONFLICT, "already_exists", detail)
+            }
+        }
+    }
+}
+
+impl From<CommandError> for ApiError {
+    fn from(e: CommandError) -> Self {
+        match e {
+            CommandError::Domain(e) => e.into(),
+            CommandError::Contended { attempts, last } => Self::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                format!(
+                    "gave up after {attempts} attempts on concurrently changing data ({last}); \
+                     retry the request"
+                ),
+            ),
+            CommandError::Store(e) => Self::infrastructure("command failed", &e),
+            CommandError::Append(e) => Self::infrastructure("command failed", &e),
+        }
+    }
+}
+
+impl From<QueryError> for ApiError {
+    fn from(e: QueryError) -> Self {
+        Self::infrastructure("query failed", &e)
+    }
+}
+
+impl From<Unreachable> for ApiError {
+    fn from(e: Unreachable) -> Self {
+        tracing::warn!(error = %error_chain(&e), "cannot forward a command");
+        Self::unavailable(e.to_string())
+    }
+}
+
+/// True when the failure is Redis being unreachable or failing (somewhere in the chain), as
+/// opposed to a bug or corrupt data.
+fn is_unavailable(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(err);
+    while let Some(e) = current {
+        if e.is::<redis::RedisError>() {
+            return true;
+        }
+        current = e.source();
+    }
+    false
+}
+
+/// An error and all its sources, outermost first: `a: b: c`.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut chain = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !chain.ends_with(&text) {
+            chain.push_str(": ");
+            chain.push_str(&text);
+        }
+        source = cause.source();
+    }
+    chain
+}
+
+/// The app's answer to a path no route matches.
+pub async fn unknown_route(req: HttpRequest) -> HttpResponse {
+    ApiError::not_found(format!("no route for {} {}", req.method(), req.path())).error_response()
+}
+
+/// The answer to a known path called with a method it does not serve.
+pub async fn wrong_method(req: HttpRequest) -> HttpResponse {
+    ApiError::method_not_allowed(format!("{} is not allowed on {}", req.method(), req.path()))
+        .error_response()
+}
+
+/// `web::Path` failures (e.g. an id that is not a UUID) as 400 JSON.
+pub fn path_config() -> actix_web::web::PathConfig {
+    actix_web::web::PathConfig::default().error_handler(|err, req| {
+        let segments: Vec<String> = req
+            .match_info()
+            .iter()
+            .map(|(name, value)| format!("{name} `{value}`"))
+            .collect();
+        ApiError::bad_request(format!(
+            "invalid path parameter {} ({err}); ids are UUIDs",
+            segments.join(", ")
+        ))
+        .into()
+    })
+}
+
+/// `web::Query` failures as 400 JSON.
+pub fn query_config() -> actix_web::web::QueryConfig {
+    actix_web::web::QueryConfig::default().error_handler(|err, _req| {
+        ApiError::bad_request(format!("invalid query string: {err}")).into()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uuid::Uuid;
+
+    #[test]
+    fn domain_rejections_map_to_the_statuses_clients_act_on() {
+        let id = Uuid::nil();
+        let cases = [
+            (DomainError::invalid("name", "must not be empty"), 422),
+            (
+                DomainError::NotFound {
+                    kind: ordershop_domain::EntityKind::Order,
+                    id,
+                },
+                404,
+            ),
+            (
+                DomainError::UnknownReference {
+                    kind: ordershop_domain::EntityKind::Product,
+                    id,
+                },
+                422,
+            ),
+            (
+                DomainError::OutOfStock {
+                    product_id: id,
+                    requested: 1,
+                    available: 0,
+                },
+                409,
+            ),
+            (DomainError::AlreadyBilled { order_id: id }, 409),
+        ];
+        for (e, status) in cases {
+            let detail = e.to_string();
+            let api = ApiError::from(e);
+            assert_eq!(api.status.as_u16(), status, "{detail}");
+            assert_eq!(api.detail, detail);
+        }
+    }
+
+    #[test]
+    fn the_chain_lists_every_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let redis = redis::RedisError::from(io);
+        let store = ordershop_eventstore::StoreError::from(redis);
+        let chain = error_chain(&store);
+        assert!(chain.starts_with("event store unavailable: "), "{chain}");
+        assert!(chain.contains("refused"), "{chain}");
+        assert_eq!(
+            ApiError::infrastructure("test", &store).status,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+}

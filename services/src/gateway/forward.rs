@@ -1,0 +1,130 @@
+//! Forwarding a command to the service that owns its entity type, verbatim (method, path and
+//! query, body, content type), and relaying the answer (status, body, content type and the
+//! versions header). A service that cannot be reached is reported as such, never as a 500.
+
+use crate::config::{Config, Role};
+use actix_web::web::Bytes;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// How long connecting to a service may take: short, so a stopped service is reported quickly.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long a service may take to answer a command.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Response headers relayed back to the client besides the body.
+const RELAYED_HEADERS: [&str; 4] = [
+    "content-type",
+    crate::versions::VERSIONS_HEADER,
+    "retry-after",
+    "allow",
+];
+
+/// A command as the gateway received it.
+#[derive(Debug, Clone)]
+pub struct Outgoing<'a> {
+    pub method: &'a str,
+    pub path_and_query: &'a str,
+    pub content_type: Option<&'a [u8]>,
+    pub body: Bytes,
+}
+
+/// A service's answer.
+#[derive(Debug, Clone)]
+pub struct Relayed {
+    pub status: u16,
+    /// The relayed headers that were present, lower-case names.
+    pub headers: Vec<(&'static str, Vec<u8>)>,
+    pub body: Bytes,
+}
+
+impl Relayed {
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_slice())
+    }
+
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+}
+
+/// The owning service could not be reached, or broke off its answer.
+#[derive(Debug, thiserror::Error)]
+#[error("{role} unreachable")]
+pub struct Unreachable {
+    pub role: Role,
+    #[source]
+    pub source: reqwest::Error,
+}
+
+/// Sends commands to the domain services.
+#[derive(Clone)]
+pub struct Forwarder {
+    client: reqwest::Client,
+    peers: BTreeMap<Role, String>,
+}
+
+impl Forwarder {
+    pub fn new(config: &Config) -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
+            .pool_idle_timeout(Duration::from_secs(20))
+            // The services are addressed directly; an HTTP_PROXY meant for the outside world
+            // must not capture them.
+            .no_proxy()
+            .build()?;
+        let peers = Role::ALL
+            .into_iter()
+            .filter_map(|role| Some((role, config.peer_url(role)?.to_owned())))
+            .collect();
+        Ok(Self { client, peers })
+    }
+
+    pub async fn forward(
+        &self,
+        owner: Role,
+        request: Outgoing<'_>,
+    ) -> Result<Relayed, Unreachable> {
+        let unreachable = |source| Unreachable {
+            role: owner,
+            source,
+        };
+        // Peers are known for every role a route names (the table maps kinds to domain
+        // services), so a missing one is a programming error reported as unreachable.
+        let base = self
+            .peers
+            .get(&owner)
+            .map(String::as_str)
+            .unwrap_or("http://invalid.");
+        // actix parsed the method, so it is a valid token (and only the routes' POST, PUT and
+        // DELETE get here): the fallback is never taken.
+        let method =
+            reqwest::Method::from_bytes(request.method.as_bytes()).unwrap_or(reqwest::Method::POST);
+        let mut builder = self
+            .client
+            .request(method, format!("{base}{}", request.path_and_query))
+            .body(request.body);
+        if let Some(content_type) = request.content_type {
+            builder = builder.header(reqwest::header::CONTENT_TYPE, content_type);
+        }
+        let response = builder.send().await.map_err(unreachable)?;
+        let status = response.status().as_u16();
+        let headers = RELAYED_HEADERS
+            .into_iter()
+            .filter_map(|name| {
+                let value = response.headers().get(name)?;
+                Some((name, value.as_bytes().to_vec()))
+            })
+            .collect();
+        let body = response.bytes().await.map_err(unreachable)?;
+        Ok(Relayed {
+            status,
+            headers,
+            body,
+        })
+    }
+}

@@ -1,0 +1,86 @@
+//! The gateway's application layer: commands go to the service that owns their entity type
+//! and come back only once the entity cache shows their effect (read-your-writes); queries are
+//! answered from the entity cache ([`crate::queries`]).
+
+pub mod consistency;
+pub mod forward;
+
+use crate::config::{Config, Role};
+use crate::error::error_chain;
+use crate::queries::CacheReader;
+use crate::versions::{parse_header, VERSIONS_HEADER};
+use consistency::{wait_until_applied, Consistency};
+use forward::{Forwarder, Outgoing, Relayed, Unreachable};
+use redis::aio::ConnectionManager;
+use std::time::Duration;
+
+/// The gateway: a forwarder for commands, a reader for queries.
+#[derive(Clone)]
+pub struct Gateway {
+    forwarder: Forwarder,
+    cache: CacheReader,
+    conn: ConnectionManager,
+    consistency_timeout: Duration,
+}
+
+impl Gateway {
+    pub fn new(config: &Config, conn: ConnectionManager) -> Result<Self, reqwest::Error> {
+        Ok(Self {
+            forwarder: Forwarder::new(config)?,
+            cache: CacheReader::new(conn.clone()),
+            conn,
+            consistency_timeout: config.consistency_timeout,
+        })
+    }
+
+    pub fn cache(&self) -> &CacheReader {
+        &self.cache
+    }
+
+    /// Forwards a command to `owner`; when it succeeded, waits until the entity cache has
+    /// applied every version it produced (or the consistency timeout passed) before returning
+    /// the service's answer.
+    pub async fn command(
+        &self,
+        owner: Role,
+        request: Outgoing<'_>,
+    ) -> Result<Relayed, Unreachable> {
+        let relayed = self.forwarder.forward(owner, request).await?;
+        if relayed.is_success() {
+            self.wait_for_cache(owner, &relayed).await;
+        }
+        Ok(relayed)
+    }
+
+    /// A command already succeeded: whatever happens here, the client gets the answer; a
+    /// cache that lags or cannot be read is logged.
+    async fn wait_for_cache(&self, owner: Role, relayed: &Relayed) {
+        let Some(header) = relayed.header(VERSIONS_HEADER) else {
+            return;
+        };
+        let versions = match std::str::from_utf8(header)
+            .map_err(|e| e.to_string())
+            .and_then(parse_header)
+        {
+            Ok(versions) => versions,
+            Err(e) => {
+                tracing::warn!(%owner, error = %e, "unreadable {VERSIONS_HEADER} header; not waiting for the entity cache");
+                return;
+            }
+        };
+        match wait_until_applied(&self.conn, &versions, self.consistency_timeout).await {
+            Ok(Consistency::Applied) => {}
+            Ok(Consistency::TimedOut { behind }) => tracing::warn!(
+                %owner,
+                behind,
+                timeout = ?self.consistency_timeout,
+                "the entity cache has not applied the command yet; answering anyway"
+            ),
+            Err(e) => tracing::warn!(
+                %owner,
+                error = %error_chain(&e),
+                "cannot read the entity cache's progress; answering without waiting"
+            ),
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! The command routes of a domain service (POST/PUT/DELETE on its entity type's paths), generic
+//! over the entity type. A success carries `X-Ordershop-Versions` with every entity version the
+//! append produced.
+
+use super::{resource, JsonBody};
+use crate::commands::{CommandService, EntityCommands, Written};
+use crate::error::ApiError;
+use crate::routes::EntityPaths;
+use crate::versions::{header_value, VERSIONS_HEADER};
+use crate::wire;
+use actix_web::{web, HttpResponse, HttpResponseBuilder};
+use ordershop_domain::{Billing, Customer, EntityKind, Inventory, Order, Product};
+use uuid::Uuid;
+
+/// Registers the command routes of `kind`.
+pub fn configure(kind: EntityKind, service: CommandService, cfg: &mut web::ServiceConfig) {
+    cfg.app_data(web::Data::new(service));
+    match kind {
+        EntityKind::Customer => routes::<Customer>(cfg),
+        EntityKind::Product => routes::<Product>(cfg),
+        EntityKind::Inventory => routes::<Inventory>(cfg),
+        EntityKind::Order => routes::<Order>(cfg),
+        EntityKind::Billing => routes::<Billing>(cfg),
+    }
+}
+
+fn routes<T: EntityCommands + 'static>(cfg: &mut web::ServiceConfig) {
+    let paths = EntityPaths::of(T::KIND);
+    cfg.service(resource(paths.collection).route(web::post().to(create::<T>)));
+    if let Some(item) = paths.separate_item() {
+        cfg.service(resource(item).route(web::post().to(create::<T>)));
+    }
+    cfg.service(
+        resource(&paths.with_id())
+            .route(web::put().to(update::<T>))
+            .route(web::delete().to(delete::<T>)),
+    );
+}
+
+/// `POST`: one object or a list; answers the list of new ids.
+async fn create<T: EntityCommands>(
+    service: web::Data<CommandService>,
+    body: JsonBody,
+) -> Result<HttpResponse, ApiError> {
+    let drafts = wire::create_drafts::<T::Body>(body.0)?;
+    let written = service.create::<T>(drafts).await?;
+    Ok(success(&written).json(&written.ids))
+}
+
+/// `PUT /<item>/{id}`: answers `true`.
+async fn update<T: EntityCommands>(
+    service: web::Data<CommandService>,
+    id: web::Path<Uuid>,
+    body: JsonBody,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let draft = wire::update_draft::<T::Body>(id, body.0)?;
+    let written = service.update::<T>(id, draft).await?;
+    Ok(success(&written).json(true))
+}
+
+/// `DELETE /<item>/{id}`: answers `true`.
+async fn delete<T: EntityCommands>(
+    service: web::Data<CommandService>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let written = service.delete::<T>(id.into_inner()).await?;
+    Ok(success(&written).json(true))
+}
+
+fn success(written: &Written) -> HttpResponseBuilder {
+    let mut response = HttpResponse::Ok();
+    response.insert_header((VERSIONS_HEADER, header_value(&written.versions)));
+    response
+}

@@ -1,0 +1,130 @@
+//! The HTTP edge: thin handlers that parse requests into validated types, call the application
+//! layer and map its answer. Shared here: body extraction with a size limit, `/health`, and
+//! assembling each role's routes.
+
+pub mod commands;
+pub mod gateway;
+pub mod msg;
+
+use crate::config::Role;
+use crate::connection::Health;
+use crate::error::{self, error_chain, ApiError};
+use crate::routes::HEALTH;
+use actix_web::dev::Payload;
+use actix_web::web::{self, Bytes};
+use actix_web::{FromRequest, HttpRequest, HttpResponse};
+use serde_json::json;
+use std::future::Future;
+use std::pin::Pin;
+
+/// The largest request body accepted, in bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit(pub usize);
+
+/// The raw request body, decompressed, refused with 413 beyond the [`BodyLimit`].
+pub struct RawBody(pub Bytes);
+
+impl FromRequest for RawBody {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let limit = req
+            .app_data::<BodyLimit>()
+            .map_or(crate::config::DEFAULT_BODY_LIMIT, |l| l.0);
+        // `Bytes` reads with the limit of the `PayloadConfig` registered next to `BodyLimit`.
+        let body = Bytes::from_request(req, payload);
+        Box::pin(async move {
+            body.await.map(RawBody).map_err(|e| {
+                if e.as_response_error().status_code()
+                    == actix_web::http::StatusCode::PAYLOAD_TOO_LARGE
+                {
+                    ApiError::payload_too_large(limit)
+                } else {
+                    ApiError::bad_request(format!("cannot read the request body: {e}"))
+                }
+            })
+        })
+    }
+}
+
+/// The request body parsed as JSON; 400 when it is not JSON (whatever the content type, as the
+/// original accepted).
+pub struct JsonBody(pub serde_json::Value);
+
+impl FromRequest for JsonBody {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let body = RawBody::from_request(req, payload);
+        Box::pin(async move {
+            let RawBody(bytes) = body.await?;
+            crate::wire::parse_json(&bytes).map(JsonBody)
+        })
+    }
+}
+
+/// `GET /health`: 200 when the role's dependencies answer, else 503.
+async fn health(health: web::Data<Health>) -> HttpResponse {
+    let role = health.role.as_str();
+    match health.check().await {
+        Ok(()) => HttpResponse::Ok().json(json!({"status": "ok", "role": role})),
+        Err(e) => {
+            tracing::warn!(role, error = %error_chain(&e), "health check failed");
+            HttpResponse::ServiceUnavailable().json(json!({
+                "status": "unavailable",
+                "role": role,
+                "error": "unavailable",
+                "detail": e.to_string(),
+            }))
+        }
+    }
+}
+
+/// A resource whose unknown methods get a 405 JSON answer.
+pub(crate) fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(error::wrong_method))
+}
+
+/// What the application layer of a role is.
+#[derive(Clone)]
+pub enum RoleState {
+    /// A domain service: the command routes of its entity type.
+    Commands(crate::commands::CommandService),
+    Gateway(crate::gateway::Gateway),
+    Messages(crate::messages::MessageService),
+    /// crm-service and entity-cache: their workers run elsewhere; HTTP is only for `/health`.
+    HealthOnly,
+}
+
+/// Everything a role's app needs, built once per process and shared by the HTTP workers.
+#[derive(Clone)]
+pub struct RoleApp {
+    pub role: Role,
+    pub body_limit: usize,
+    pub health: Health,
+    pub state: RoleState,
+}
+
+impl RoleApp {
+    /// Registers the role's extractor settings and routes.
+    pub fn configure(&self, cfg: &mut web::ServiceConfig) {
+        cfg.app_data(web::PayloadConfig::new(self.body_limit))
+            .app_data(BodyLimit(self.body_limit))
+            .app_data(error::path_config())
+            .app_data(error::query_config())
+            .app_data(web::Data::new(self.health.clone()))
+            .service(resource(HEALTH).route(web::get().to(health)));
+        match &self.state {
+            RoleState::Commands(service) => {
+                if let Some(kind) = self.role.commands() {
+                    commands::configure(kind, service.clone(), cfg);
+                }
+            }
+            RoleState::Gateway(gateway) => gateway::configure(gateway.clone(), cfg),
+            RoleState::Messages(messages) => msg::configure(messages.clone(), cfg),
+            RoleState::HealthOnly => {}
+        }
+    }
+}

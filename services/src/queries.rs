@@ -1,0 +1,150 @@
+//! The gateway's read side: answers queries from the entity cache the projector maintains
+//! (`<type>_ids` Sets, `<type>_entity:<id>` Hashes, `order_product_ids:<id>` Lists and the
+//! `orders_unbilled` index), never from the log.
+//!
+//! A list costs two round trips whatever its length: one for the ids, one pipeline for all the
+//! entities. An id whose Hash is gone (deleted between the two) is skipped. Lists are sorted by
+//! id, so answers are deterministic.
+
+use crate::wire::entity_json;
+use ordershop_domain::{Entity, EntityKind};
+use ordershop_eventstore::cache::{entity_from_fields, CacheDecodeError};
+use ordershop_eventstore::keys;
+use redis::aio::ConnectionManager;
+use redis::Value;
+use serde::Serialize;
+use std::collections::HashMap;
+use uuid::Uuid;
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("entity cache unavailable")]
+    Redis(#[from] redis::RedisError),
+    #[error(transparent)]
+    Corrupt(#[from] CacheDecodeError),
+    #[error("unexpected reply from the entity cache: {0}")]
+    Reply(String),
+}
+
+/// `GET /report`: every entity of every type.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Report {
+    pub products: Vec<serde_json::Value>,
+    pub inventory: Vec<serde_json::Value>,
+    pub customers: Vec<serde_json::Value>,
+    pub orders: Vec<serde_json::Value>,
+    pub billings: Vec<serde_json::Value>,
+}
+
+/// Reads entities from the entity cache.
+#[derive(Clone)]
+pub struct CacheReader {
+    conn: ConnectionManager,
+}
+
+impl CacheReader {
+    pub fn new(conn: ConnectionManager) -> Self {
+        Self { conn }
+    }
+
+    /// One entity, or `None` when the cache does not hold it (unknown or deleted).
+    pub async fn get(&self, kind: EntityKind, id: Uuid) -> Result<Option<Entity>, QueryError> {
+        Ok(self.load(&[(kind, id)]).await?.pop())
+    }
+
+    /// Every live entity of a type, sorted by id.
+    pub async fn list(&self, kind: EntityKind) -> Result<Vec<Entity>, QueryError> {
+        let ids: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(keys::entity_ids(kind))
+            .query_async(&mut self.conn.clone())
+            .await?;
+        self.load(&with_kind(kind, &ids)?).await
+    }
+
+    /// The orders that have no billing, sorted by id.
+    pub async fn unbilled_orders(&self) -> Result<Vec<Entity>, QueryError> {
+        let ids: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(keys::orders_unbilled())
+            .query_async(&mut self.conn.clone())
+            .await?;
+        self.load(&with_kind(EntityKind::Order, &ids)?).await
+    }
+
+    /// All five lists, in two round trips.
+    pub async fn report(&self) -> Result<Report, QueryError> {
+        let mut pipe = redis::pipe();
+        for kind in EntityKind::ALL {
+            pipe.cmd("SMEMBERS").arg(keys::entity_ids(kind));
+        }
+        let id_sets: Vec<Vec<String>> = pipe.query_async(&mut self.conn.clone()).await?;
+        let mut wanted = Vec::new();
+        for (kind, ids) in EntityKind::ALL.into_iter().zip(&id_sets) {
+            wanted.extend(with_kind(kind, ids)?);
+        }
+        let mut report = Report::default();
+        for entity in self.load(&wanted).await? {
+            let list = match entity.kind() {
+                EntityKind::Customer => &mut report.customers,
+                EntityKind::Product => &mut report.products,
+                EntityKind::Inventory => &mut report.inventory,
+                EntityKind::Order => &mut report.orders,
+                EntityKind::Billing => &mut report.billings,
+            };
+            list.push(entity_json(&entity));
+        }
+        Ok(report)
+    }
+
+    /// Loads these entities in one pipeline, skipping those the cache no longer holds; sorted
+    /// by kind, then id.
+    async fn load(&self, wanted: &[(EntityKind, Uuid)]) -> Result<Vec<Entity>, QueryError> {
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for &(kind, id) in wanted {
+            pipe.cmd("HGETALL").arg(keys::entity(kind, id));
+            if kind == EntityKind::Order {
+                pipe.cmd("LRANGE")
+                    .arg(keys::order_product_ids(id))
+                    .arg(0)
+                    .arg(-1);
+            }
+        }
+        let replies: Vec<Value> = pipe.query_async(&mut self.conn.clone()).await?;
+        let mut replies = replies.into_iter();
+        let mut entities = Vec::with_capacity(wanted.len());
+        for &(kind, _) in wanted {
+            let fields: HashMap<String, String> = parse(replies.next())?;
+            let product_ids: Vec<String> = if kind == EntityKind::Order {
+                parse(replies.next())?
+            } else {
+                Vec::new()
+            };
+            if fields.is_empty() {
+                continue;
+            }
+            entities.push(entity_from_fields(kind, &fields, &product_ids)?);
+        }
+        entities.sort_by_key(|e| (e.kind(), e.id()));
+        Ok(entities)
+    }
+}
+
+fn parse<T: redis::FromRedisValue>(reply: Option<Value>) -> Result<T, QueryError> {
+    let reply = reply.ok_or_else(|| QueryError::Reply("too few replies".into()))?;
+    redis::from_redis_value(reply).map_err(|e| QueryError::Reply(e.to_string()))
+}
+
+fn with_kind(kind: EntityKind, ids: &[String]) -> Result<Vec<(EntityKind, Uuid)>, QueryError> {
+    ids.iter()
+        .map(|id| {
+            Uuid::parse_str(id).map(|id| (kind, id)).map_err(|e| {
+                QueryError::Reply(format!(
+                    "{}: `{id}` is not an id: {e}",
+                    keys::entity_ids(kind)
+                ))
+            })
+        })
+        .collect()
+}

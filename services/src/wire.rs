@@ -1,0 +1,389 @@
+//! The wire shapes of the HTTP API and their conversion into validated domain drafts.
+//!
+//! The shapes are the original sample's: `{name, email}`, `{name, price}`, `{product_id,
+//! amount}`, `{product_ids, customer_id}`, `{order_id, done}`. Parsing happens in two steps so
+//! the client learns which kind of mistake it made: a body that is not JSON, or has missing
+//! fields or wrong types, is a 400; a well-formed body that fails validation (empty name, bad
+//! email, price <= 0, negative amount, no products) is a 422. Unknown fields are ignored (the
+//! original client sends whole entities back, `id` and `total` included).
+
+use crate::error::ApiError;
+use crate::messages::{MessageText, OutgoingMessage};
+use ordershop_domain::decide::{
+    BillingDraft, CustomerDraft, InventoryDraft, OrderDraft, ProductDraft,
+};
+use ordershop_domain::{
+    CustomerId, DomainError, Email, Entity, Money, Name, OrderId, ProductId, Quantity,
+};
+use serde::de::{DeserializeOwned, Deserializer, Error as _};
+use serde::Deserialize;
+use serde_json::Value;
+use uuid::Uuid;
+
+/// A command body of one entity type.
+pub trait WireBody: DeserializeOwned {
+    type Draft: Clone;
+
+    /// The entity's own id, when the body carries one.
+    fn id(&self) -> Option<Uuid>;
+
+    /// Validates the body into a draft.
+    fn into_draft(self) -> Result<Self::Draft, DomainError>;
+}
+
+/// Parses a request body as JSON (400 when it is not).
+pub fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request(
+            "the request body is empty; expected JSON",
+        ));
+    }
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))
+}
+
+/// Deserialises one JSON object (400 for anything else, or a wrong shape).
+fn parse_object<B: DeserializeOwned>(value: Value) -> Result<B, ApiError> {
+    if !value.is_object() {
+        return Err(ApiError::bad_request(format!(
+            "expected a JSON object, got {}",
+            json_type(&value)
+        )));
+    }
+    B::deserialize(value).map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
+/// A create body: one object or a list of them. Every item is checked before any is accepted,
+/// so a list is taken whole or not at all. The error names the failing item (`[2]: ...`).
+pub fn create_drafts<B: WireBody>(value: Value) -> Result<Vec<B::Draft>, ApiError> {
+    match value {
+        Value::Array(items) => {
+            let bodies = items
+                .into_iter()
+                .enumerate()
+                .map(|(i, item)| parse_object::<B>(item).map_err(|e| e.context(format!("[{i}]"))))
+                .collect::<Result<Vec<B>, ApiError>>()?;
+            bodies
+                .into_iter()
+                .enumerate()
+                .map(|(i, body)| {
+                    body.into_draft()
+                        .map_err(|e| ApiError::from(e).context(format!("[{i}]")))
+                })
+                .collect()
+        }
+        value => {
+            let body = parse_object::<B>(value)?;
+            Ok(vec![body.into_draft()?])
+        }
+    }
+}
+
+/// An update body for the entity `path_id`. A body that names its own id must name that one.
+pub fn update_draft<B: WireBody>(path_id: Uuid, value: Value) -> Result<B::Draft, ApiError> {
+    let body = parse_object::<B>(value)?;
+    if let Some(id) = body.id() {
+        if id != path_id {
+            return Err(ApiError::from(DomainError::invalid(
+                "id",
+                format!("the body is for {id} but the path names {path_id}"),
+            )));
+        }
+    }
+    Ok(body.into_draft()?)
+}
+
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Deserialisers that name the field in their error (serde's own say only what was wrong, not
+/// where): `field `price`: invalid type: floating point `1.5`, expected i128`.
+mod field {
+    use super::*;
+
+    macro_rules! named {
+        ($($name:ident: $ty:ty),* $(,)?) => {$(
+            pub fn $name<'de, D: Deserializer<'de>>(d: D) -> Result<$ty, D::Error> {
+                <$ty>::deserialize(d)
+                    .map_err(|e| D::Error::custom(format_args!("field `{}`: {e}", stringify!($name))))
+            }
+        )*};
+    }
+
+    named!(
+        id: Option<Uuid>,
+        name: String,
+        email: String,
+        price: i128,
+        product_id: ProductId,
+        amount: i128,
+        product_ids: Vec<ProductId>,
+        customer_id: CustomerId,
+        order_id: OrderId,
+        done: bool,
+        to: String,
+        msg: String,
+    );
+}
+
+/// `{name, email}`
+#[derive(Debug, Deserialize)]
+pub struct CustomerBody {
+    #[serde(default, deserialize_with = "field::id")]
+    pub id: Option<Uuid>,
+    #[serde(deserialize_with = "field::name")]
+    pub name: String,
+    #[serde(deserialize_with = "field::email")]
+    pub email: String,
+}
+
+impl WireBody for CustomerBody {
+    type Draft = CustomerDraft;
+    fn id(&self) -> Option<Uuid> {
+        self.id
+    }
+    fn into_draft(self) -> Result<CustomerDraft, DomainError> {
+        Ok(CustomerDraft {
+            name: Name::parse("name", &self.name)?,
+            email: Email::parse(&self.email)?,
+        })
+    }
+}
+
+/// `{name, price}`, the price an integer in minor units.
+#[derive(Debug, Deserialize)]
+pub struct ProductBody {
+    #[serde(default, deserialize_with = "field::id")]
+    pub id: Option<Uuid>,
+    #[serde(deserialize_with = "field::name")]
+    pub name: String,
+    #[serde(deserialize_with = "field::price")]
+    pub price: i128,
+}
+
+impl WireBody for ProductBody {
+    type Draft = ProductDraft;
+    fn id(&self) -> Option<Uuid> {
+        self.id
+    }
+    fn into_draft(self) -> Result<ProductDraft, DomainError> {
+        Ok(ProductDraft {
+            name: Name::parse("name", &self.name)?,
+            price: Money::price(self.price)?,
+        })
+    }
+}
+
+/// `{product_id, amount}`
+#[derive(Debug, Deserialize)]
+pub struct InventoryBody {
+    #[serde(default, deserialize_with = "field::id")]
+    pub id: Option<Uuid>,
+    #[serde(deserialize_with = "field::product_id")]
+    pub product_id: ProductId,
+    #[serde(deserialize_with = "field::amount")]
+    pub amount: i128,
+}
+
+impl WireBody for InventoryBody {
+    type Draft = InventoryDraft;
+    fn id(&self) -> Option<Uuid> {
+        self.id
+    }
+    fn into_draft(self) -> Result<InventoryDraft, DomainError> {
+        Ok(InventoryDraft {
+            product_id: self.product_id,
+            amount: Quantity::parse("amount", self.amount)?,
+        })
+    }
+}
+
+/// `{product_ids, customer_id}`: one product id per unit.
+#[derive(Debug, Deserialize)]
+pub struct OrderBody {
+    #[serde(default, deserialize_with = "field::id")]
+    pub id: Option<Uuid>,
+    #[serde(deserialize_with = "field::product_ids")]
+    pub product_ids: Vec<ProductId>,
+    #[serde(deserialize_with = "field::customer_id")]
+    pub customer_id: CustomerId,
+}
+
+impl WireBody for OrderBody {
+    type Draft = OrderDraft;
+    fn id(&self) -> Option<Uuid> {
+        self.id
+    }
+    fn into_draft(self) -> Result<OrderDraft, DomainError> {
+        OrderDraft::new(self.customer_id, self.product_ids)
+    }
+}
+
+/// `{order_id, done?=false}`
+#[derive(Debug, Deserialize)]
+pub struct BillingBody {
+    #[serde(default, deserialize_with = "field::id")]
+    pub id: Option<Uuid>,
+    #[serde(deserialize_with = "field::order_id")]
+    pub order_id: OrderId,
+    #[serde(default, deserialize_with = "field::done")]
+    pub done: bool,
+}
+
+impl WireBody for BillingBody {
+    type Draft = BillingDraft;
+    fn id(&self) -> Option<Uuid> {
+        self.id
+    }
+    fn into_draft(self) -> Result<BillingDraft, DomainError> {
+        Ok(BillingDraft {
+            order_id: self.order_id,
+            done: self.done,
+        })
+    }
+}
+
+/// `POST /email`: `{to, msg}`.
+#[derive(Debug, Deserialize)]
+pub struct EmailBody {
+    #[serde(deserialize_with = "field::to")]
+    pub to: String,
+    #[serde(deserialize_with = "field::msg")]
+    pub msg: String,
+}
+
+impl TryFrom<EmailBody> for OutgoingMessage {
+    type Error = DomainError;
+    fn try_from(body: EmailBody) -> Result<Self, DomainError> {
+        Ok(OutgoingMessage {
+            to: Email::parse(&body.to)?,
+            msg: MessageText::parse(&body.msg)?,
+        })
+    }
+}
+
+/// Parses a `POST /email` body: 400 for a wrong shape, 422 for a bad address or empty text.
+pub fn outgoing_message(value: Value) -> Result<OutgoingMessage, ApiError> {
+    Ok(OutgoingMessage::try_from(parse_object::<EmailBody>(
+        value,
+    )?)?)
+}
+
+/// An entity as the API returns it: the same JSON the log stores (`id` and the original's
+/// fields, plus `total` on orders).
+pub fn entity_json(entity: &Entity) -> Value {
+    let value = match entity {
+        Entity::Customer(e) => serde_json::to_value(e),
+        Entity::Product(e) => serde_json::to_value(e),
+        Entity::Inventory(e) => serde_json::to_value(e),
+        Entity::Order(e) => serde_json::to_value(e),
+        Entity::Billing(e) => serde_json::to_value(e),
+    };
+    // These plain structs (strings, integers, ids) always serialise.
+    value.unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn status<T: std::fmt::Debug>(r: Result<T, ApiError>) -> u16 {
+        r.unwrap_err().status.as_u16()
+    }
+
+    #[test]
+    fn one_object_or_a_list_is_accepted() {
+        let one = json!({"name": "Ada", "email": "ada@example.com"});
+        assert_eq!(create_drafts::<CustomerBody>(one.clone()).unwrap().len(), 1);
+        let two = json!([one.clone(), {"name": "Bob", "email": "bob@example.com", "x": 1}]);
+        assert_eq!(create_drafts::<CustomerBody>(two).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn shape_errors_are_400_and_validation_errors_422() {
+        assert_eq!(status(parse_json(b"{\"name\":")), 400);
+        assert_eq!(status(parse_json(b"  ")), 400);
+        assert_eq!(
+            status(create_drafts::<CustomerBody>(json!({"name": "Ada"}))),
+            400
+        );
+        assert_eq!(status(create_drafts::<CustomerBody>(json!("Ada"))), 400);
+        assert_eq!(
+            status(create_drafts::<ProductBody>(
+                json!({"name": "x", "price": 1.5})
+            )),
+            400
+        );
+        assert_eq!(
+            status(create_drafts::<ProductBody>(
+                json!({"name": "x", "price": "10"})
+            )),
+            400
+        );
+        assert_eq!(
+            status(create_drafts::<ProductBody>(
+                json!({"name": "x", "price": 0})
+            )),
+            422
+        );
+        assert_eq!(
+            status(create_drafts::<ProductBody>(
+                json!({"name": " ", "price": 10})
+            )),
+            422
+        );
+        assert_eq!(
+            status(create_drafts::<InventoryBody>(
+                json!({"product_id": Uuid::nil(), "amount": -1})
+            )),
+            422
+        );
+        assert_eq!(
+            status(create_drafts::<OrderBody>(
+                json!({"product_ids": [], "customer_id": Uuid::nil()})
+            )),
+            422
+        );
+        assert_eq!(
+            status(create_drafts::<OrderBody>(
+                json!({"product_ids": ["nope"], "customer_id": Uuid::nil()})
+            )),
+            400
+        );
+    }
+
+    #[test]
+    fn a_list_error_names_the_item() {
+        let err = create_drafts::<CustomerBody>(json!([
+            {"name": "Ada", "email": "ada@example.com"},
+            {"name": "Bob", "email": "bob"}
+        ]))
+        .unwrap_err();
+        assert_eq!(err.status.as_u16(), 422);
+        assert!(
+            err.detail.starts_with("[1]: invalid email"),
+            "{}",
+            err.detail
+        );
+    }
+
+    #[test]
+    fn an_update_body_may_carry_its_own_id_only() {
+        let id = Uuid::new_v4();
+        let body = json!({"id": id, "name": "x", "price": 5, "total": 3});
+        assert!(update_draft::<ProductBody>(id, body.clone()).is_ok());
+        assert_eq!(
+            status(update_draft::<ProductBody>(Uuid::new_v4(), body)),
+            422
+        );
+    }
+}

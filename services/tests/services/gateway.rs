@@ -1,0 +1,222 @@
+//! The gateway: forwarding, a stopped service, queries on an empty cache, and the
+//! read-your-writes wait. (Queries over real data need the projector; the root crate's suite
+//! covers them.)
+
+use crate::helpers::{Shop, DOMAIN_SERVICES};
+use ordershop_domain::{Action, EntityKind};
+use ordershop_eventstore::keys;
+use ordershop_eventstore::RedisConfig;
+use ordershop_services::config::Role;
+use ordershop_services::connection::lazy_connection;
+use ordershop_services::gateway::consistency::{
+    wait_until_applied, Consistency, ENTITY_CACHE_PROJECTION,
+};
+use ordershop_services::versions::VersionStamp;
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use std::time::Duration;
+use uuid::Uuid;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_are_forwarded_and_their_answer_relayed() {
+    let shop = Shop::start(&[Role::CustomerService, Role::Gateway]).await;
+    let gateway = shop.url(Role::Gateway).to_owned();
+    let reply = shop
+        .post(
+            &format!("{gateway}/customers"),
+            &json!([{"name": "Ada", "email": "ada@example.com"}]),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    let id = reply.ids()[0];
+    assert_eq!(
+        reply.versions(),
+        vec![format!("customer:{id}:1")],
+        "the header is relayed"
+    );
+    assert_eq!(shop.xlen(EntityKind::Customer, Action::Created).await, 1);
+
+    let reply = shop
+        .call(
+            Method::PUT,
+            &format!("{gateway}/customer/{id}?source=test"),
+            Some(&json!({"id": id, "name": "Ada", "email": "ada@example.org"})),
+        )
+        .await;
+    assert_eq!((reply.status, &reply.body), (StatusCode::OK, &json!(true)));
+    let reply = shop
+        .call(Method::DELETE, &format!("{gateway}/customer/{id}"), None)
+        .await;
+    assert_eq!((reply.status, &reply.body), (StatusCode::OK, &json!(true)));
+    assert_eq!(shop.xlen(EntityKind::Customer, Action::Deleted).await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_service_is_503_and_the_other_routes_keep_working() {
+    let mut roles = DOMAIN_SERVICES.to_vec();
+    roles.push(Role::Gateway);
+    let mut shop = Shop::start(&roles).await;
+    let gateway = shop.url(Role::Gateway).to_owned();
+    let order = json!({"product_ids": [Uuid::new_v4()], "customer_id": Uuid::new_v4()});
+
+    // Reaches the order service while it runs.
+    shop.post(&format!("{gateway}/order"), &order)
+        .await
+        .assert_error(422, "unknown_reference", "order service up");
+
+    shop.stop(Role::OrderService).await;
+    let before = shop.stream_lengths().await;
+    let id = Uuid::new_v4();
+    for (method, path) in [
+        (Method::POST, "/order".to_owned()),
+        (Method::POST, "/orders".to_owned()),
+        (Method::PUT, format!("/order/{id}")),
+        (Method::DELETE, format!("/order/{id}")),
+    ] {
+        let reply = shop
+            .call(method.clone(), &format!("{gateway}{path}"), Some(&order))
+            .await;
+        reply.assert_error(503, "unavailable", &format!("{method} {path}"));
+        assert_eq!(reply.body["detail"], json!("order-service unreachable"));
+    }
+
+    // Everything else still works: other commands, queries, health.
+    let reply = shop
+        .post(
+            &format!("{gateway}/customer"),
+            &json!({"name": "Ada", "email": "ada@example.com"}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    assert_eq!(reply.ids().len(), 1);
+    let reply = shop
+        .call(Method::GET, &format!("{gateway}/orders"), None)
+        .await;
+    assert_eq!((reply.status, &reply.body), (StatusCode::OK, &json!([])));
+    let reply = shop
+        .call(Method::GET, &format!("{gateway}/health"), None)
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let mut after = shop.stream_lengths().await;
+    assert_eq!(after.remove("events:customer_created"), Some(1));
+    let mut expected = before;
+    expected.remove("events:customer_created");
+    assert_eq!(after, expected, "only the customer was appended");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_answer_from_the_entity_cache() {
+    let shop = Shop::start(&[Role::Gateway]).await;
+    let gateway = shop.url(Role::Gateway).to_owned();
+    for path in [
+        "/customers",
+        "/products",
+        "/inventory",
+        "/orders",
+        "/billings",
+        "/orders/unbilled",
+    ] {
+        let reply = shop
+            .call(Method::GET, &format!("{gateway}{path}"), None)
+            .await;
+        assert_eq!(
+            (reply.status, &reply.body),
+            (StatusCode::OK, &json!([])),
+            "{path}"
+        );
+    }
+    let id = Uuid::new_v4();
+    for item in ["customer", "product", "inventory", "order", "billing"] {
+        let reply = shop
+            .call(Method::GET, &format!("{gateway}/{item}/{id}"), None)
+            .await;
+        assert_eq!(
+            (reply.status, &reply.body),
+            (StatusCode::OK, &json!(null)),
+            "an unknown {item} is null, as in the original"
+        );
+    }
+    let reply = shop
+        .call(Method::GET, &format!("{gateway}/report"), None)
+        .await;
+    assert_eq!(
+        (reply.status, &reply.body),
+        (
+            StatusCode::OK,
+            &json!({"products": [], "inventory": [], "customers": [], "orders": [], "billings": []})
+        )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_consistency_wait_ends_once_the_cache_applied_every_version() {
+    let shop = Shop::start(&[]).await;
+    let conn = lazy_connection(&RedisConfig::new(shop.redis.url()).unwrap()).unwrap();
+    let (order, stock) = (Uuid::new_v4(), Uuid::new_v4());
+    let versions = [
+        VersionStamp {
+            kind: EntityKind::Order,
+            id: order,
+            version: 1,
+        },
+        VersionStamp {
+            kind: EntityKind::Inventory,
+            id: stock,
+            version: 4,
+        },
+        VersionStamp {
+            kind: EntityKind::Inventory,
+            id: stock,
+            version: 5,
+        },
+    ];
+    let applied = |kind| keys::applied_versions(ENTITY_CACHE_PROJECTION, kind);
+    let mut redis = shop.redis().await;
+
+    // Nothing applied yet: the wait gives up at its timeout.
+    let outcome = wait_until_applied(&conn, &versions, Duration::from_millis(30))
+        .await
+        .unwrap();
+    assert_eq!(outcome, Consistency::TimedOut { behind: 2 });
+
+    // The order is applied, the stock only up to version 4 of 5.
+    let _: () = redis::cmd("HSET")
+        .arg(applied(EntityKind::Order))
+        .arg(order.to_string())
+        .arg(1)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg(applied(EntityKind::Inventory))
+        .arg(stock.to_string())
+        .arg(4)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let outcome = wait_until_applied(&conn, &versions, Duration::from_millis(30))
+        .await
+        .unwrap();
+    assert_eq!(outcome, Consistency::TimedOut { behind: 1 });
+
+    // A waiter is under way when the projector catches up (to a later version, even).
+    let waiter = tokio::spawn({
+        let conn = conn.clone();
+        async move { wait_until_applied(&conn, &versions, Duration::from_secs(30)).await }
+    });
+    let _: () = redis::cmd("HSET")
+        .arg(applied(EntityKind::Inventory))
+        .arg(stock.to_string())
+        .arg(6)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(waiter.await.unwrap().unwrap(), Consistency::Applied);
+    assert_eq!(
+        wait_until_applied(&conn, &[], Duration::ZERO)
+            .await
+            .unwrap(),
+        Consistency::Applied,
+        "no versions: nothing to wait for"
+    );
+}
