@@ -1,1 +1,17 @@
-fn main() {}
+//! The `ordershop` binary: parses the command line, sets up logging and hands over to the
+//! library. Everything it runs lives in `ordershop::cli`.
+
+use std::process::ExitCode;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = ordershop::cli::parse();
+    ordershop::telemetry::init();
+    match ordershop::cli::run(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

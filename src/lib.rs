@@ -1,0 +1,13 @@
+//! The `ordershop` application: one binary, one role per process.
+//!
+//! `cli` turns the command line into calls; `run` starts roles (`serve <role>`) or the whole
+//! shop in one process (`up`); `local_redis` runs a private redis-server for `up`; `admin`
+//! holds the operator commands. The logic of each role lives in the workspace crates:
+//! `ordershop-services` (HTTP roles) and `ordershop-projections` (consumer-group workers).
+
+pub mod admin;
+pub mod cli;
+pub mod events;
+pub mod local_redis;
+pub mod run;
+pub mod telemetry;

@@ -1,0 +1,497 @@
+//! Starting a whole shop for a test: a private redis-server and the real `ordershop` binary,
+//! either as one process (`ordershop up`) or one process per role (`ordershop serve <role>`),
+//! every role on a free loopback port.
+
+use ordershop_eventstore::{EventStore, RedisConfig, Stream};
+use ordershop_testkit::{free_port, RedisServer};
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const ROLES: [&str; 9] = [
+    "gateway",
+    "customer-service",
+    "product-service",
+    "inventory-service",
+    "order-service",
+    "billing-service",
+    "msg-service",
+    "crm-service",
+    "entity-cache",
+];
+
+/// How the shop's roles are laid out in processes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// `ordershop up` with REDIS_URL set: every role in one process.
+    OneProcess,
+    /// `ordershop serve <role>`: one process per role.
+    ProcessPerRole,
+}
+
+pub struct Shop {
+    pub redis: RedisServer,
+    pub layout: Layout,
+    extra_env: Vec<(String, String)>,
+    ports: HashMap<&'static str, u16>,
+    processes: std::sync::Mutex<HashMap<&'static str, Child>>,
+    log_dir: tempfile::TempDir,
+    pub http: reqwest::Client,
+}
+
+fn env_var_of(role: &str) -> String {
+    format!("{}_URL", role.to_uppercase().replace('-', "_"))
+}
+
+impl Shop {
+    pub async fn start(layout: Layout) -> Shop {
+        Shop::start_with(layout, &[]).await
+    }
+
+    /// Starts a shop whose processes also get the given environment.
+    pub async fn start_with(layout: Layout, extra_env: &[(&str, &str)]) -> Shop {
+        let redis = RedisServer::start();
+        let ports = ROLES.iter().map(|r| (*r, free_port())).collect();
+        let shop = Shop {
+            redis,
+            layout,
+            extra_env: extra_env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            ports,
+            processes: std::sync::Mutex::new(HashMap::new()),
+            log_dir: tempfile::tempdir().expect("log folder"),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("http client"),
+        };
+        match layout {
+            Layout::OneProcess => shop.spawn("up", &["up"]),
+            Layout::ProcessPerRole => {
+                for role in ROLES {
+                    shop.spawn(role, &["serve", role]);
+                }
+            }
+        }
+        for role in ROLES {
+            shop.wait_healthy(role).await;
+        }
+        shop
+    }
+
+    fn env(&self) -> Vec<(String, String)> {
+        let mut env = vec![
+            ("REDIS_URL".to_owned(), self.redis.url()),
+            ("RUST_LOG".to_owned(), "info".to_owned()),
+            (
+                "ORDERSHOP_DATA_DIR".to_owned(),
+                self.log_dir.path().join("data").display().to_string(),
+            ),
+        ];
+        for role in ROLES {
+            env.push((env_var_of(role), self.url(role)));
+        }
+        env.extend(self.extra_env.iter().cloned());
+        env
+    }
+
+    /// Starts `ordershop <args>` with the shop's environment; its log goes to a file.
+    fn spawn(&self, name: &'static str, args: &[&str]) {
+        let port = self
+            .ports
+            .get(name)
+            .copied()
+            .unwrap_or(self.ports["gateway"]);
+        self.spawn_listening(name, args, port);
+    }
+
+    fn spawn_listening(&self, name: &'static str, args: &[&str], port: u16) {
+        let log_path = self.log_dir.path().join(format!("{name}.log"));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .expect("log file");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ordershop"));
+        command
+            .args(args)
+            .envs(self.env())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log);
+        command.env("ORDERSHOP_LISTEN", format!("127.0.0.1:{port}"));
+        let child = command.spawn().expect("the ordershop binary starts");
+        self.children().insert(name, child);
+    }
+
+    fn children(&self) -> std::sync::MutexGuard<'_, HashMap<&'static str, Child>> {
+        self.processes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn url(&self, role: &str) -> String {
+        format!("http://127.0.0.1:{}", self.ports[role])
+    }
+
+    pub fn gateway(&self, path: &str) -> String {
+        format!("{}{path}", self.url("gateway"))
+    }
+
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.log_dir.path().join(format!("{name}.log"))).unwrap_or_default()
+    }
+
+    pub async fn wait_healthy(&self, role: &str) {
+        let url = format!("{}/health", self.url(role));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = self.http.get(&url).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            if Instant::now() > deadline {
+                let names: Vec<&str> = self.children().keys().copied().collect();
+                let logs: Vec<String> = names
+                    .iter()
+                    .map(|n| format!("--- {n}\n{}", self.log(n)))
+                    .collect();
+                panic!(
+                    "{role} did not become healthy at {url}\n{}",
+                    logs.join("\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Kills a role's process with SIGKILL (only with one process per role).
+    pub fn kill(&self, role: &'static str) {
+        assert_eq!(
+            self.layout,
+            Layout::ProcessPerRole,
+            "kill needs one process per role"
+        );
+        let child = self.children().remove(role);
+        if let Some(mut child) = child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops a role's process gracefully (SIGTERM) and waits for it to exit.
+    pub fn stop(&self, role: &'static str) {
+        assert_eq!(
+            self.layout,
+            Layout::ProcessPerRole,
+            "stop needs one process per role"
+        );
+        let child = self.children().remove(role);
+        if let Some(mut child) = child {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while child.try_wait().ok().flatten().is_none() {
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts another instance of a role, on a port of its own, under `name`.
+    pub async fn start_instance(&self, name: &'static str, role: &'static str) {
+        let port = free_port();
+        self.spawn_listening(name, &["serve", role], port);
+        let url = format!("http://127.0.0.1:{port}/health");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            assert!(Instant::now() < deadline, "{name} did not become healthy");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Starts a role's process again (after `kill` or `stop`).
+    pub async fn start_role(&self, role: &'static str) {
+        self.spawn(role, &["serve", role]);
+        self.wait_healthy(role).await;
+    }
+
+    pub async fn store(&self) -> EventStore {
+        EventStore::connect(&RedisConfig::new(self.redis.url()).expect("url"))
+            .await
+            .expect("store connects")
+    }
+
+    pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.redis.url())
+            .expect("url")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("redis connects")
+    }
+
+    /// XLEN of every event stream.
+    pub async fn stream_lengths(&self) -> BTreeMap<String, u64> {
+        let mut conn = self.redis().await;
+        let mut lens = BTreeMap::new();
+        for stream in Stream::all() {
+            let len: u64 = redis::cmd("XLEN")
+                .arg(stream.key())
+                .query_async(&mut conn)
+                .await
+                .expect("XLEN");
+            lens.insert(stream.key(), len);
+        }
+        lens
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let response = self.http.get(self.gateway(path)).send().await.expect("GET");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn send(&self, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
+        let response = self
+            .http
+            .request(method, self.gateway(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.send(reqwest::Method::POST, path, body).await
+    }
+
+    /// POSTs and returns the new ids, asserting a 200.
+    pub async fn create(&self, path: &str, body: Value) -> Vec<String> {
+        let (status, ids) = self.post(path, body.clone()).await;
+        assert_eq!(status, 200, "POST {path} {body}: {ids}");
+        ids.as_array()
+            .expect("a list of ids")
+            .iter()
+            .map(|v| v.as_str().expect("id").to_owned())
+            .collect()
+    }
+
+    /// Messages the message service delivered (optionally to one address).
+    pub async fn emails(&self, to: Option<&str>) -> Vec<Value> {
+        let mut request = self.http.get(format!("{}/emails", self.url("msg-service")));
+        if let Some(to) = to {
+            request = request.query(&[("to", to)]);
+        }
+        let body: Value = request
+            .send()
+            .await
+            .expect("GET /emails")
+            .json()
+            .await
+            .expect("JSON");
+        body.as_array().cloned().unwrap_or_default()
+    }
+}
+
+impl Drop for Shop {
+    fn drop(&mut self) {
+        for (_, child) in self.children().iter_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Waits for an async condition with a deadline; never sleeps as synchronisation otherwise.
+pub async fn eventually<F, Fut>(what: &str, deadline: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let end = Instant::now() + deadline;
+    let mut pause = Duration::from_millis(5);
+    while !check().await {
+        if Instant::now() > end {
+            panic!("timed out after {deadline:?} waiting for {what}");
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(200));
+    }
+}
+
+/// A canonical dump of every key matching the patterns: Sets and Lists as arrays (Sets
+/// sorted), Hashes as sorted objects, Strings as strings, Streams as their entries' fields.
+pub async fn dump(
+    conn: &mut redis::aio::MultiplexedConnection,
+    patterns: &[&str],
+) -> BTreeMap<String, Value> {
+    let mut out = BTreeMap::new();
+    for pattern in patterns {
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(*pattern)
+            .query_async(conn)
+            .await
+            .expect("KEYS");
+        for key in keys {
+            let kind: String = redis::cmd("TYPE")
+                .arg(&key)
+                .query_async(conn)
+                .await
+                .expect("TYPE");
+            let value = match kind.as_str() {
+                "set" => {
+                    let mut members: Vec<String> = redis::cmd("SMEMBERS")
+                        .arg(&key)
+                        .query_async(conn)
+                        .await
+                        .expect("SMEMBERS");
+                    members.sort();
+                    serde_json::json!(members)
+                }
+                "hash" => {
+                    let map: BTreeMap<String, String> = redis::cmd("HGETALL")
+                        .arg(&key)
+                        .query_async(conn)
+                        .await
+                        .expect("HGETALL");
+                    serde_json::json!(map)
+                }
+                "list" => {
+                    let items: Vec<String> = redis::cmd("LRANGE")
+                        .arg(&key)
+                        .arg(0)
+                        .arg(-1)
+                        .query_async(conn)
+                        .await
+                        .expect("LRANGE");
+                    serde_json::json!(items)
+                }
+                "string" => {
+                    let s: String = redis::cmd("GET")
+                        .arg(&key)
+                        .query_async(conn)
+                        .await
+                        .expect("GET");
+                    serde_json::json!(s)
+                }
+                "zset" => {
+                    let items: Vec<(String, String)> = redis::cmd("ZRANGE")
+                        .arg(&key)
+                        .arg(0)
+                        .arg(-1)
+                        .arg("WITHSCORES")
+                        .query_async(conn)
+                        .await
+                        .expect("ZRANGE");
+                    serde_json::json!(items)
+                }
+                other => serde_json::json!(format!("<{other}>")),
+            };
+            out.insert(key, value);
+        }
+    }
+    out
+}
+
+/// True when a consumer group has been delivered every entry of its streams and acked them all.
+pub async fn caught_up(
+    conn: &mut redis::aio::MultiplexedConnection,
+    group: &str,
+    streams: &[String],
+) -> bool {
+    for stream in streams {
+        let exists: bool = redis::cmd("EXISTS")
+            .arg(stream)
+            .query_async(conn)
+            .await
+            .unwrap_or(false);
+        if !exists {
+            continue;
+        }
+        let groups: redis::Value = match redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg(stream)
+            .query_async(conn)
+            .await
+        {
+            Ok(v) => v,
+            Err(_) => return false,
+        };
+        let Some(info) = group_info(&groups, group) else {
+            return false;
+        };
+        let pending = info
+            .get("pending")
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(u64::MAX);
+        let lag = info
+            .get("lag")
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(u64::MAX);
+        if pending != 0 || lag != 0 {
+            return false;
+        }
+    }
+    true
+}
+
+fn group_info(groups: &redis::Value, name: &str) -> Option<HashMap<String, String>> {
+    let redis::Value::Array(groups) = groups else {
+        return None;
+    };
+    for group in groups {
+        let fields: Vec<&redis::Value> = match group {
+            redis::Value::Array(items) => items.iter().collect(),
+            redis::Value::Map(pairs) => pairs.iter().flat_map(|(k, v)| [k, v]).collect(),
+            _ => continue,
+        };
+        let mut map = HashMap::new();
+        for pair in fields.chunks(2) {
+            if let [k, v] = pair {
+                let text = |v: &redis::Value| match v {
+                    redis::Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+                    redis::Value::SimpleString(s) => s.clone(),
+                    redis::Value::Int(i) => i.to_string(),
+                    _ => String::new(),
+                };
+                map.insert(text(k), text(v));
+            }
+        }
+        if map.get("name").map(String::as_str) == Some(name) {
+            return Some(map);
+        }
+    }
+    None
+}
+
+/// Runs `ordershop <args>` against the shop's Redis and returns (exit code, stdout, stderr).
+pub fn run_cli(shop: &Shop, args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_ordershop"))
+        .args(args)
+        .env("REDIS_URL", shop.redis.url())
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .expect("the ordershop binary runs");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}

@@ -1,0 +1,492 @@
+//! Projections with the real binary: the CRM misses nothing while stopped, crashes lose and
+//! duplicate nothing, and rebuilds give back exactly the live state.
+
+use crate::helpers::{caught_up, dump, eventually, run_cli, Layout, Shop};
+use ordershop_domain::{Change, Customer, CustomerId, Email, EntityKind, Name};
+use ordershop_eventstore::{keys, Append};
+use ordershop_projections::ProjectionName;
+use reqwest::Method;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+const CATCH_UP: Duration = Duration::from_secs(120);
+
+/// Key patterns of the entity cache.
+const CACHE_KEYS: [&str; 10] = [
+    "customer_ids",
+    "product_ids",
+    "inventory_ids",
+    "order_ids",
+    "billing_ids",
+    "*_entity:*",
+    "order_product_ids:*",
+    "orders_unbilled",
+    "orders_billed",
+    "entity-cache:*",
+];
+/// Key patterns of the CRM view (its outbox and dead letters excluded: they are logs).
+const CRM_KEYS: [&str; 1] = ["crm:*"];
+
+async fn wait_caught_up(shop: &Shop, projection: ProjectionName) {
+    let group = projection.name();
+    let streams = projection.streams();
+    let conn = shop.redis().await;
+    eventually(&format!("{group} to catch up"), CATCH_UP, || {
+        let streams = streams.clone();
+        let mut conn = conn.clone();
+        async move { caught_up(&mut conn, group, &streams).await }
+    })
+    .await;
+}
+
+async fn wait_all_caught_up(shop: &Shop) {
+    for projection in ProjectionName::ALL {
+        wait_caught_up(shop, projection).await;
+    }
+}
+
+async fn crm_dump(shop: &Shop) -> BTreeMap<String, Value> {
+    let mut conn = shop.redis().await;
+    let mut state = dump(&mut conn, &CRM_KEYS).await;
+    state.retain(|k, _| k != &keys::outbox() && !k.ends_with(":dead"));
+    state
+}
+
+async fn products_with_stock(shop: &Shop, n: usize, amount: u64) -> Vec<String> {
+    let products: Vec<Value> = (0..n)
+        .map(|i| json!({"name": format!("Product {i}"), "price": 150 + i}))
+        .collect();
+    let ids = shop.create("/products", Value::Array(products)).await;
+    let stock: Vec<Value> = ids
+        .iter()
+        .map(|p| json!({"product_id": p, "amount": amount}))
+        .collect();
+    shop.create("/inventory", Value::Array(stock)).await;
+    ids
+}
+
+fn count_kind(emails: &[Value], to: &str, kind: &str) -> usize {
+    emails
+        .iter()
+        .filter(|m| m["to"] == to && m["kind"] == kind)
+        .count()
+}
+
+fn assert_no_duplicate_messages(emails: &[Value]) {
+    let mut seen = HashSet::new();
+    for m in emails {
+        let id = m["msg_id"].as_str().unwrap_or_default().to_owned();
+        assert!(seen.insert(id.clone()), "message {id} was delivered twice");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_crm_misses_nothing_and_repeats_nothing() {
+    let shop = Shop::start(Layout::ProcessPerRole).await;
+    let products = products_with_stock(&shop, 3, 100).await;
+    let early = shop
+        .create(
+            "/customer",
+            json!({"name": "Early", "email": "early@example.com"}),
+        )
+        .await;
+    shop.create(
+        "/order",
+        json!({"customer_id": early[0], "product_ids": [products[0]]}),
+    )
+    .await;
+    wait_all_caught_up(&shop).await;
+    let before = shop.emails(None).await;
+    assert_eq!(
+        before.len(),
+        3,
+        "welcome, confirmation and payment request: {before:?}"
+    );
+
+    // While the CRM is stopped, 5 customers sign up and 3 of them order.
+    shop.stop("crm-service");
+    let mut emails = Vec::new();
+    let mut customers = Vec::new();
+    for i in 0..5 {
+        let email = format!("late{i}@example.com");
+        let id = shop
+            .create(
+                "/customer",
+                json!({"name": format!("Late {i}"), "email": email}),
+            )
+            .await;
+        customers.push((id[0].clone(), email.clone()));
+        emails.push(email);
+    }
+    for (id, _) in customers.iter().take(3) {
+        shop.create(
+            "/order",
+            json!({"customer_id": id, "product_ids": [products[1], products[2]]}),
+        )
+        .await;
+    }
+    assert_eq!(
+        shop.emails(None).await.len(),
+        before.len(),
+        "nothing is sent while the CRM is down"
+    );
+
+    // Started again, it catches up on everything it missed, once.
+    shop.start_role("crm-service").await;
+    wait_all_caught_up(&shop).await;
+    let after = shop.emails(None).await;
+    assert_no_duplicate_messages(&after);
+    assert_eq!(after.len(), before.len() + 5 + 3 * 2, "{after:#?}");
+    assert_eq!(
+        &after[..before.len()],
+        &before[..],
+        "earlier messages are not sent again"
+    );
+    for (i, (_, email)) in customers.iter().enumerate() {
+        assert_eq!(
+            count_kind(&after, email, "welcome"),
+            1,
+            "one welcome for {email}"
+        );
+        let orders = usize::from(i < 3);
+        assert_eq!(
+            count_kind(&after, email, "order_confirmation"),
+            orders,
+            "{email}"
+        );
+        assert_eq!(
+            count_kind(&after, email, "payment_request"),
+            orders,
+            "{email}"
+        );
+    }
+    assert_eq!(count_kind(&after, "early@example.com", "welcome"), 1);
+}
+
+/// One client's share of the burst: per round a customer, an order, its billing and an update
+/// of the customer — five events.
+async fn burst_client(
+    shop: &Shop,
+    client: usize,
+    rounds: usize,
+    products: &[String],
+    done: &AtomicUsize,
+) {
+    for round in 0..rounds {
+        let email = format!("c{client}r{round}@example.com");
+        let customer = shop
+            .create(
+                "/customer",
+                json!({"name": format!("C {client} {round}"), "email": email}),
+            )
+            .await;
+        let order = shop
+            .create("/order", json!({"customer_id": customer[0], "product_ids": [products[round % products.len()]]}))
+            .await;
+        shop.create("/billing", json!({"order_id": order[0]})).await;
+        let (status, _) = shop
+            .send(
+                Method::PUT,
+                &format!("/customer/{}", customer[0]),
+                json!({"name": format!("C {client} {round}!"), "email": email}),
+            )
+            .await;
+        assert_eq!(status, 200);
+        done.fetch_add(5, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_projectors_mid_burst_loses_and_duplicates_nothing() {
+    const CLIENTS: usize = 8;
+    const ROUNDS: usize = 125; // 8 clients x 125 rounds x 5 events = 5,000 events
+    let shop = Shop::start(Layout::ProcessPerRole).await;
+    let products = products_with_stock(&shop, 5, 1_000_000).await;
+    let done = AtomicUsize::new(0);
+
+    let burst = async {
+        let clients = (0..CLIENTS).map(|c| burst_client(&shop, c, ROUNDS, &products, &done));
+        futures::future::join_all(clients).await;
+    };
+    let crash = async {
+        let reached = |n: usize| {
+            let done = &done;
+            move || async move { done.load(Ordering::SeqCst) >= n }
+        };
+        // Crash both projectors twice, the way a supervisor would see it: SIGKILL, then
+        // start again at once.
+        for (what, at) in [
+            ("a third of the burst", 1_700),
+            ("two thirds of the burst", 3_300),
+        ] {
+            eventually(what, CATCH_UP, reached(at)).await;
+            shop.kill("entity-cache");
+            shop.kill("crm-service");
+            shop.start_role("entity-cache").await;
+            shop.start_role("crm-service").await;
+        }
+    };
+    tokio::join!(burst, crash);
+    wait_all_caught_up(&shop).await;
+
+    // No message twice, and exactly the messages the burst called for.
+    let emails = shop.emails(None).await;
+    assert_no_duplicate_messages(&emails);
+    let kinds = |kind: &str| emails.iter().filter(|m| m["kind"] == kind).count();
+    let customers = CLIENTS * ROUNDS;
+    assert_eq!(kinds("welcome"), customers);
+    assert_eq!(kinds("order_confirmation"), customers);
+    assert_eq!(kinds("payment_request"), customers);
+    assert_eq!(kinds("receipt"), customers);
+
+    // The live state equals a rebuild from scratch.
+    let mut conn = shop.redis().await;
+    let cache_live = dump(&mut conn, &CACHE_KEYS).await;
+    let crm_live = crm_dump(&shop).await;
+    assert_eq!(
+        cache_live
+            .get("customer_ids")
+            .and_then(Value::as_array)
+            .map(Vec::len),
+        Some(customers)
+    );
+    for projection in ["entity-cache", "crm"] {
+        let (code, out, err) = run_cli(&shop, &["rebuild", projection]);
+        assert_eq!(code, 0, "rebuild {projection}: {out}{err}");
+    }
+    assert_eq!(
+        dump(&mut conn, &CACHE_KEYS).await,
+        cache_live,
+        "entity cache equals a rebuild"
+    );
+    assert_eq!(crm_dump(&shop).await, crm_live, "CRM equals a rebuild");
+    assert_eq!(
+        shop.emails(None).await.len(),
+        emails.len(),
+        "the rebuild sent nothing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wiped_entity_cache_is_rebuilt_to_the_same_report() {
+    let shop = Shop::start(Layout::ProcessPerRole).await;
+    let products = products_with_stock(&shop, 4, 50).await;
+    let customers: Vec<Value> = (0..6)
+        .map(|i| json!({"name": format!("R {i}"), "email": format!("r{i}@example.com")}))
+        .collect();
+    let customers = shop.create("/customers", Value::Array(customers)).await;
+    let mut orders = Vec::new();
+    for (i, c) in customers.iter().enumerate() {
+        let order = shop
+            .create(
+                "/order",
+                json!({"customer_id": c, "product_ids": [products[i % 4], products[(i + 1) % 4]]}),
+            )
+            .await;
+        orders.push(order[0].clone());
+    }
+    shop.create("/billing", json!({"order_id": orders[0]}))
+        .await;
+    let (status, _) = shop
+        .send(
+            Method::DELETE,
+            &format!("/order/{}", orders[1]),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = shop
+        .send(
+            Method::DELETE,
+            &format!("/customer/{}", customers[5]),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (_, before) = shop.get("/report").await;
+
+    // Wipe every entity-cache key, then rebuild.
+    let mut conn = shop.redis().await;
+    let cache = dump(&mut conn, &CACHE_KEYS).await;
+    assert!(!cache.is_empty());
+    for key in cache.keys() {
+        let _: i64 = redis::cmd("DEL")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .expect("DEL");
+    }
+    let (_, wiped) = shop.get("/report").await;
+    assert_eq!(wiped["customers"], json!([]), "the cache is really gone");
+
+    let (code, out, err) = run_cli(&shop, &["rebuild", "entity-cache"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (_, after) = shop.get("/report").await;
+    assert_eq!(sorted(after), sorted(before));
+    assert_eq!(dump(&mut conn, &CACHE_KEYS).await, cache);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_entity_cache_instances_build_the_state_one_would() {
+    let shop = Shop::start(Layout::ProcessPerRole).await;
+    shop.start_instance("entity-cache-2", "entity-cache").await;
+
+    // 10,000 events straight into the log: 2,000 customers, each updated three times, then
+    // deleted.
+    let store = shop.store().await;
+    let customers: Vec<Customer> = (0..2_000)
+        .map(|i| Customer {
+            id: CustomerId::new(),
+            name: Name::parse("name", &format!("Twin {i}")).expect("name"),
+            email: Email::parse(&format!("twin{i}@example.com")).expect("email"),
+        })
+        .collect();
+    for c in &customers {
+        store
+            .append_guarded(&Append::new().change(Change::created(c.clone())))
+            .await
+            .expect("append");
+    }
+    for round in 1..=3u64 {
+        for c in &customers {
+            let renamed = Customer {
+                name: Name::parse("name", &format!("{} r{round}", c.name)).expect("name"),
+                ..c.clone()
+            };
+            let append = Append::new()
+                .expect(EntityKind::Customer, c.id.0, round)
+                .change(Change::updated(renamed));
+            store.append_guarded(&append).await.expect("append");
+        }
+    }
+    for c in customers
+        .iter()
+        .step_by(2)
+        .chain(customers.iter().skip(1).step_by(2))
+    {
+        let append = Append::new()
+            .expect(EntityKind::Customer, c.id.0, 4)
+            .change(Change::deleted(c.clone()));
+        store.append_guarded(&append).await.expect("append");
+    }
+    wait_caught_up(&shop, ProjectionName::EntityCache).await;
+
+    let mut conn = shop.redis().await;
+    let shared = dump(&mut conn, &CACHE_KEYS).await;
+    let versions = shared
+        .get("entity-cache:versions:customer")
+        .and_then(Value::as_object)
+        .map(|m| m.len());
+    assert_eq!(
+        versions,
+        Some(2_000),
+        "every customer's last version was applied"
+    );
+    assert!(
+        !shared.contains_key("customer_ids"),
+        "every customer is gone"
+    );
+    let (code, out, err) = run_cli(&shop, &["rebuild", "entity-cache"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        dump(&mut conn, &CACHE_KEYS).await,
+        shared,
+        "two instances built what one rebuild builds"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_entry_is_dead_lettered_and_later_events_applied() {
+    let shop = Shop::start_with(
+        Layout::ProcessPerRole,
+        &[
+            ("ORDERSHOP_CLAIM_IDLE_MS", "100"),
+            ("ORDERSHOP_MAX_DELIVERIES", "3"),
+        ],
+    )
+    .await;
+    let mut conn = shop.redis().await;
+    let poison: String = redis::cmd("XADD")
+        .arg("events:customer_created")
+        .arg("*")
+        .arg("event_id")
+        .arg("00000000-0000-4000-8000-000000000000")
+        .arg("entity")
+        .arg("{not json")
+        .arg("version")
+        .arg("1")
+        .query_async(&mut conn)
+        .await
+        .expect("XADD");
+    let after = shop
+        .create(
+            "/customer",
+            json!({"name": "After", "email": "after@example.com"}),
+        )
+        .await;
+    let (_, customer) = shop.get(&format!("/customer/{}", after[0])).await;
+    assert_eq!(
+        customer["name"], "After",
+        "the event after the poison is applied"
+    );
+
+    for projection in ["entity-cache", "crm"] {
+        let dead = keys::dead_letters(projection);
+        let watcher = conn.clone();
+        eventually(
+            &format!("{dead} to hold the poison entry"),
+            CATCH_UP,
+            || {
+                let mut conn = watcher.clone();
+                let dead = dead.clone();
+                async move {
+                    let len: u64 = redis::cmd("XLEN")
+                        .arg(&dead)
+                        .query_async(&mut conn)
+                        .await
+                        .unwrap_or(0);
+                    len == 1
+                }
+            },
+        )
+        .await;
+        let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg(&dead)
+            .arg("-")
+            .arg("+")
+            .query_async(&mut conn)
+            .await
+            .expect("XRANGE");
+        let fields = format!("{:?}", entries.ids[0].map);
+        assert!(
+            fields.contains(&poison),
+            "the dead letter names the entry {poison}: {fields}"
+        );
+    }
+    wait_all_caught_up(&shop).await;
+    let (code, out, _) = run_cli(&shop, &["status", "--json"]);
+    assert_eq!(code, 0);
+    let status: Value = serde_json::from_str(&out).expect("status --json is JSON");
+    let cache = status
+        .as_array()
+        .and_then(|g| g.iter().find(|g| g["group"] == "entity-cache"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(cache["dead_lettered"], 1, "{status}");
+    assert_eq!(cache["lag"], 0, "{status}");
+}
+
+/// The JSON with every array sorted, so that two reports compare by content.
+fn sorted(value: Value) -> Value {
+    match value {
+        Value::Array(items) => {
+            let mut items: Vec<Value> = items.into_iter().map(sorted).collect();
+            items.sort_by_key(|v| v.to_string());
+            Value::Array(items)
+        }
+        Value::Object(map) => Value::Object(map.into_iter().map(|(k, v)| (k, sorted(v))).collect()),
+        other => other,
+    }
+}
