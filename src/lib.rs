@@ -2,12 +2,17 @@
 //!
 //! `cli` turns the command line into calls; `run` starts roles (`serve <role>`) or the whole
 //! shop in one process (`up`); `local_redis` runs a private redis-server for `up`; `admin`
-//! holds the operator commands. The logic of each role lives in the workspace crates:
+//! holds the operator commands; `load` (a load generator) and `bench` (each path next to its
+//! bare baseline) measure speed. The logic of each role lives in the workspace crates:
 //! `ordershop-services` (HTTP roles) and `ordershop-projections` (consumer-group workers).
 
 pub mod admin;
+pub mod bench;
+pub mod chaos;
 pub mod cli;
 pub mod events;
+pub mod load;
 pub mod local_redis;
+pub mod report;
 pub mod run;
 pub mod telemetry;

@@ -1,5 +1,6 @@
 //! A private redis-server for `ordershop up` on a developer's machine: data kept under a local
 //! folder with the append-only file on, started before the shop and shut down cleanly after it.
+//! `ordershop bench` starts one without persistence in a temporary folder.
 
 use anyhow::{bail, Context};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -22,6 +23,17 @@ impl LocalRedis {
     /// Starts redis-server with its data in `<data_dir>/redis` and AOF on. `fsync` is the
     /// `appendfsync` policy (`everysec` by default, `always` in strict mode).
     pub async fn start(data_dir: &Path, fsync: &str) -> anyhow::Result<Self> {
+        Self::start_with(data_dir, Some(fsync)).await
+    }
+
+    /// Starts redis-server with no persistence at all (no AOF, no snapshots): for the bench,
+    /// which measures in-memory work and throws the data away.
+    pub async fn start_without_persistence(data_dir: &Path) -> anyhow::Result<Self> {
+        Self::start_with(data_dir, None).await
+    }
+
+    /// `aof`: the `appendfsync` policy with the AOF on, or `None` for no AOF.
+    async fn start_with(data_dir: &Path, aof: Option<&str>) -> anyhow::Result<Self> {
         let dir = data_dir.join("redis");
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create the data folder {}", dir.display()))?;
@@ -29,17 +41,23 @@ impl LocalRedis {
             .canonicalize()
             .with_context(|| format!("cannot resolve {}", dir.display()))?;
         let port = pick_port();
-        let child = Command::new("redis-server")
+        let mut command = Command::new("redis-server");
+        command
             .arg("--port")
             .arg(port.to_string())
             .arg("--bind")
             .arg("127.0.0.1")
             .arg("--dir")
-            .arg(&dir)
-            .arg("--appendonly")
-            .arg("yes")
-            .arg("--appendfsync")
-            .arg(fsync)
+            .arg(&dir);
+        match aof {
+            Some(fsync) => command
+                .arg("--appendonly")
+                .arg("yes")
+                .arg("--appendfsync")
+                .arg(fsync),
+            None => command.arg("--appendonly").arg("no"),
+        };
+        let child = command
             .arg("--save")
             .arg("")
             .arg("--logfile")

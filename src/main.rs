@@ -6,7 +6,7 @@ use std::process::ExitCode;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = ordershop::cli::parse();
-    ordershop::telemetry::init();
+    ordershop::telemetry::init_with_default(cli.default_log_level());
     match ordershop::cli::run(cli).await {
         Ok(code) => code,
         Err(e) => {

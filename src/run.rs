@@ -4,12 +4,13 @@
 
 use crate::local_redis::LocalRedis;
 use anyhow::Context;
-use ordershop_eventstore::RedisConfig;
+use ordershop_eventstore::{Metrics, RedisConfig};
 use ordershop_projections::{run_until_stopped, ProjectionName, RunnerOptions};
 use ordershop_services::config::{Config, Role};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -90,19 +91,39 @@ fn bind(role: Role, addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr).with_context(|| format!("{role} cannot listen on {addr}"))
 }
 
-/// Starts one role's HTTP server and worker on `tasks`.
-fn start_role(
+/// Starts one role's HTTP server and worker on `tasks` (also used by the bench to run the shop
+/// in-process on free ports), with metrics of their own. Roles of one process should share one
+/// registry: see [`start_role_with_metrics`].
+pub(crate) fn start_role(
     tasks: &mut JoinSet<anyhow::Result<()>>,
     role: Role,
     config: &Config,
     listener: TcpListener,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::new());
+    start_role_with_metrics(tasks, role, config, listener, shutdown, &metrics)
+}
+
+/// Starts one role's HTTP server and worker on `tasks`, both recording into the process's
+/// `metrics`. A role with a worker reports healthy once the worker's Functions are loaded.
+pub(crate) fn start_role_with_metrics(
+    tasks: &mut JoinSet<anyhow::Result<()>>,
+    role: Role,
+    config: &Config,
+    listener: TcpListener,
+    shutdown: &CancellationToken,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<()> {
     let listen = listener.local_addr()?;
-    let http_config = config.clone();
+    let mut http_config = config.clone();
+    if let Some(projection) = worker_of(role) {
+        http_config.worker_libraries = projection.libraries().to_vec();
+    }
     let token = shutdown.clone();
+    let http_metrics = metrics.clone();
     tasks.spawn(async move {
-        ordershop_services::serve(role, http_config, listener, token)
+        ordershop_services::serve(role, http_config, listener, token, http_metrics)
             .await
             .with_context(|| format!("{role} HTTP server"))
     });
@@ -110,9 +131,10 @@ fn start_role(
         let redis = config.redis.clone();
         let token = shutdown.clone();
         let options = runner_options(role, listen)?;
+        let metrics = metrics.clone();
         tracing::info!(%role, consumer = %options.consumer, "starting the {projection} worker");
         tasks.spawn(async move {
-            run_until_stopped(redis, projection, options, token)
+            run_until_stopped(redis, projection, options, token, metrics)
                 .await
                 .with_context(|| format!("{role} worker"))
         });
@@ -144,7 +166,8 @@ pub async fn serve_role(role: Role) -> anyhow::Result<ExitCode> {
     let listener = bind(role, config.listen)?;
     tracing::info!(%role, listen = %config.listen, redis = %config.redis.redacted_url(), "starting");
     let mut tasks = JoinSet::new();
-    start_role(&mut tasks, role, &config, listener, &shutdown)?;
+    let metrics = Arc::new(Metrics::new());
+    start_role_with_metrics(&mut tasks, role, &config, listener, &shutdown, &metrics)?;
     join_all(tasks, &shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
@@ -180,6 +203,8 @@ async fn run_everything(redis_url: Option<String>) -> anyhow::Result<ExitCode> {
     let shutdown = CancellationToken::new();
     stop_on_signal(shutdown.clone());
     let mut tasks = JoinSet::new();
+    // One registry for the process: every role's `/metrics` shows all of them.
+    let metrics = Arc::new(Metrics::new());
     for role in Role::ALL {
         let mut config = Config::from_env(role)?;
         if let Some(url) = &redis_url {
@@ -188,7 +213,7 @@ async fn run_everything(redis_url: Option<String>) -> anyhow::Result<ExitCode> {
         let addr = config.address_of(role);
         let listener = bind(role, addr)?;
         tracing::info!(%role, listen = %addr, "starting");
-        start_role(&mut tasks, role, &config, listener, &shutdown)?;
+        start_role_with_metrics(&mut tasks, role, &config, listener, &shutdown, &metrics)?;
     }
     tracing::info!(
         "the shop is up: gateway on http://{}",

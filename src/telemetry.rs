@@ -4,7 +4,13 @@
 use tracing_subscriber::EnvFilter;
 
 pub fn init() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    init_with_default("info");
+}
+
+/// Like [`init`], with `level` when `RUST_LOG` is unset (the measuring commands use `warn`: the
+/// shop they run in-process must not spend the machine on logging while it is measured).
+pub fn init_with_default(level: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     let json = std::env::var("ORDERSHOP_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

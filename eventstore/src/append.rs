@@ -37,6 +37,9 @@ pub struct Append {
     pub expectations: Vec<Expectation>,
     pub claims: Vec<UniqueClaim>,
     pub events: Vec<PendingEvent>,
+    /// Extra entry fields written on every event of the append (e.g. `request_id`), after the
+    /// codec's own; readers that do not know them ignore them.
+    pub metadata: Vec<(&'static str, String)>,
 }
 
 impl Append {
@@ -114,6 +117,24 @@ impl Append {
 
     pub fn changes(self, changes: impl IntoIterator<Item = Change>) -> Self {
         changes.into_iter().fold(self, Append::change)
+    }
+
+    /// Adds an extra field to every entry of the append. The codec's own fields (`event_id`,
+    /// `entity`, `version`) cannot be overridden: such a name is ignored.
+    pub fn annotate(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        if !crate::codec::RESERVED_FIELDS.contains(&name) {
+            self.metadata.retain(|(n, _)| *n != name);
+            self.metadata.push((name, value.into()));
+        }
+        self
+    }
+
+    /// Tags every entry with the id of the request that caused it (field `request_id`).
+    pub fn request_id(self, request_id: Option<&str>) -> Self {
+        match request_id {
+            Some(id) => self.annotate(crate::codec::FIELD_REQUEST_ID, id),
+            None => self,
+        }
     }
 }
 

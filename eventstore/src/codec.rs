@@ -1,7 +1,8 @@
 //! The entry codec: how a change becomes stream entry fields and back.
 //!
 //! Fields, as in the original sample: `event_id` (UUID) and `entity` (JSON of the whole entity
-//! after the change), plus `version` (the entity's version after this event). Readers ignore
+//! after the change), plus `version` (the entity's version after this event), and optionally
+//! `request_id` (the HTTP request that caused it, to follow it through the logs). Readers ignore
 //! fields they do not know, so fields can be added without breaking them.
 
 use crate::entry_id::EntryId;
@@ -14,6 +15,9 @@ use uuid::Uuid;
 pub const FIELD_EVENT_ID: &str = "event_id";
 pub const FIELD_ENTITY: &str = "entity";
 pub const FIELD_VERSION: &str = "version";
+pub const FIELD_REQUEST_ID: &str = "request_id";
+/// The fields the codec itself writes; an append's metadata cannot replace them.
+pub const RESERVED_FIELDS: [&str; 3] = [FIELD_EVENT_ID, FIELD_ENTITY, FIELD_VERSION];
 
 /// An entry as read from a stream, before decoding.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,6 +36,8 @@ pub struct StoredEvent {
     /// The entity's version after this event (1 for its first event).
     pub version: u64,
     pub change: Change,
+    /// The request that caused the event, when the writer recorded it.
+    pub request_id: Option<String>,
 }
 
 impl StoredEvent {
@@ -120,6 +126,9 @@ impl RawEntry {
                 action: self.stream.action,
                 entity,
             },
+            request_id: field_bytes(&self.fields, FIELD_REQUEST_ID)
+                .and_then(|b| std::str::from_utf8(b).ok())
+                .map(str::to_owned),
         })
     }
 }

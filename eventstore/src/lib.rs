@@ -4,7 +4,8 @@
 //! entry ID format ([`EntryId`]), the entry codec ([`codec`]), the store-wide clock and the
 //! atomic guarded append (the `ordershop_store` Redis Function in `lua/store.lua`), and the
 //! readers that replay streams in global ID order ([`replay`]). Services append through it;
-//! projections read through it; neither formats a key or parses an entry by itself.
+//! projections read through it; neither formats a key or parses an entry by itself. It also holds the process's
+//! [`metrics`], which both sides record into.
 
 pub mod append;
 pub mod cache;
@@ -12,6 +13,7 @@ pub mod codec;
 pub mod connect;
 pub mod entry_id;
 pub mod keys;
+pub mod metrics;
 pub mod replay;
 pub mod store;
 
@@ -20,5 +22,6 @@ pub use codec::{DecodeError, RawEntry, StoredEvent};
 pub use connect::{RedisConfig, RedisConfigError};
 pub use entry_id::EntryId;
 pub use keys::{Stream, UniqueIndex};
+pub use metrics::Metrics;
 pub use replay::Replay;
 pub use store::{EventStore, StoreError};

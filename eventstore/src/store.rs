@@ -85,6 +85,47 @@ impl EventStore {
         interpret_reply(append, reply)
     }
 
+    /// Several guarded appends in one round trip: one pipeline of `append_guarded` calls. Each
+    /// append is atomic and guarded on its own (a later one sees the earlier ones' writes), and
+    /// its result is in the same position of the answer; the pipeline as a whole is not a
+    /// transaction. For bulk writers (imports, benchmarks); a command handler uses
+    /// [`append_guarded`](Self::append_guarded).
+    pub async fn append_guarded_pipelined(
+        &self,
+        appends: &[Append],
+    ) -> Result<Vec<Result<Vec<Appended>, AppendError>>, AppendError> {
+        if appends.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        for append in appends {
+            pipe.add_command(FcallArgs::build(append).command());
+        }
+        let mut conn = self.conn.clone();
+        let mut replies: Vec<redis::RedisResult<Value>> = pipe.query_async(&mut conn).await?;
+        // A server without the Function fails every call alike, so none ran: reload and resend.
+        if replies
+            .first()
+            .is_some_and(|r| r.as_ref().is_err_and(is_missing_function))
+        {
+            load_library(&mut conn, STORE_LIBRARY).await?;
+            replies = pipe.query_async(&mut conn).await?;
+        }
+        if replies.len() != appends.len() {
+            return Err(AppendError::Protocol(format!(
+                "{} replies to {} appends",
+                replies.len(),
+                appends.len()
+            )));
+        }
+        Ok(appends
+            .iter()
+            .zip(replies)
+            .map(|(append, reply)| interpret_reply(append, reply?))
+            .collect())
+    }
+
     /// The head (latest version and state) of each entity, in the order of `ids`.
     pub async fn heads<T: EntityState>(&self, ids: &[Uuid]) -> Result<Vec<Head<T>>, StoreError> {
         if ids.is_empty() {
@@ -288,8 +329,16 @@ impl FcallArgs {
             i.to_string()
         };
         let mut args = Vec::with_capacity(
-            3 + append.expectations.len() * 3 + append.claims.len() * 4 + append.events.len() * 7,
+            4 + append.metadata.len() * 2
+                + append.expectations.len() * 3
+                + append.claims.len() * 4
+                + append.events.len() * 7,
         );
+        args.push(append.metadata.len().to_string());
+        for (name, value) in &append.metadata {
+            args.push((*name).to_owned());
+            args.push(value.clone());
+        }
         args.push(append.expectations.len().to_string());
         for e in &append.expectations {
             args.push(key_index(keys::heads(e.kind), &mut keys));
@@ -325,14 +374,17 @@ impl FcallArgs {
         Self { keys, args }
     }
 
-    async fn invoke(&self, conn: &mut ConnectionManager) -> Result<Value, redis::RedisError> {
-        redis::cmd("FCALL")
-            .arg("append_guarded")
+    fn command(&self) -> redis::Cmd {
+        let mut cmd = redis::cmd("FCALL");
+        cmd.arg("append_guarded")
             .arg(self.keys.len())
             .arg(&self.keys)
-            .arg(&self.args)
-            .query_async(conn)
-            .await
+            .arg(&self.args);
+        cmd
+    }
+
+    async fn invoke(&self, conn: &mut ConnectionManager) -> Result<Value, redis::RedisError> {
+        self.command().query_async(conn).await
     }
 }
 

@@ -580,3 +580,43 @@ async fn an_entry_added_by_hand_above_the_clock_never_makes_an_append_fail_halfw
         .unwrap();
     assert!(later[0].entry_id > appended[1].entry_id);
 }
+
+#[tokio::test]
+async fn a_pipelined_append_guards_each_append_on_its_own() {
+    let server = RedisServer::start();
+    let store = store(&server).await;
+    let ada = customer("ada");
+    let created = Append::new().change(Change {
+        action: Action::Created,
+        entity: ada.clone().into(),
+    });
+    let other = customer("bob");
+    let appends = vec![
+        created.clone(),
+        // The same creation again: the first one made the customer exist, so this one conflicts.
+        created,
+        Append::new().change(Change {
+            action: Action::Created,
+            entity: other.into(),
+        }),
+    ];
+    let results = store
+        .append_guarded_pipelined(&appends)
+        .await
+        .expect("the pipeline runs");
+    assert_eq!(results.len(), 3);
+    let first = results[0].as_ref().expect("first append succeeds");
+    assert!(matches!(
+        results[1],
+        Err(AppendError::VersionConflict { actual: 1, .. })
+    ));
+    let third = results[2].as_ref().expect("third append succeeds");
+    assert!(first[0].entry_id < third[0].entry_id);
+    let head = store.head::<Customer>(ada.id.0).await.expect("head");
+    assert_eq!(head.version, 1);
+    assert!(store
+        .append_guarded_pipelined(&[])
+        .await
+        .expect("empty")
+        .is_empty());
+}

@@ -98,7 +98,7 @@ impl Projection for Crm {
         keys_table.push(keys::crm_product_names());
         keys_table.push(keys::crm_billing_orders());
 
-        let mut args: Vec<String> = Vec::with_capacity(8 + events.len() * 9);
+        let mut args: Vec<String> = Vec::with_capacity(8 + events.len() * 10);
         args.extend(mode.header());
         args.extend(
             [
@@ -119,6 +119,7 @@ impl Projection for Crm {
             args.push(event.version.to_string());
             args.push(entity.id().to_string());
             args.extend(kind_values(entity));
+            args.push(event.request_id.clone().unwrap_or_default());
         }
         let mut cmd = redis::cmd("FCALL");
         cmd.arg("crm_apply")

@@ -79,6 +79,16 @@ impl ProjectionName {
         }
     }
 
+    /// The Function libraries a consumer of this projection loads (its readiness).
+    pub fn libraries(self) -> [&'static str; 2] {
+        let own = match self {
+            ProjectionName::EntityCache => keys::ENTITY_CACHE_LIBRARY,
+            ProjectionName::Crm => keys::CRM_LIBRARY,
+            ProjectionName::MsgDelivery => keys::MSG_LIBRARY,
+        };
+        [keys::RUNNER_LIBRARY, own]
+    }
+
     /// Whether `rebuild` applies: the message sink is not a view of the log.
     pub fn is_rebuildable(self) -> bool {
         !matches!(self, ProjectionName::MsgDelivery)

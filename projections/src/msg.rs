@@ -13,13 +13,16 @@ use ordershop_eventstore::keys;
 const NAME: &str = ProjectionName::MsgDelivery.name();
 const LIBRARY: &str = include_str!("lua/msg.lua");
 
-/// An outbox entry: `msg_id`, `to`, `msg` (required), `kind` (`direct` when absent).
+/// An outbox entry: `msg_id`, `to`, `msg` (required), `kind` (`direct` when absent), and the
+/// `event_id` and `request_id` that caused it, if known (copied to the delivered message).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxMessage {
     pub msg_id: String,
     pub to: String,
     pub msg: String,
     pub kind: String,
+    pub event_id: String,
+    pub request_id: String,
 }
 
 /// The message-delivery projection: a sink, so it has no rebuild.
@@ -58,6 +61,8 @@ impl Projection for MsgDelivery {
                 .filter(|k| !k.is_empty())
                 .unwrap_or("direct")
                 .to_owned(),
+            event_id: entry.text("event_id").unwrap_or_default().to_owned(),
+            request_id: entry.text("request_id").unwrap_or_default().to_owned(),
         })
     }
 
@@ -70,7 +75,12 @@ impl Projection for MsgDelivery {
             .arg(keys::delivered())
             .arg(&mode.header()[..]);
         for m in messages {
-            cmd.arg(&m.msg_id).arg(&m.to).arg(&m.msg).arg(&m.kind);
+            cmd.arg(&m.msg_id)
+                .arg(&m.to)
+                .arg(&m.msg)
+                .arg(&m.kind)
+                .arg(&m.event_id)
+                .arg(&m.request_id);
         }
         cmd
     }

@@ -20,10 +20,11 @@ use crate::projection::{CallOutcome, Entry, Mode, Projection};
 use crate::read::{pairs, parse_xautoclaim, parse_xreadgroup, text, Read};
 use crate::{Crm, EntityCache, MsgDelivery, ProjectionName};
 use ordershop_eventstore::store::{connection_manager, is_missing_function, load_library};
-use ordershop_eventstore::{keys, EntryId, RedisConfig};
+use ordershop_eventstore::{keys, EntryId, Metrics, RedisConfig};
 use redis::aio::ConnectionManager;
 use redis::{ErrorKind, Value};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
@@ -462,6 +463,7 @@ impl<P: Projection> Runner<P> {
                                 report.applied += applied;
                                 report.skipped += skipped;
                                 report.acked += self.ack([(&entry.stream, entry.id)]).await?;
+                                self.log_applied(&entry);
                             }
                             // Paused meanwhile: it stays pending and comes back when claimed.
                             Ok(_) => report.failed += 1,
@@ -482,6 +484,9 @@ impl<P: Projection> Runner<P> {
                     report.acked += self
                         .ack(chunk.iter().map(|(e, _)| (&e.stream, e.id)))
                         .await?;
+                    for (entry, _) in &chunk {
+                        self.log_applied(entry);
+                    }
                 }
                 CallOutcome::Paused => {
                     debug!(
@@ -515,6 +520,20 @@ impl<P: Projection> Runner<P> {
             debug!(group = self.group(), consumer = %self.options.consumer, ?report, "step");
         }
         Ok(report)
+    }
+
+    /// One line per entry processed, with the ids that let an operator follow a request: the
+    /// event's `event_id` and `request_id` (an outbox message carries both of its cause).
+    fn log_applied(&self, entry: &Entry) {
+        info!(
+            group = self.group(),
+            stream = %entry.stream,
+            id = %entry.id,
+            event_id = entry.text("event_id").unwrap_or(""),
+            request_id = entry.text("request_id").unwrap_or(""),
+            msg_id = entry.text("msg_id").unwrap_or(""),
+            "processed"
+        );
     }
 
     async fn call(&mut self, events: &[&P::Event]) -> Result<CallOutcome, ProjectionError> {
@@ -658,19 +677,63 @@ async fn sleep_or_stop(pause: Duration, shutdown: &CancellationToken) -> bool {
     }
 }
 
+/// How often a running consumer refreshes its group's pending and lag gauges.
+pub const BACKLOG_REFRESH: Duration = Duration::from_secs(5);
+
 /// Runs one consumer of `projection` until `shutdown` is cancelled, finishing the batch in hand.
 /// Redis going away is logged and retried with back-off; nothing is acknowledged that was not
-/// applied, so nothing is lost meanwhile.
+/// applied, so nothing is lost meanwhile. What it applies and dead-letters is counted in
+/// `metrics`, and the group's pending and lag are refreshed there every [`BACKLOG_REFRESH`].
 pub async fn run_until_stopped(
     redis: RedisConfig,
     projection: ProjectionName,
     options: RunnerOptions,
     shutdown: CancellationToken,
+    metrics: Arc<Metrics>,
 ) -> Result<(), ProjectionError> {
+    let observed = Observed {
+        projection,
+        metrics,
+    };
     match projection {
-        ProjectionName::EntityCache => run(redis, EntityCache, options, shutdown).await,
-        ProjectionName::Crm => run(redis, Crm, options, shutdown).await,
-        ProjectionName::MsgDelivery => run(redis, MsgDelivery, options, shutdown).await,
+        ProjectionName::EntityCache => run(redis, EntityCache, options, shutdown, observed).await,
+        ProjectionName::Crm => run(redis, Crm, options, shutdown, observed).await,
+        ProjectionName::MsgDelivery => run(redis, MsgDelivery, options, shutdown, observed).await,
+    }
+}
+
+/// Where a running consumer records what it did.
+struct Observed {
+    projection: ProjectionName,
+    metrics: Arc<Metrics>,
+}
+
+impl Observed {
+    fn step(&self, report: &StepReport) {
+        let name = self.projection.name();
+        if report.applied > 0 {
+            self.metrics.events_applied(name, report.applied);
+            if self.projection == ProjectionName::MsgDelivery {
+                self.metrics.messages_delivered(report.applied);
+            }
+        }
+        if report.dead_lettered > 0 {
+            self.metrics
+                .dead_lettered(name, report.dead_lettered as u64);
+        }
+    }
+
+    /// Reads the group's pending and lag (as `status` does); a failure only leaves the gauges
+    /// as they were.
+    async fn refresh_backlog(&self, conn: &mut ConnectionManager) {
+        match crate::status::status_of(conn, self.projection).await {
+            Ok(status) => {
+                self.metrics
+                    .projection_backlog(self.projection.name(), status.pending, status.lag)
+            }
+            Err(e) => debug!(group = self.projection.name(), error = %error_chain(&e),
+                             "cannot refresh the backlog gauges"),
+        }
     }
 }
 
@@ -679,6 +742,7 @@ async fn run<P: Projection>(
     projection: P,
     options: RunnerOptions,
     shutdown: CancellationToken,
+    observed: Observed,
 ) -> Result<(), ProjectionError> {
     let group = projection.name();
     let consumer = options.consumer.clone();
@@ -704,9 +768,15 @@ async fn run<P: Projection>(
     };
     info!(group, consumer, "projection consumer started");
     backoff.reset();
+    let mut next_refresh = Instant::now();
     while !shutdown.is_cancelled() {
+        if Instant::now() >= next_refresh {
+            observed.refresh_backlog(&mut runner.conn).await;
+            next_refresh = Instant::now() + BACKLOG_REFRESH;
+        }
         match runner.step().await {
             Ok(report) => {
+                observed.step(&report);
                 backoff.reset();
                 let pause = if report.paused {
                     Some(PAUSE_POLL)

@@ -86,7 +86,7 @@ fn int(value: Option<&&Value>) -> Option<u64> {
     }
 }
 
-async fn status_of(
+pub(crate) async fn status_of(
     conn: &mut ConnectionManager,
     projection: ProjectionName,
 ) -> Result<GroupStatus, ProjectionError> {

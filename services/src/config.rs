@@ -169,6 +169,9 @@ pub struct Config {
     pub http_workers: usize,
     /// How long the gateway waits for the entity cache to apply a command's events.
     pub consistency_timeout: Duration,
+    /// The Function libraries of the projection worker this process runs beside the role (set
+    /// by the launcher, not the environment): `/health` is ready only once they are loaded.
+    pub worker_libraries: Vec<&'static str>,
 }
 
 impl Config {
@@ -221,6 +224,7 @@ impl Config {
             body_limit,
             http_workers,
             consistency_timeout: Duration::from_millis(consistency_ms as u64),
+            worker_libraries: Vec::new(),
         })
     }
 
@@ -286,6 +290,7 @@ impl fmt::Debug for Config {
             .field("body_limit", &self.body_limit)
             .field("http_workers", &self.http_workers)
             .field("consistency_timeout", &self.consistency_timeout)
+            .field("worker_libraries", &self.worker_libraries)
             .finish()
     }
 }

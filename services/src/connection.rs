@@ -30,6 +30,8 @@ pub enum HealthError {
     Store(#[from] StoreError),
     #[error("Redis did not answer within {0:?}")]
     Timeout(Duration),
+    #[error("the worker's Function library {0} is not loaded yet")]
+    WorkerNotReady(&'static str),
 }
 
 /// What `/health` checks for a role.
@@ -39,11 +41,24 @@ pub struct Health {
     conn: ConnectionManager,
     /// Set for the roles that append: their store's Function must be loaded.
     store: Option<EventStore>,
+    /// Function libraries a worker of this process loads; ready only once they are there.
+    libraries: Vec<&'static str>,
 }
 
 impl Health {
     pub fn new(role: Role, conn: ConnectionManager, store: Option<EventStore>) -> Self {
-        Self { role, conn, store }
+        Self {
+            role,
+            conn,
+            store,
+            libraries: Vec::new(),
+        }
+    }
+
+    /// Also requires these Function libraries (a projection worker's, which it loads itself).
+    pub fn requiring(mut self, libraries: Vec<&'static str>) -> Self {
+        self.libraries = libraries;
+        self
     }
 
     /// Redis answers PING, and (for command roles) the store's Function is loaded — loading it
@@ -58,20 +73,28 @@ impl Health {
         let mut conn = self.conn.clone();
         let _: String = redis::cmd("PING").query_async(&mut conn).await?;
         if let Some(store) = &self.store {
-            let libraries: redis::Value = redis::cmd("FUNCTION")
-                .arg("LIST")
-                .arg("LIBRARYNAME")
-                .arg(FUNCTION_LIBRARY)
-                .query_async(&mut conn)
-                .await?;
-            let loaded = matches!(&libraries, redis::Value::Array(l) if !l.is_empty());
-            if !loaded {
+            if !is_loaded(&mut conn, FUNCTION_LIBRARY).await? {
                 tracing::warn!(role = %self.role, "the store's Function library is missing; loading it");
                 store.load_functions().await?;
             }
         }
+        for library in &self.libraries {
+            if !is_loaded(&mut conn, library).await? {
+                return Err(HealthError::WorkerNotReady(library));
+            }
+        }
         Ok(())
     }
+}
+
+async fn is_loaded(conn: &mut ConnectionManager, library: &str) -> Result<bool, redis::RedisError> {
+    let libraries: redis::Value = redis::cmd("FUNCTION")
+        .arg("LIST")
+        .arg("LIBRARYNAME")
+        .arg(library)
+        .query_async(conn)
+        .await?;
+    Ok(matches!(&libraries, redis::Value::Array(l) if !l.is_empty()))
 }
 
 /// Loads the store's Function library as soon as Redis answers, retrying with a growing pause

@@ -24,9 +24,13 @@ pub struct ApiError {
 }
 
 /// The JSON body of every error answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody<'a> {
+    /// A short code: bad_request, not_found, method_not_allowed, payload_too_large, invalid,
+    /// unknown_reference, out_of_stock, already_billed, order_billed, inventory_exists,
+    /// already_exists, conflict, unavailable, internal.
     pub error: &'a str,
+    /// What was wrong, for a human.
     pub detail: &'a str,
 }
 

@@ -10,7 +10,9 @@
 //!   cache), [`messages`] (outbox and delivered mail);
 //! - the event store (`ordershop-eventstore`) and the pure domain (`ordershop-domain`).
 //!
-//! A binary runs a role with [`serve`], given a [`Config`] and a bound listener.
+//! A binary runs a role with [`serve`], given a [`Config`], a bound listener and the process's
+//! metrics. Every role serves `/health` and `/metrics`; the gateway also serves its OpenAPI
+//! document ([`openapi`]) and a docs page; [`request_id`] follows a request through the logs.
 
 pub mod commands;
 pub mod config;
@@ -19,7 +21,9 @@ pub mod error;
 pub mod gateway;
 pub mod http;
 pub mod messages;
+pub mod openapi;
 pub mod queries;
+pub mod request_id;
 pub mod routes;
 pub mod server;
 pub mod versions;

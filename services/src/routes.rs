@@ -1,6 +1,8 @@
 //! The paths of the HTTP API, as one table: which paths belong to which entity type. Both the
 //! domain services (which serve the command routes of their own type) and the gateway (which
 //! serves all of them) build their routes from it, so the five types never drift apart.
+//! [`gateway_routes`] lists every route the gateway serves: the gateway registers exactly these,
+//! and its OpenAPI document (`/openapi.json`) is generated from the same list.
 
 use ordershop_domain::EntityKind;
 
@@ -53,6 +55,97 @@ pub const HEALTH: &str = "/health";
 pub const EMAIL: &str = "/email";
 /// msg-service: list delivered messages.
 pub const EMAILS: &str = "/emails";
+/// Every role: the Prometheus metrics of the process.
+pub const METRICS: &str = "/metrics";
+/// Gateway: the OpenAPI document.
+pub const OPENAPI: &str = "/openapi.json";
+/// Gateway: the API docs page (redirects to `/docs/`).
+pub const DOCS: &str = "/docs";
+/// Gateway: the docs page's files, served from the binary (`{file}` may be empty or nested).
+pub const DOCS_FILES: &str = "/docs/{file}";
+
+/// The HTTP methods the API uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Method {
+    Get,
+    Post,
+    Put,
+    Delete,
+}
+
+impl Method {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Delete => "DELETE",
+        }
+    }
+}
+
+/// What a gateway route does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GatewayOp {
+    List(EntityKind),
+    Get(EntityKind),
+    /// Forwarded to the owning service.
+    Create(EntityKind),
+    Update(EntityKind),
+    Delete(EntityKind),
+    UnbilledOrders,
+    Report,
+    Health,
+    Metrics,
+    OpenApi,
+    Docs,
+    DocsFiles,
+}
+
+/// One route of the gateway: method, path template (OpenAPI syntax, `{id}`) and operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayRoute {
+    pub method: Method,
+    pub path: String,
+    pub op: GatewayOp,
+}
+
+/// Every route the gateway serves, in registration order.
+pub fn gateway_routes() -> Vec<GatewayRoute> {
+    let route = |method, path: &str, op| GatewayRoute {
+        method,
+        path: path.to_owned(),
+        op,
+    };
+    let mut routes = vec![
+        route(Method::Get, UNBILLED_ORDERS, GatewayOp::UnbilledOrders),
+        route(Method::Get, REPORT, GatewayOp::Report),
+    ];
+    for paths in ENTITY_PATHS {
+        let kind = paths.kind;
+        routes.push(route(Method::Get, paths.collection, GatewayOp::List(kind)));
+        routes.push(route(
+            Method::Post,
+            paths.collection,
+            GatewayOp::Create(kind),
+        ));
+        if let Some(item) = paths.separate_item() {
+            routes.push(route(Method::Post, item, GatewayOp::Create(kind)));
+        }
+        let with_id = paths.with_id();
+        routes.push(route(Method::Get, &with_id, GatewayOp::Get(kind)));
+        routes.push(route(Method::Put, &with_id, GatewayOp::Update(kind)));
+        routes.push(route(Method::Delete, &with_id, GatewayOp::Delete(kind)));
+    }
+    routes.extend([
+        route(Method::Get, HEALTH, GatewayOp::Health),
+        route(Method::Get, METRICS, GatewayOp::Metrics),
+        route(Method::Get, OPENAPI, GatewayOp::OpenApi),
+        route(Method::Get, DOCS, GatewayOp::Docs),
+        route(Method::Get, DOCS_FILES, GatewayOp::DocsFiles),
+    ]);
+    routes
+}
 
 impl EntityPaths {
     pub fn of(kind: EntityKind) -> EntityPaths {

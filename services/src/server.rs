@@ -8,37 +8,46 @@ use crate::error;
 use crate::gateway::Gateway;
 use crate::http::{RoleApp, RoleState};
 use crate::messages::MessageService;
+use crate::request_id::{RequestId, REQUEST_ID_HEADER};
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::{self, Next};
-use actix_web::{web, App, HttpServer};
+use actix_web::{web, App, HttpMessage, HttpServer};
 use anyhow::Context;
-use ordershop_eventstore::EventStore;
+use ordershop_eventstore::{EventStore, Metrics};
 use std::net::TcpListener;
+use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 /// How long in-flight requests may take to finish after shutdown was asked for.
 const SHUTDOWN_TIMEOUT_SECS: u64 = 10;
 
 /// Serves `role` on `listener` until `shutdown` is cancelled, then finishes the requests in
 /// flight and returns. Redis is connected lazily: the role starts while Redis is down, answers
-/// `/health` with 503 and commands with 503 until it is back.
+/// `/health` with 503 and commands with 503 until it is back. Requests are recorded in
+/// `metrics`, which `/metrics` serves (the whole process's registry).
 pub async fn serve(
     role: Role,
     config: Config,
     listener: TcpListener,
     shutdown: CancellationToken,
+    metrics: Arc<Metrics>,
 ) -> anyhow::Result<()> {
-    let app = build_app(role, &config, &shutdown)?;
+    let app = build_app(role, &config, &shutdown, metrics)?;
     let addr = listener
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
     let server = HttpServer::new(move || {
         let app = app.clone();
+        let observed = (role, app.metrics.clone());
         App::new()
             .wrap(middleware::Compress::default())
-            .wrap(middleware::from_fn(trace_request))
+            .wrap(middleware::from_fn(move |req, next| {
+                observe_request(observed.clone(), req, next)
+            }))
             .configure(move |cfg| app.configure(cfg))
             .default_service(web::to(error::unknown_route))
     })
@@ -62,6 +71,7 @@ pub fn build_app(
     role: Role,
     config: &Config,
     shutdown: &CancellationToken,
+    metrics: Arc<Metrics>,
 ) -> anyhow::Result<RoleApp> {
     let conn = lazy_connection(&config.redis).with_context(|| {
         format!(
@@ -83,7 +93,7 @@ pub fn build_app(
                 shutdown.clone(),
             ));
             store = Some(event_store.clone());
-            RoleState::Commands(CommandService::new(event_store))
+            RoleState::Commands(CommandService::new(event_store).with_metrics(metrics.clone()))
         }
         Role::Gateway => RoleState::Gateway(
             Gateway::new(config, conn.clone()).context("cannot build the gateway's HTTP client")?,
@@ -94,27 +104,59 @@ pub fn build_app(
     Ok(RoleApp {
         role,
         body_limit: config.body_limit,
-        health: Health::new(role, conn, store),
+        health: Health::new(role, conn, store).requiring(config.worker_libraries.clone()),
         state,
+        metrics,
     })
 }
 
-/// One trace line per request: method, path, status and duration (debug level; server errors
-/// at warn, their cause is logged where they happen).
-async fn trace_request(
+/// Gives the request its id (the client's `X-Request-Id` if sane, else a new one), runs it in a
+/// span that carries the id, echoes the id in the response, records the request in the metrics
+/// by route template, and logs one line when it is answered (server errors at warn; their cause
+/// is logged where they happen).
+async fn observe_request(
+    (role, metrics): (Role, Arc<Metrics>),
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = std::time::Instant::now();
+    let request_id = RequestId::from_header(
+        req.headers()
+            .get(REQUEST_ID_HEADER)
+            .map(HeaderValue::as_bytes),
+    );
+    req.extensions_mut().insert(request_id.clone());
     let method = req.method().clone();
     let path = req.path().to_owned();
-    let response = next.call(req).await?;
-    let status = response.status().as_u16();
-    let micros = started.elapsed().as_micros() as u64;
+    let route = req.match_pattern();
+    let span = tracing::info_span!("request", request_id = %request_id, role = role.as_str());
+    let result = next.call(req).instrument(span.clone()).await;
+    let status = match &result {
+        Ok(response) => response.status(),
+        Err(e) => e.as_response_error().status_code(),
+    };
+    let elapsed = started.elapsed();
+    metrics.http_request(
+        role.as_str(),
+        route.clone(),
+        method.as_str(),
+        status.as_u16(),
+        elapsed,
+    );
+    let _entered = span.enter();
+    let route = route.as_deref().unwrap_or("unmatched");
+    let micros = elapsed.as_micros() as u64;
+    let status = status.as_u16();
     if status >= 500 {
-        tracing::warn!(%method, %path, status, micros, "request failed");
+        tracing::warn!(%method, %path, route, status, micros, "request failed");
     } else {
-        tracing::debug!(%method, %path, status, micros, "request");
+        tracing::info!(%method, %path, route, status, micros, "request");
+    }
+    let mut response = result?;
+    if let Ok(value) = HeaderValue::from_str(request_id.as_str()) {
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static(REQUEST_ID_HEADER), value);
     }
     Ok(response)
 }

@@ -18,6 +18,7 @@ use ordershop_domain::{
 use serde::de::{DeserializeOwned, Deserializer, Error as _};
 use serde::Deserialize;
 use serde_json::Value;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 /// A command body of one entity type.
@@ -135,8 +136,9 @@ mod field {
 }
 
 /// `{name, email}`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct CustomerBody {
+    /// The entity's own id (ignored on create; must match the path on update).
     #[serde(default, deserialize_with = "field::id")]
     pub id: Option<Uuid>,
     #[serde(deserialize_with = "field::name")]
@@ -159,13 +161,16 @@ impl WireBody for CustomerBody {
 }
 
 /// `{name, price}`, the price an integer in minor units.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct ProductBody {
+    /// The entity's own id (ignored on create; must match the path on update).
     #[serde(default, deserialize_with = "field::id")]
     pub id: Option<Uuid>,
     #[serde(deserialize_with = "field::name")]
     pub name: String,
+    /// Minor units, above zero (`1250` is 12.50).
     #[serde(deserialize_with = "field::price")]
+    #[schema(value_type = i64, minimum = 1)]
     pub price: i128,
 }
 
@@ -183,13 +188,17 @@ impl WireBody for ProductBody {
 }
 
 /// `{product_id, amount}`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct InventoryBody {
+    /// The entity's own id (ignored on create; must match the path on update).
     #[serde(default, deserialize_with = "field::id")]
     pub id: Option<Uuid>,
     #[serde(deserialize_with = "field::product_id")]
+    #[schema(value_type = Uuid)]
     pub product_id: ProductId,
+    /// Units in stock, zero or more.
     #[serde(deserialize_with = "field::amount")]
+    #[schema(value_type = i64, minimum = 0)]
     pub amount: i128,
 }
 
@@ -207,13 +216,17 @@ impl WireBody for InventoryBody {
 }
 
 /// `{product_ids, customer_id}`: one product id per unit.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct OrderBody {
+    /// The entity's own id (ignored on create; must match the path on update).
     #[serde(default, deserialize_with = "field::id")]
     pub id: Option<Uuid>,
+    /// One product id per unit (a product may repeat); at least one.
     #[serde(deserialize_with = "field::product_ids")]
+    #[schema(value_type = Vec<Uuid>, min_items = 1)]
     pub product_ids: Vec<ProductId>,
     #[serde(deserialize_with = "field::customer_id")]
+    #[schema(value_type = Uuid)]
     pub customer_id: CustomerId,
 }
 
@@ -228,11 +241,13 @@ impl WireBody for OrderBody {
 }
 
 /// `{order_id, done?=false}`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct BillingBody {
+    /// The entity's own id (ignored on create; must match the path on update).
     #[serde(default, deserialize_with = "field::id")]
     pub id: Option<Uuid>,
     #[serde(deserialize_with = "field::order_id")]
+    #[schema(value_type = Uuid)]
     pub order_id: OrderId,
     #[serde(default, deserialize_with = "field::done")]
     pub done: bool,

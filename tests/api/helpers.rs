@@ -51,7 +51,11 @@ impl Shop {
 
     /// Starts a shop whose processes also get the given environment.
     pub async fn start_with(layout: Layout, extra_env: &[(&str, &str)]) -> Shop {
-        let redis = RedisServer::start();
+        Shop::start_on(RedisServer::start(), layout, extra_env).await
+    }
+
+    /// Starts a shop on a given (private) redis-server.
+    pub async fn start_on(redis: RedisServer, layout: Layout, extra_env: &[(&str, &str)]) -> Shop {
         let ports = ROLES.iter().map(|r| (*r, free_port())).collect();
         let shop = Shop {
             redis,

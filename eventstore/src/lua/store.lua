@@ -6,6 +6,7 @@
 --   KEYS[1]       the clock key (last ID issued, `<ms>-<seq>`)
 --   KEYS[2..]     every other key the call touches (heads, unique indexes, streams)
 --   ARGV          a flat list, read left to right:
+--     n_meta,    then n_meta    x (field name, value): extra fields written on every entry
 --     n_expect,  then n_expect  x (head key index, entity id, expected version)
 --     n_claims,  then n_claims  x (unique key index, value, owner id, 'claim' | 'release')
 --     n_events,  then n_events  x (stream key index, head key index, entity id, event id,
@@ -46,6 +47,12 @@ local function append_guarded(keys, args)
     local v = args[pos]
     pos = pos + 1
     return v
+  end
+
+  local meta = {}
+  local n_meta = tonumber(take())
+  for i = 1, n_meta * 2 do
+    meta[i] = take()
   end
 
   local n_expect = tonumber(take())
@@ -105,7 +112,8 @@ local function append_guarded(keys, args)
     local deleted = take()
     if i > 1 then seq = seq + 1 end
     local entry_id = string.format('%.0f-%.0f', ms, seq)
-    redis.call('XADD', stream, entry_id, 'event_id', event_id, 'entity', entity, 'version', version)
+    redis.call('XADD', stream, entry_id, 'event_id', event_id, 'entity', entity, 'version', version,
+      unpack(meta))
     if deleted == '1' then
       redis.call('HSET', head_key, id, version .. ':')
     else

@@ -26,7 +26,8 @@
 --   ARGV  1 mode ('live' | 'rebuild'), 2 rebuild token, 3 lease ms,
 --         4..8 key prefixes: customer, customer products, order, waiting for customer,
 --                waiting for order,
---         then per event 9 values: kind, action, entry id, event id, version, id, a, b, c where
+--         then per event 10 values: kind, action, entry id, event id, version, id, a, b, c,
+--           request id (empty when the event has none), where
 --           customer: a name, b email; product: a name;
 --           order: a customer id, b total, c product ids separated by spaces;
 --           billing: a order id.
@@ -144,10 +145,17 @@ end
 -- ------------------------------------------------------------------------------------------
 -- Mailer (live mode only)
 
-local function send(msg_id, customer, to, text, kind, event_id)
+-- A message carries the event (and the request, when known) that caused it, so that delivery
+-- can be traced back to the request.
+local function send(msg_id, customer, to, text, kind, event_id, request_id)
   if redis.call('SADD', K[2], msg_id) == 0 then return end
-  redis.call('XADD', K[3], '*', 'msg_id', msg_id, 'to', to, 'msg', text, 'kind', kind,
-    'customer_id', customer, 'event_id', event_id)
+  if request_id and request_id ~= '' then
+    redis.call('XADD', K[3], '*', 'msg_id', msg_id, 'to', to, 'msg', text, 'kind', kind,
+      'customer_id', customer, 'event_id', event_id, 'request_id', request_id)
+  else
+    redis.call('XADD', K[3], '*', 'msg_id', msg_id, 'to', to, 'msg', text, 'kind', kind,
+      'customer_id', customer, 'event_id', event_id)
+  end
   redis.call('HINCRBY', P.customer .. customer, 'messages_sent', 1)
 end
 
@@ -181,7 +189,7 @@ local function to_customer(m)
     redis.call('HSET', P.waiting_customer .. m.customer_id, m.id, cjson.encode(m))
     return
   end
-  send(m.id, m.customer_id, c[2], render(m, c[1]), m.kind, m.event_id)
+  send(m.id, m.customer_id, c[2], render(m, c[1]), m.kind, m.event_id, m.request_id)
 end
 
 -- Routes a message about an order: a receipt first needs its order's customer and total.
@@ -222,10 +230,11 @@ local function customer_event(ev)
   if live then
     if ev.action == 'created' then
       send(ev.event_id .. ':welcome', ev.id, ev.b, 'Hello ' .. ev.a .. ', welcome to OrderShop!',
-        'welcome', ev.event_id)
+        'welcome', ev.event_id, ev.request_id)
     elseif deleted then
       send(ev.event_id .. ':goodbye', ev.id, ev.b,
-        'Goodbye ' .. ev.a .. ', we hope to see you again at OrderShop!', 'goodbye', ev.event_id)
+        'Goodbye ' .. ev.a .. ', we hope to see you again at OrderShop!', 'goodbye', ev.event_id,
+        ev.request_id)
     end
     flush(P.waiting_customer .. ev.id)
   end
@@ -272,7 +281,8 @@ local function order_event(ev)
   end
   if live then
     if ev.action == 'created' then
-      local base = {event_id = ev.event_id, order_id = ev.id, customer_id = ev.a, total = ev.b}
+      local base = {event_id = ev.event_id, order_id = ev.id, customer_id = ev.a, total = ev.b,
+        request_id = ev.request_id}
       local confirmation = {kind = 'order_confirmation', id = ev.event_id .. ':order_confirmation',
         products = ev.c}
       local request = {kind = 'payment_request', id = ev.event_id .. ':payment_request'}
@@ -307,7 +317,7 @@ local function billing_event(ev)
   end
   if live and ev.action == 'created' then
     route({kind = 'receipt', id = ev.event_id .. ':receipt', event_id = ev.event_id,
-      order_id = ev.a})
+      order_id = ev.a, request_id = ev.request_id})
   end
   return applied
 end
@@ -334,10 +344,11 @@ local function crm_apply(keys, args)
     waiting_order = args[8],
   }
   local applied, skipped = 0, 0
-  for i = 9, #args, 9 do
+  for i = 9, #args, 10 do
     local ev = {
       kind = args[i], action = args[i + 1], entry_id = args[i + 2], event_id = args[i + 3],
       version = args[i + 4], id = args[i + 5], a = args[i + 6], b = args[i + 7], c = args[i + 8],
+      request_id = args[i + 9],
     }
     local handler = handlers[ev.kind]
     if not handler then

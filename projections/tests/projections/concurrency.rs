@@ -32,6 +32,7 @@ async fn two_cache_instances_over_ten_thousand_events_end_as_one_instance_does()
                     ..RunnerOptions::default()
                 },
                 stop.clone(),
+                Default::default(),
             ))
         })
         .collect();

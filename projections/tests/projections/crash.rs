@@ -45,6 +45,7 @@ async fn a_consumer_killed_mid_burst_loses_nothing_and_doubles_nothing() {
             projection,
             options(consumer, claim_idle),
             stop.clone(),
+            Default::default(),
         ))
     };
     let long = Duration::from_secs(3600);

@@ -71,6 +71,7 @@ async fn messages_due_while_the_crm_was_down_are_sent_once_and_earlier_ones_not_
                     ..RunnerOptions::default()
                 },
                 stop.clone(),
+                Default::default(),
             ))
         })
         .collect();

@@ -182,6 +182,7 @@ async fn rebuilds_while_the_consumers_run_lose_nothing() {
                     ..RunnerOptions::default()
                 },
                 stop.clone(),
+                Default::default(),
             ))
         })
         .collect();

@@ -37,6 +37,7 @@ async fn a_runner_survives_redis_restarting() {
             ..RunnerOptions::default()
         },
         stop.clone(),
+        Default::default(),
     ));
     let before = shop.create_customer("Before").await;
     eventually("the first customer cached", Duration::from_secs(20), || {

@@ -15,9 +15,12 @@ mod plans;
 use crate::versions::VersionStamp;
 use ordershop_domain::entity::EntityState;
 use ordershop_domain::{DomainError, EntityKind, Head};
-use ordershop_eventstore::{Append, AppendError, Appended, EventStore, StoreError, UniqueIndex};
+use ordershop_eventstore::{
+    Append, AppendError, Appended, EventStore, Metrics, StoreError, UniqueIndex,
+};
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -98,6 +101,9 @@ impl Written {
 pub struct CommandService {
     store: EventStore,
     retry: RetryPolicy,
+    metrics: Option<Arc<Metrics>>,
+    /// Recorded on every event appended (the entry field `request_id`).
+    request_id: Option<String>,
 }
 
 impl CommandService {
@@ -105,7 +111,22 @@ impl CommandService {
         Self {
             store,
             retry: RetryPolicy::default(),
+            metrics: None,
+            request_id: None,
         }
+    }
+
+    /// Counts appended events and append conflicts in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// A handle for one request: what it appends carries `request_id`.
+    pub fn for_request(&self, request_id: Option<&str>) -> Self {
+        let mut service = self.clone();
+        service.request_id = request_id.map(str::to_owned);
+        service
     }
 
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
@@ -163,15 +184,30 @@ impl CommandService {
             if attempt > 0 {
                 tokio::time::sleep(self.retry.backoff(attempt)).await;
             }
-            let append = plan().await?;
+            let append = plan().await?.request_id(self.request_id.as_deref());
             if append.events.is_empty() {
                 return Ok(Vec::new());
             }
             match self.store.append_guarded(&append).await {
-                Ok(appended) => return Ok(appended),
+                Ok(appended) => {
+                    for event in &appended {
+                        tracing::info!(stream = %event.stream.key(), entry_id = %event.entry_id,
+                            event_id = %event.event_id, version = event.version, "appended");
+                        if let Some(metrics) = &self.metrics {
+                            metrics.event_appended(event.stream.key());
+                        }
+                    }
+                    return Ok(appended);
+                }
                 Err(
                     e @ (AppendError::VersionConflict { .. } | AppendError::UniqueConflict { .. }),
                 ) => {
+                    if let Some(metrics) = &self.metrics {
+                        metrics.append_conflict(match e {
+                            AppendError::VersionConflict { .. } => "version",
+                            _ => "unique",
+                        });
+                    }
                     tracing::debug!(attempt, conflict = %e, "append refused; deciding again");
                     last = e.to_string();
                 }

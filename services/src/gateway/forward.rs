@@ -27,6 +27,8 @@ pub struct Outgoing<'a> {
     pub path_and_query: &'a str,
     pub content_type: Option<&'a [u8]>,
     pub body: Bytes,
+    /// Forwarded as `X-Request-Id`, so the service logs and records the same id.
+    pub request_id: Option<crate::request_id::RequestId>,
 }
 
 /// A service's answer.
@@ -110,6 +112,9 @@ impl Forwarder {
             .body(request.body);
         if let Some(content_type) = request.content_type {
             builder = builder.header(reqwest::header::CONTENT_TYPE, content_type);
+        }
+        if let Some(id) = &request.request_id {
+            builder = builder.header(crate::request_id::REQUEST_ID_HEADER, id.as_str());
         }
         let response = builder.send().await.map_err(unreachable)?;
         let status = response.status().as_u16();

@@ -5,6 +5,7 @@
 use super::{resource, JsonBody};
 use crate::commands::{CommandService, EntityCommands, Written};
 use crate::error::ApiError;
+use crate::request_id::RequestId;
 use crate::routes::EntityPaths;
 use crate::versions::{header_value, VERSIONS_HEADER};
 use crate::wire;
@@ -37,34 +38,51 @@ fn routes<T: EntityCommands + 'static>(cfg: &mut web::ServiceConfig) {
     );
 }
 
+/// The service, tagging what it appends with the request's id.
+fn for_request(
+    service: &CommandService,
+    request_id: Option<web::ReqData<RequestId>>,
+) -> CommandService {
+    service.for_request(request_id.as_deref().map(RequestId::as_str))
+}
+
 /// `POST`: one object or a list; answers the list of new ids.
 async fn create<T: EntityCommands>(
     service: web::Data<CommandService>,
+    request_id: Option<web::ReqData<RequestId>>,
     body: JsonBody,
 ) -> Result<HttpResponse, ApiError> {
     let drafts = wire::create_drafts::<T::Body>(body.0)?;
-    let written = service.create::<T>(drafts).await?;
+    let written = for_request(&service, request_id)
+        .create::<T>(drafts)
+        .await?;
     Ok(success(&written).json(&written.ids))
 }
 
 /// `PUT /<item>/{id}`: answers `true`.
 async fn update<T: EntityCommands>(
     service: web::Data<CommandService>,
+    request_id: Option<web::ReqData<RequestId>>,
     id: web::Path<Uuid>,
     body: JsonBody,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     let draft = wire::update_draft::<T::Body>(id, body.0)?;
-    let written = service.update::<T>(id, draft).await?;
+    let written = for_request(&service, request_id)
+        .update::<T>(id, draft)
+        .await?;
     Ok(success(&written).json(true))
 }
 
 /// `DELETE /<item>/{id}`: answers `true`.
 async fn delete<T: EntityCommands>(
     service: web::Data<CommandService>,
+    request_id: Option<web::ReqData<RequestId>>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let written = service.delete::<T>(id.into_inner()).await?;
+    let written = for_request(&service, request_id)
+        .delete::<T>(id.into_inner())
+        .await?;
     Ok(success(&written).json(true))
 }
 

@@ -6,47 +6,80 @@ use crate::config::Role;
 use crate::error::ApiError;
 use crate::gateway::forward::{Outgoing, Relayed};
 use crate::gateway::Gateway;
-use crate::routes::{EntityPaths, ENTITY_PATHS, REPORT, UNBILLED_ORDERS};
+use crate::openapi::{self, ApiDocument};
+use crate::request_id::RequestId;
+use crate::routes::{gateway_routes, GatewayOp, GatewayRoute, Method, DOCS_FILES};
 use crate::wire::entity_json;
 use actix_web::http::{header, StatusCode};
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use ordershop_domain::{Entity, EntityKind};
 use uuid::Uuid;
 
-/// Registers every gateway route.
+/// Registers every gateway route of [`gateway_routes`] (but `/health` and `/metrics`, which
+/// every role serves), one resource per path.
 pub fn configure(gateway: Gateway, cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::Data::new(gateway));
-    cfg.service(resource(UNBILLED_ORDERS).route(web::get().to(unbilled_orders)));
-    cfg.service(resource(REPORT).route(web::get().to(report)));
-    for paths in ENTITY_PATHS {
-        entity_routes(paths, cfg);
+    cfg.app_data(web::Data::new(ApiDocument::new()));
+    let routes = gateway_routes();
+    let mut paths: Vec<&str> = Vec::new();
+    for route in &routes {
+        if !paths.contains(&route.path.as_str()) {
+            paths.push(&route.path);
+        }
+    }
+    for path in paths {
+        let pattern = if path == DOCS_FILES {
+            // Any file below `/docs/`, the empty name (the page itself) included.
+            "/docs/{file:.*}"
+        } else {
+            path
+        };
+        let mut resource = resource(pattern);
+        let mut any = false;
+        for route in routes.iter().filter(|r| r.path == path) {
+            if let Some(handler) = handler(route) {
+                resource = resource.route(handler);
+                any = true;
+            }
+        }
+        if any {
+            cfg.service(resource);
+        }
     }
 }
 
-fn entity_routes(paths: EntityPaths, cfg: &mut web::ServiceConfig) {
-    let kind = paths.kind;
-    let owner = Role::owner_of(kind);
-    let forward = move |gateway: web::Data<Gateway>, req: HttpRequest, body: RawBody| {
-        forward(gateway, owner, req, body)
-    };
-    cfg.service(
-        resource(paths.collection)
-            .route(web::get().to(move |gateway: web::Data<Gateway>| list(gateway, kind)))
-            .route(web::post().to(forward)),
-    );
-    if let Some(item) = paths.separate_item() {
-        cfg.service(resource(item).route(web::post().to(forward)));
+fn method(method: Method) -> actix_web::Route {
+    match method {
+        Method::Get => web::get(),
+        Method::Post => web::post(),
+        Method::Put => web::put(),
+        Method::Delete => web::delete(),
     }
-    cfg.service(
-        resource(&paths.with_id())
-            .route(
-                web::get().to(move |gateway: web::Data<Gateway>, id: web::Path<Uuid>| {
-                    get_one(gateway, kind, id)
-                }),
-            )
-            .route(web::put().to(forward))
-            .route(web::delete().to(forward)),
-    );
+}
+
+/// The handler of one route; `None` for the routes every role registers itself.
+fn handler(route: &GatewayRoute) -> Option<actix_web::Route> {
+    let on = method(route.method);
+    let forward_to = |kind: EntityKind| {
+        let owner = Role::owner_of(kind);
+        move |gateway: web::Data<Gateway>, req: HttpRequest, body: RawBody| {
+            forward(gateway, owner, req, body)
+        }
+    };
+    Some(match route.op {
+        GatewayOp::List(kind) => on.to(move |gateway: web::Data<Gateway>| list(gateway, kind)),
+        GatewayOp::Get(kind) => on
+            .to(move |gateway: web::Data<Gateway>, id: web::Path<Uuid>| get_one(gateway, kind, id)),
+        GatewayOp::Create(kind) | GatewayOp::Update(kind) | GatewayOp::Delete(kind) => {
+            on.to(forward_to(kind))
+        }
+        GatewayOp::UnbilledOrders => on.to(unbilled_orders),
+        GatewayOp::Report => on.to(report),
+        GatewayOp::OpenApi => on.to(openapi::serve_document),
+        GatewayOp::Docs => on.to(openapi::docs_redirect),
+        GatewayOp::DocsFiles => on.to(openapi::docs_file),
+        GatewayOp::Health | GatewayOp::Metrics => return None,
+    })
 }
 
 fn entities_json(entities: &[Entity]) -> HttpResponse {
@@ -96,6 +129,7 @@ async fn forward(
             .get(header::CONTENT_TYPE)
             .map(|v| v.as_bytes()),
         body: body.0,
+        request_id: req.extensions().get::<RequestId>().cloned(),
     };
     Ok(relay(gateway.command(owner, outgoing).await?))
 }

@@ -1,6 +1,6 @@
 //! The HTTP edge: thin handlers that parse requests into validated types, call the application
-//! layer and map its answer. Shared here: body extraction with a size limit, `/health`, and
-//! assembling each role's routes.
+//! layer and map its answer. Shared here: body extraction with a size limit, `/health`,
+//! `/metrics`, and assembling each role's routes.
 
 pub mod commands;
 pub mod gateway;
@@ -9,13 +9,16 @@ pub mod msg;
 use crate::config::Role;
 use crate::connection::Health;
 use crate::error::{self, error_chain, ApiError};
-use crate::routes::HEALTH;
+use crate::routes::{HEALTH, METRICS};
 use actix_web::dev::Payload;
 use actix_web::web::{self, Bytes};
+use actix_web::ResponseError;
 use actix_web::{FromRequest, HttpRequest, HttpResponse};
+use ordershop_eventstore::Metrics;
 use serde_json::json;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 /// The largest request body accepted, in bytes.
 #[derive(Debug, Clone, Copy)]
@@ -82,6 +85,24 @@ async fn health(health: web::Data<Health>) -> HttpResponse {
     }
 }
 
+/// `GET /metrics`: the process's metrics in the OpenMetrics text format.
+async fn metrics(metrics: web::Data<Arc<Metrics>>) -> HttpResponse {
+    match metrics.encode() {
+        Ok(text) => HttpResponse::Ok()
+            .content_type(ordershop_eventstore::metrics::CONTENT_TYPE)
+            .body(text),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot encode the metrics");
+            ApiError::new(
+                actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "cannot encode the metrics",
+            )
+            .error_response()
+        }
+    }
+}
+
 /// A resource whose unknown methods get a 405 JSON answer.
 pub(crate) fn resource(path: &str) -> actix_web::Resource {
     web::resource(path).default_service(web::to(error::wrong_method))
@@ -105,6 +126,8 @@ pub struct RoleApp {
     pub body_limit: usize,
     pub health: Health,
     pub state: RoleState,
+    /// The process's metrics (shared with every other role and worker it runs).
+    pub metrics: Arc<Metrics>,
 }
 
 impl RoleApp {
@@ -115,7 +138,9 @@ impl RoleApp {
             .app_data(error::path_config())
             .app_data(error::query_config())
             .app_data(web::Data::new(self.health.clone()))
-            .service(resource(HEALTH).route(web::get().to(health)));
+            .app_data(web::Data::new(self.metrics.clone()))
+            .service(resource(HEALTH).route(web::get().to(health)))
+            .service(resource(METRICS).route(web::get().to(metrics)));
         match &self.state {
             RoleState::Commands(service) => {
                 if let Some(kind) = self.role.commands() {

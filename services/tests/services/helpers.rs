@@ -70,6 +70,7 @@ pub fn start_role(role: Role, config: Config) -> Running {
         config,
         listener,
         shutdown.clone(),
+        Default::default(),
     ));
     Running {
         url,

@@ -1,0 +1,585 @@
+//! The gateway's OpenAPI document (`GET /openapi.json`) and its docs page (`GET /docs/`).
+//!
+//! The document is generated, not written: its paths come from [`gateway_routes`] — the same
+//! table the gateway registers its routes from — and its schemas are derived (`utoipa`) from the
+//! wire types the handlers parse ([`crate::wire`]) and the error body every error answer has
+//! ([`ErrorBody`]). The entity schemas describe the JSON the log stores; a test checks them
+//! against what the domain types serialise to.
+//!
+//! The docs page is Swagger UI compiled into the binary (`utoipa-swagger-ui` with its
+//! `vendored` feature): nothing is fetched from the internet at build or run time, and the
+//! page's online validator badge is turned off.
+
+use crate::error::{ApiError, ErrorBody};
+use crate::routes::{gateway_routes, GatewayOp, GatewayRoute, Method};
+use crate::wire::{BillingBody, CustomerBody, InventoryBody, OrderBody, ProductBody};
+use actix_web::http::header;
+use actix_web::{web, HttpResponse};
+use ordershop_domain::EntityKind;
+use std::sync::Arc;
+use utoipa::openapi::path::{
+    HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, PathItem, PathsBuilder,
+};
+use utoipa::openapi::request_body::RequestBodyBuilder;
+use utoipa::openapi::schema::{
+    ArrayBuilder, KnownFormat, ObjectBuilder, OneOfBuilder, SchemaFormat, SchemaType, Type,
+};
+use utoipa::openapi::{
+    ComponentsBuilder, ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, Ref, RefOr, Required,
+    ResponseBuilder, Schema,
+};
+use utoipa::{PartialSchema, ToSchema};
+
+/// The JSON the log stores (and the gateway returns) for each entity type.
+pub mod entities {
+    use utoipa::ToSchema;
+    use uuid::Uuid;
+
+    /// A customer.
+    #[derive(ToSchema)]
+    #[allow(dead_code)]
+    pub struct Customer {
+        pub id: Uuid,
+        pub name: String,
+        pub email: String,
+    }
+
+    /// A product; the price in minor units (`1250` is 12.50).
+    #[derive(ToSchema)]
+    #[allow(dead_code)]
+    pub struct Product {
+        pub id: Uuid,
+        pub name: String,
+        #[schema(minimum = 1)]
+        pub price: i64,
+    }
+
+    /// The stock of one product.
+    #[derive(ToSchema)]
+    #[allow(dead_code)]
+    pub struct Inventory {
+        pub id: Uuid,
+        pub product_id: Uuid,
+        #[schema(minimum = 0)]
+        pub amount: i64,
+    }
+
+    /// An order: one product id per unit, and its total in minor units.
+    #[derive(ToSchema)]
+    #[allow(dead_code)]
+    pub struct Order {
+        pub id: Uuid,
+        pub product_ids: Vec<Uuid>,
+        pub customer_id: Uuid,
+        pub total: i64,
+    }
+
+    /// The billing of one order.
+    #[derive(ToSchema)]
+    #[allow(dead_code)]
+    pub struct Billing {
+        pub id: Uuid,
+        pub order_id: Uuid,
+        pub done: bool,
+    }
+
+    /// Every entity of every type.
+    #[derive(ToSchema)]
+    #[allow(dead_code)]
+    pub struct Report {
+        pub products: Vec<Product>,
+        pub inventory: Vec<Inventory>,
+        pub customers: Vec<Customer>,
+        pub orders: Vec<Order>,
+        pub billings: Vec<Billing>,
+    }
+}
+
+/// `/health`'s answer when the role is ready.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct HealthStatus {
+    /// `ok`
+    pub status: String,
+    pub role: String,
+}
+
+fn entity_schema(kind: EntityKind) -> &'static str {
+    match kind {
+        EntityKind::Customer => "Customer",
+        EntityKind::Product => "Product",
+        EntityKind::Inventory => "Inventory",
+        EntityKind::Order => "Order",
+        EntityKind::Billing => "Billing",
+    }
+}
+
+fn body_schema(kind: EntityKind) -> &'static str {
+    match kind {
+        EntityKind::Customer => "CustomerBody",
+        EntityKind::Product => "ProductBody",
+        EntityKind::Inventory => "InventoryBody",
+        EntityKind::Order => "OrderBody",
+        EntityKind::Billing => "BillingBody",
+    }
+}
+
+/// Turns a built `oneOf` into a schema.
+trait IntoSchema {
+    fn into_schema(self) -> RefOr<Schema>;
+}
+
+impl IntoSchema for utoipa::openapi::OneOf {
+    fn into_schema(self) -> RefOr<Schema> {
+        RefOr::T(Schema::OneOf(self))
+    }
+}
+
+fn uuid_schema() -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::Type(Type::String))
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid)))
+        .build()
+        .into()
+}
+
+fn schema_ref(name: &str) -> RefOr<Schema> {
+    RefOr::Ref(Ref::from_schema_name(name))
+}
+
+fn array_of(item: RefOr<Schema>) -> RefOr<Schema> {
+    ArrayBuilder::new().items(item).build().into()
+}
+
+fn json(schema: RefOr<Schema>) -> utoipa::openapi::Content {
+    ContentBuilder::new().schema(Some(schema)).build()
+}
+
+fn ok(description: &str, schema: RefOr<Schema>) -> utoipa::openapi::Response {
+    ResponseBuilder::new()
+        .description(description)
+        .content("application/json", json(schema))
+        .build()
+}
+
+fn error(description: &str) -> utoipa::openapi::Response {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            json(schema_ref(ErrorBody::name().as_ref())),
+        )
+        .build()
+}
+
+const BAD_REQUEST: &str = "malformed JSON, wrong types, missing fields or an id that is not a UUID";
+const UNAVAILABLE: &str = "Redis or the owning service is unreachable; retry later";
+
+fn method(method: Method) -> HttpMethod {
+    match method {
+        Method::Get => HttpMethod::Get,
+        Method::Post => HttpMethod::Post,
+        Method::Put => HttpMethod::Put,
+        Method::Delete => HttpMethod::Delete,
+    }
+}
+
+/// A unique, stable operation id: `get_/order/{id}` -> `get_order_id`.
+fn operation_id(route: &GatewayRoute) -> String {
+    let path: String = route
+        .path
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    let path: Vec<&str> = path.split('_').filter(|p| !p.is_empty()).collect();
+    format!(
+        "{}_{}",
+        route.method.as_str().to_lowercase(),
+        path.join("_")
+    )
+}
+
+fn operation(route: &GatewayRoute) -> utoipa::openapi::path::Operation {
+    let mut op = OperationBuilder::new()
+        .operation_id(Some(operation_id(route)))
+        .parameter(
+            ParameterBuilder::new()
+                .name("X-Request-Id")
+                .parameter_in(ParameterIn::Header)
+                .required(Required::False)
+                .description(Some(
+                    "the request's id (1-128 of A-Z a-z 0-9 - _ . :), echoed in the answer and \
+                     recorded on the events it appends; a new UUID when absent or invalid",
+                ))
+                .schema(Some(String::schema())),
+        );
+    if route.path.contains("{id}") {
+        op = op.parameter(
+            ParameterBuilder::new()
+                .name("id")
+                .parameter_in(ParameterIn::Path)
+                .required(Required::True)
+                .schema(Some(uuid_schema())),
+        );
+    }
+    if route.path.contains("{file}") {
+        op = op.parameter(
+            ParameterBuilder::new()
+                .name("file")
+                .parameter_in(ParameterIn::Path)
+                .required(Required::True)
+                .description(Some("a file of the docs page; empty for the page itself"))
+                .schema(Some(String::schema())),
+        );
+    }
+    let ids = array_of(uuid_schema());
+    let command_errors = |op: OperationBuilder, with_body: bool, by_id: bool| {
+        let mut op = op
+            .response("400", error(BAD_REQUEST))
+            .response(
+                "409",
+                error(
+                    "out of stock, already billed, order billed (delete its billing first), \
+                     inventory exists, or the data kept changing (retry)",
+                ),
+            )
+            .response("503", error(UNAVAILABLE));
+        if by_id {
+            op = op.response("404", error("no such entity"));
+        }
+        if with_body {
+            op = op
+                .response("413", error("the body is larger than ORDERSHOP_BODY_LIMIT"))
+                .response(
+                    "422",
+                    error("failed validation, or a reference to an unknown entity"),
+                );
+        }
+        op
+    };
+    let body = |required: bool, schema: RefOr<Schema>| {
+        Some(
+            RequestBodyBuilder::new()
+                .required(Some(if required {
+                    Required::True
+                } else {
+                    Required::False
+                }))
+                .content("application/json", json(schema))
+                .build(),
+        )
+    };
+    let op = match route.op {
+        GatewayOp::List(kind) => op
+            .tag(kind.as_str())
+            .summary(Some(format!("Every {kind}, sorted by id")))
+            .response(
+                "200",
+                ok(
+                    &format!("every live {kind}"),
+                    array_of(schema_ref(entity_schema(kind))),
+                ),
+            )
+            .response("503", error(UNAVAILABLE)),
+        GatewayOp::Get(kind) => op
+            .tag(kind.as_str())
+            .summary(Some(format!("One {kind}")))
+            .response(
+                "200",
+                ok(
+                    &format!("the {kind}, or null when unknown or deleted"),
+                    OneOfBuilder::new()
+                        .item(schema_ref(entity_schema(kind)))
+                        .item(ObjectBuilder::new().schema_type(SchemaType::Type(Type::Null)))
+                        .build()
+                        .into_schema(),
+                ),
+            )
+            .response("400", error(BAD_REQUEST))
+            .response("503", error(UNAVAILABLE)),
+        GatewayOp::Create(kind) => {
+            let one = schema_ref(body_schema(kind));
+            let op = op
+                .tag(kind.as_str())
+                .summary(Some(format!("Create one {kind}, or several (all or none)")))
+                .request_body(body(
+                    true,
+                    OneOfBuilder::new()
+                        .item(one.clone())
+                        .item(array_of(one))
+                        .build()
+                        .into_schema(),
+                ))
+                .response(
+                    "200",
+                    ok("the new ids, in the order of the body's items", ids),
+                );
+            command_errors(op, true, false)
+        }
+        GatewayOp::Update(kind) => {
+            let op = op
+                .tag(kind.as_str())
+                .summary(Some(format!(
+                    "Replace a {kind} (an `id` in the body must match the path)"
+                )))
+                .request_body(body(true, schema_ref(body_schema(kind))))
+                .response("200", ok("done", bool::schema()));
+            command_errors(op, true, true)
+        }
+        GatewayOp::Delete(kind) => {
+            let op = op
+                .tag(kind.as_str())
+                .summary(Some(format!("Delete a {kind}")))
+                .response("200", ok("done", bool::schema()));
+            command_errors(op, false, true)
+        }
+        GatewayOp::UnbilledOrders => op
+            .tag(EntityKind::Order.as_str())
+            .summary(Some("Orders without a billing"))
+            .response(
+                "200",
+                ok("the unbilled orders", array_of(schema_ref("Order"))),
+            )
+            .response("503", error(UNAVAILABLE)),
+        GatewayOp::Report => op
+            .tag("report")
+            .summary(Some("Every entity of every type"))
+            .response("200", ok("the report", schema_ref("Report")))
+            .response("503", error(UNAVAILABLE)),
+        GatewayOp::Health => op
+            .tag("operations")
+            .summary(Some("Ready when Redis (and the role's Functions) are"))
+            .response("200", ok("ready", schema_ref("HealthStatus")))
+            .response("503", error("not ready")),
+        GatewayOp::Metrics => op
+            .tag("operations")
+            .summary(Some("Prometheus metrics of the process"))
+            .response(
+                "200",
+                ResponseBuilder::new()
+                    .description("the metrics, OpenMetrics text format")
+                    .content(
+                        ordershop_eventstore::metrics::CONTENT_TYPE,
+                        json(String::schema()),
+                    )
+                    .build(),
+            ),
+        GatewayOp::OpenApi => op
+            .tag("operations")
+            .summary(Some("This document"))
+            .response(
+                "200",
+                ok(
+                    "the OpenAPI document",
+                    ObjectBuilder::new()
+                        .schema_type(SchemaType::Type(Type::Object))
+                        .build()
+                        .into(),
+                ),
+            ),
+        GatewayOp::Docs => op
+            .tag("operations")
+            .summary(Some("The API docs page"))
+            .response(
+                "308",
+                ResponseBuilder::new()
+                    .description("redirects to /docs/")
+                    .build(),
+            ),
+        GatewayOp::DocsFiles => op
+            .tag("operations")
+            .summary(Some(
+                "The API docs page and its files (Swagger UI, served offline)",
+            ))
+            .response(
+                "200",
+                ResponseBuilder::new()
+                    .description("the page (HTML) or one of its scripts and styles")
+                    .build(),
+            )
+            .response("404", error("no such file")),
+    };
+    op.response(
+        "405",
+        error("the path exists but does not serve this method"),
+    )
+    .build()
+}
+
+/// The gateway's OpenAPI document, generated from its route table and wire types.
+pub fn document() -> OpenApi {
+    let mut paths = PathsBuilder::new();
+    for route in gateway_routes() {
+        paths = paths.path(
+            route.path.clone(),
+            PathItem::new(method(route.method), operation(&route)),
+        );
+    }
+    let components = ComponentsBuilder::new()
+        .schema_from::<ErrorBody<'static>>()
+        .schema_from::<HealthStatus>()
+        .schema_from::<CustomerBody>()
+        .schema_from::<ProductBody>()
+        .schema_from::<InventoryBody>()
+        .schema_from::<OrderBody>()
+        .schema_from::<BillingBody>()
+        .schema_from::<entities::Customer>()
+        .schema_from::<entities::Product>()
+        .schema_from::<entities::Inventory>()
+        .schema_from::<entities::Order>()
+        .schema_from::<entities::Billing>()
+        .schema_from::<entities::Report>()
+        .build();
+    OpenApiBuilder::new()
+        .info(
+            InfoBuilder::new()
+                .title("OrderShop gateway")
+                .version(env!("CARGO_PKG_VERSION"))
+                .description(Some(
+                    "The HTTP API of OrderShop, an event-sourced shop on Redis Streams. A command \
+                     that answered 2xx is visible to the next GET. Errors are JSON \
+                     `{error, detail}`.",
+                ))
+                .build(),
+        )
+        .paths(paths.build())
+        .components(Some(components))
+        .build()
+}
+
+/// The document, serialised once, and the docs page's settings.
+pub struct ApiDocument {
+    json: String,
+    swagger: Arc<utoipa_swagger_ui::Config<'static>>,
+}
+
+impl ApiDocument {
+    pub fn new() -> Self {
+        let json = document().to_json().unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cannot serialise the OpenAPI document");
+            "{}".to_owned()
+        });
+        let swagger = utoipa_swagger_ui::Config::new([crate::routes::OPENAPI])
+            // The badge would ask validator.swagger.io: the page must work offline.
+            .validator_url("none");
+        Self {
+            json,
+            swagger: Arc::new(swagger),
+        }
+    }
+}
+
+impl Default for ApiDocument {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// `GET /openapi.json`
+pub async fn serve_document(document: web::Data<ApiDocument>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(document.json.clone())
+}
+
+/// `GET /docs`: the page lives at `/docs/` (its files are relative to it).
+pub async fn docs_redirect() -> HttpResponse {
+    HttpResponse::PermanentRedirect()
+        .insert_header((header::LOCATION, "/docs/"))
+        .finish()
+}
+
+/// `GET /docs/{file}`: Swagger UI's files, from the binary.
+pub async fn docs_file(
+    file: web::Path<String>,
+    document: web::Data<ApiDocument>,
+) -> Result<HttpResponse, ApiError> {
+    match utoipa_swagger_ui::serve(&file, document.swagger.clone()) {
+        Ok(Some(found)) => Ok(HttpResponse::Ok()
+            .content_type(found.content_type)
+            .body(found.bytes.into_owned())),
+        Ok(None) => Err(ApiError::not_found(format!("no docs file `{file}`"))),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot serve the docs page");
+            Err(ApiError::new(
+                actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "cannot serve the docs page",
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::entity_json;
+    use ordershop_domain::{Entity, Money};
+    use serde_json::Value;
+    use std::collections::BTreeSet;
+
+    fn properties(schema: RefOr<Schema>) -> BTreeSet<String> {
+        let value = serde_json::to_value(schema).unwrap();
+        value["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    fn keys(entity: &Entity) -> BTreeSet<String> {
+        entity_json(entity)
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    #[test]
+    fn the_entity_schemas_have_the_fields_the_entities_serialise_to() {
+        let id = uuid::Uuid::new_v4();
+        let customer = Entity::Customer(ordershop_domain::Customer {
+            id: id.into(),
+            name: ordershop_domain::Name::parse("name", "Ada").unwrap(),
+            email: ordershop_domain::Email::parse("ada@example.com").unwrap(),
+        });
+        assert_eq!(keys(&customer), properties(entities::Customer::schema()));
+        let product = Entity::Product(ordershop_domain::Product {
+            id: id.into(),
+            name: ordershop_domain::Name::parse("name", "Tea").unwrap(),
+            price: Money::price(100).unwrap(),
+        });
+        assert_eq!(keys(&product), properties(entities::Product::schema()));
+        let order = Entity::Order(ordershop_domain::Order {
+            id: id.into(),
+            product_ids: vec![id.into()],
+            customer_id: id.into(),
+            total: Money::price(100).unwrap(),
+        });
+        assert_eq!(keys(&order), properties(entities::Order::schema()));
+        let billing = Entity::Billing(ordershop_domain::Billing {
+            id: id.into(),
+            order_id: id.into(),
+            done: false,
+        });
+        assert_eq!(keys(&billing), properties(entities::Billing::schema()));
+    }
+
+    #[test]
+    fn every_gateway_route_is_documented_once_with_a_unique_operation_id() {
+        let document: Value = serde_json::from_str(&document().to_json().unwrap()).unwrap();
+        let mut ids = BTreeSet::new();
+        for route in gateway_routes() {
+            let op = &document["paths"][&route.path][route.method.as_str().to_lowercase()];
+            assert!(
+                op.is_object(),
+                "{} {} missing",
+                route.method.as_str(),
+                route.path
+            );
+            assert!(ids.insert(op["operationId"].as_str().unwrap().to_owned()));
+        }
+    }
+}

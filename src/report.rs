@@ -1,0 +1,492 @@
+//! `ordershop report`: what the shop holds, read from the projections (the entity cache for
+//! products, stock, orders and billings; the CRM view for customers and segments), with how far
+//! each projection is behind the log. Tables for people, `--json` for machines.
+
+use crate::admin::redis_config;
+use anstream::println;
+use anstyle::{AnsiColor, Style};
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, ContentArrangement, Table};
+use ordershop_domain::{EntityKind, Money};
+use ordershop_eventstore::keys::{self, CrmSegment};
+use ordershop_eventstore::RedisConfig;
+use ordershop_projections::group_status;
+use redis::aio::ConnectionManager;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::process::ExitCode;
+use uuid::Uuid;
+
+/// Terminal width the tables are laid out for.
+const WIDTH: u16 = 100;
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct CustomerRow {
+    pub id: String,
+    pub name: String,
+    pub email: String,
+    pub status: String,
+    pub orders: u64,
+    pub amount_ordered: u64,
+    pub amount_billed: u64,
+    pub amount_unbilled: u64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ProductRow {
+    pub id: String,
+    pub name: String,
+    pub price: u64,
+    /// Units in stock; `None` when the product has no inventory record.
+    pub stock: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct OrderRow {
+    pub id: String,
+    pub customer_id: String,
+    pub customer: String,
+    pub items: u64,
+    pub total: u64,
+    pub billed: bool,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct BillingRow {
+    pub id: String,
+    pub order_id: String,
+    pub customer: String,
+    pub amount: u64,
+    pub done: bool,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, Default)]
+pub struct Totals {
+    pub customers: u64,
+    pub active_customers: u64,
+    pub products: u64,
+    pub units_in_stock: u64,
+    pub orders: u64,
+    pub billed_orders: u64,
+    pub unbilled_orders: u64,
+    pub amount_ordered: u64,
+    pub amount_billed: u64,
+    pub amount_unbilled: u64,
+    pub billings: u64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ProjectionLag {
+    pub projection: String,
+    /// Entries not yet delivered to the projection plus those delivered and not acknowledged.
+    pub behind: u64,
+    pub dead_lettered: u64,
+}
+
+/// Everything `report` prints. Amounts are minor units.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Report {
+    pub customers: Vec<CustomerRow>,
+    pub products: Vec<ProductRow>,
+    pub orders: Vec<OrderRow>,
+    pub billings: Vec<BillingRow>,
+    /// CRM segment -> customer count.
+    pub segments: BTreeMap<String, u64>,
+    pub totals: Totals,
+    pub projections: Vec<ProjectionLag>,
+}
+
+impl Report {
+    pub fn is_empty(&self) -> bool {
+        self.customers.is_empty() && self.products.is_empty() && self.orders.is_empty()
+    }
+}
+
+type Fields = HashMap<String, String>;
+
+fn num(fields: &Fields, name: &str) -> u64 {
+    fields.get(name).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+fn text(fields: &Fields, name: &str) -> String {
+    fields.get(name).cloned().unwrap_or_default()
+}
+
+/// Members of a Set, sorted, parsed as ids (anything else is skipped: not ours).
+async fn ids(conn: &mut ConnectionManager, key: String) -> redis::RedisResult<Vec<Uuid>> {
+    let members: Vec<String> = redis::cmd("SMEMBERS").arg(key).query_async(conn).await?;
+    let mut ids: Vec<Uuid> = members.iter().filter_map(|m| m.parse().ok()).collect();
+    ids.sort();
+    Ok(ids)
+}
+
+/// HGETALL of many keys in one round trip.
+async fn hashes(conn: &mut ConnectionManager, keys: &[String]) -> redis::RedisResult<Vec<Fields>> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut pipe = redis::pipe();
+    for key in keys {
+        pipe.cmd("HGETALL").arg(key);
+    }
+    pipe.query_async(conn).await
+}
+
+/// Reads the report from the projections.
+pub async fn load(redis: &RedisConfig) -> anyhow::Result<Report> {
+    let mut conn = ordershop_eventstore::store::connection_manager(redis).await?;
+    let conn = &mut conn;
+
+    let customer_ids = ids(conn, CrmSegment::All.key()).await?;
+    let customer_keys: Vec<String> = customer_ids
+        .iter()
+        .map(|id| keys::crm_customer(*id))
+        .collect();
+    let customer_fields = hashes(conn, &customer_keys).await?;
+    let mut customers: Vec<CustomerRow> = customer_ids
+        .iter()
+        .zip(&customer_fields)
+        .map(|(id, f)| {
+            let ordered = num(f, "amount_ordered");
+            let billed = num(f, "amount_billed");
+            CustomerRow {
+                id: id.to_string(),
+                name: text(f, "name"),
+                email: text(f, "email"),
+                status: text(f, "status"),
+                orders: num(f, "orders"),
+                amount_ordered: ordered,
+                amount_billed: billed,
+                amount_unbilled: ordered.saturating_sub(billed),
+            }
+        })
+        .collect();
+    customers.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+    let names: HashMap<String, String> = customers
+        .iter()
+        .map(|c| (c.id.clone(), c.name.clone()))
+        .collect();
+
+    let inventory_ids = ids(conn, keys::entity_ids(EntityKind::Inventory)).await?;
+    let inventory_keys: Vec<String> = inventory_ids
+        .iter()
+        .map(|id| keys::entity(EntityKind::Inventory, *id))
+        .collect();
+    let stock: HashMap<String, u64> = hashes(conn, &inventory_keys)
+        .await?
+        .iter()
+        .map(|f| (text(f, "product_id"), num(f, "amount")))
+        .collect();
+    let product_ids = ids(conn, keys::entity_ids(EntityKind::Product)).await?;
+    let product_keys: Vec<String> = product_ids
+        .iter()
+        .map(|id| keys::entity(EntityKind::Product, *id))
+        .collect();
+    let mut products: Vec<ProductRow> = product_ids
+        .iter()
+        .zip(hashes(conn, &product_keys).await?)
+        .map(|(id, f)| ProductRow {
+            id: id.to_string(),
+            name: text(&f, "name"),
+            price: num(&f, "price"),
+            stock: stock.get(&id.to_string()).copied(),
+        })
+        .collect();
+    products.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+
+    let order_ids = ids(conn, keys::entity_ids(EntityKind::Order)).await?;
+    let billed: HashSet<Uuid> = ids(conn, keys::orders_billed())
+        .await?
+        .into_iter()
+        .collect();
+    let order_keys: Vec<String> = order_ids
+        .iter()
+        .map(|id| keys::entity(EntityKind::Order, *id))
+        .collect();
+    let order_fields = hashes(conn, &order_keys).await?;
+    let mut lengths = redis::pipe();
+    for id in &order_ids {
+        lengths.cmd("LLEN").arg(keys::order_product_ids(*id));
+    }
+    let items: Vec<u64> = if order_ids.is_empty() {
+        Vec::new()
+    } else {
+        lengths.query_async(conn).await?
+    };
+    let orders: Vec<OrderRow> = order_ids
+        .iter()
+        .zip(&order_fields)
+        .zip(&items)
+        .map(|((id, f), items)| {
+            let customer_id = text(f, "customer_id");
+            OrderRow {
+                id: id.to_string(),
+                customer: names.get(&customer_id).cloned().unwrap_or_default(),
+                customer_id,
+                items: *items,
+                total: num(f, "total"),
+                billed: billed.contains(id),
+            }
+        })
+        .collect();
+    let order_totals: HashMap<String, (u64, String)> = orders
+        .iter()
+        .map(|o| (o.id.clone(), (o.total, o.customer.clone())))
+        .collect();
+
+    let billing_ids = ids(conn, keys::entity_ids(EntityKind::Billing)).await?;
+    let billing_keys: Vec<String> = billing_ids
+        .iter()
+        .map(|id| keys::entity(EntityKind::Billing, *id))
+        .collect();
+    let billings: Vec<BillingRow> = billing_ids
+        .iter()
+        .zip(hashes(conn, &billing_keys).await?)
+        .map(|(id, f)| {
+            let order_id = text(&f, "order_id");
+            let (amount, customer) = order_totals.get(&order_id).cloned().unwrap_or_default();
+            BillingRow {
+                id: id.to_string(),
+                order_id,
+                customer,
+                amount,
+                done: text(&f, "done") == "true",
+            }
+        })
+        .collect();
+
+    let mut segments = BTreeMap::new();
+    for segment in CrmSegment::ALL {
+        let n: u64 = redis::cmd("SCARD")
+            .arg(segment.key())
+            .query_async(conn)
+            .await?;
+        segments.insert(segment.name().to_owned(), n);
+    }
+
+    let totals = Totals {
+        customers: customers.len() as u64,
+        active_customers: customers.iter().filter(|c| c.status == "active").count() as u64,
+        products: products.len() as u64,
+        units_in_stock: products.iter().filter_map(|p| p.stock).sum(),
+        orders: orders.len() as u64,
+        billed_orders: orders.iter().filter(|o| o.billed).count() as u64,
+        unbilled_orders: orders.iter().filter(|o| !o.billed).count() as u64,
+        amount_ordered: orders.iter().map(|o| o.total).sum(),
+        amount_billed: orders.iter().filter(|o| o.billed).map(|o| o.total).sum(),
+        amount_unbilled: orders.iter().filter(|o| !o.billed).map(|o| o.total).sum(),
+        billings: billings.len() as u64,
+    };
+
+    let projections = group_status(redis)
+        .await?
+        .into_iter()
+        .map(|g| ProjectionLag {
+            projection: g.group.to_owned(),
+            behind: g.behind(),
+            dead_lettered: g.dead_lettered,
+        })
+        .collect();
+
+    Ok(Report {
+        customers,
+        products,
+        orders,
+        billings,
+        segments,
+        totals,
+        projections,
+    })
+}
+
+fn money(minor: u64) -> String {
+    Money(minor).to_string()
+}
+
+fn short(id: &str) -> String {
+    id.chars().take(8).collect()
+}
+
+fn new_table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_width(WIDTH)
+        .set_header(header.iter().map(Cell::new));
+    t
+}
+
+fn right(value: impl ToString) -> Cell {
+    Cell::new(value.to_string()).set_alignment(CellAlignment::Right)
+}
+
+fn heading(title: &str, shown: usize, total: usize) {
+    let bold = Style::new().bold();
+    if shown < total {
+        println!("\n{bold}{title}{bold:#} (first {shown} of {total})");
+    } else {
+        println!("\n{bold}{title}{bold:#}");
+    }
+}
+
+/// Prints the report as tables, at most `limit` rows per table (the totals cover every row).
+pub fn print_tables(report: &Report, limit: usize) {
+    let t = &report.totals;
+    let customers = report.customers.iter().take(limit);
+    heading("Customers", customers.len(), report.customers.len());
+    let mut table = new_table(&[
+        "name", "email", "status", "orders", "ordered", "billed", "unbilled",
+    ]);
+    for c in customers {
+        table.add_row(vec![
+            Cell::new(&c.name),
+            Cell::new(&c.email),
+            Cell::new(&c.status),
+            right(c.orders),
+            right(money(c.amount_ordered)),
+            right(money(c.amount_billed)),
+            right(money(c.amount_unbilled)),
+        ]);
+    }
+    table.add_row(vec![
+        Cell::new(format!("total: {}", t.customers)),
+        Cell::new(""),
+        Cell::new(format!("{} active", t.active_customers)),
+        right(report.customers.iter().map(|c| c.orders).sum::<u64>()),
+        right(money(
+            report.customers.iter().map(|c| c.amount_ordered).sum(),
+        )),
+        right(money(
+            report.customers.iter().map(|c| c.amount_billed).sum(),
+        )),
+        right(money(
+            report.customers.iter().map(|c| c.amount_unbilled).sum(),
+        )),
+    ]);
+    println!("{table}");
+
+    let products = report.products.iter().take(limit);
+    heading("Products", products.len(), report.products.len());
+    let mut table = new_table(&["name", "id", "price", "stock"]);
+    for p in products {
+        table.add_row(vec![
+            Cell::new(&p.name),
+            Cell::new(short(&p.id)),
+            right(money(p.price)),
+            right(p.stock.map_or_else(|| "-".to_owned(), |s| s.to_string())),
+        ]);
+    }
+    table.add_row(vec![
+        Cell::new(format!("total: {}", t.products)),
+        Cell::new(""),
+        Cell::new(""),
+        right(t.units_in_stock),
+    ]);
+    println!("{table}");
+
+    let orders = report.orders.iter().take(limit);
+    heading("Orders", orders.len(), report.orders.len());
+    let mut table = new_table(&["order", "customer", "items", "total", "billed"]);
+    for o in orders {
+        table.add_row(vec![
+            Cell::new(short(&o.id)),
+            Cell::new(if o.customer.is_empty() {
+                short(&o.customer_id)
+            } else {
+                o.customer.clone()
+            }),
+            right(o.items),
+            right(money(o.total)),
+            Cell::new(if o.billed { "billed" } else { "unbilled" }),
+        ]);
+    }
+    table.add_row(vec![
+        Cell::new(format!("total: {}", t.orders)),
+        Cell::new(""),
+        right(report.orders.iter().map(|o| o.items).sum::<u64>()),
+        right(money(t.amount_ordered)),
+        Cell::new(format!(
+            "{} billed, {} unbilled",
+            t.billed_orders, t.unbilled_orders
+        )),
+    ]);
+    println!("{table}");
+
+    let billings = report.billings.iter().take(limit);
+    heading("Billing", billings.len(), report.billings.len());
+    let mut table = new_table(&["billing", "order", "customer", "amount", "done"]);
+    for b in billings {
+        table.add_row(vec![
+            Cell::new(short(&b.id)),
+            Cell::new(short(&b.order_id)),
+            Cell::new(&b.customer),
+            right(money(b.amount)),
+            Cell::new(if b.done { "yes" } else { "no" }),
+        ]);
+    }
+    table.add_row(vec![
+        Cell::new(format!("total: {}", t.billings)),
+        Cell::new(""),
+        Cell::new(""),
+        right(money(t.amount_billed)),
+        Cell::new(format!("{} unbilled", money(t.amount_unbilled))),
+    ]);
+    println!("{table}");
+
+    heading("CRM segments", 0, 0);
+    let mut table = new_table(&["segment", "customers"]);
+    for segment in CrmSegment::ALL {
+        let n = report.segments.get(segment.name()).copied().unwrap_or(0);
+        table.add_row(vec![Cell::new(segment.name()), right(n)]);
+    }
+    println!("{table}");
+
+    let lagging: Vec<&ProjectionLag> = report.projections.iter().filter(|p| p.behind > 0).collect();
+    let status = if lagging.is_empty() {
+        Style::new().fg_color(Some(AnsiColor::Green.into()))
+    } else {
+        Style::new().fg_color(Some(AnsiColor::Yellow.into()))
+    };
+    let lags: Vec<String> = report
+        .projections
+        .iter()
+        .map(|p| {
+            let dead = if p.dead_lettered > 0 {
+                format!(", {} dead-lettered", p.dead_lettered)
+            } else {
+                String::new()
+            };
+            format!("{} {} behind{dead}", p.projection, p.behind)
+        })
+        .collect();
+    println!("\n{status}projections: {}{status:#}", lags.join(" · "));
+}
+
+pub async fn run(json: bool, limit: usize) -> anyhow::Result<ExitCode> {
+    let redis = redis_config()?;
+    let report = match load(&redis).await {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!(
+                "error: cannot read the shop from Redis at {}: {}",
+                redis.redacted_url(),
+                root_cause(&e)
+            );
+            return Ok(ExitCode::from(2));
+        }
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else if report.is_empty() {
+        println!("The shop is empty: no customers, products or orders yet.");
+    } else {
+        print_tables(&report, limit);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn root_cause(e: &anyhow::Error) -> String {
+    e.chain()
+        .last()
+        .map(ToString::to_string)
+        .unwrap_or_default()
+}

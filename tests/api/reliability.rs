@@ -1,0 +1,325 @@
+//! Faults against real processes: Redis killed with SIGKILL in the middle of a burst, Redis gone
+//! and back. What was acknowledged stays, nothing hangs, and every role recovers by itself.
+
+use crate::helpers::{caught_up, dump, eventually, run_cli, Layout, Shop};
+use ordershop_domain::{Action, Entity, EntityKind};
+use ordershop_eventstore::{EntryId, EventStore, RedisConfig, Stream};
+use ordershop_projections::ProjectionName;
+use ordershop_testkit::{RedisOptions, RedisServer};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+const DEADLINE: Duration = Duration::from_secs(120);
+
+fn strict_redis() -> RedisServer {
+    RedisServer::start_with(RedisOptions {
+        appendonly: true,
+        appendfsync: "always",
+        extra: Vec::new(),
+    })
+}
+
+fn kill_redis(shop: &Shop) {
+    let pid = shop.redis.pid().expect("redis runs");
+    let status = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+async fn wait_all_caught_up(shop: &Shop) {
+    let conn = shop.redis().await;
+    for projection in ProjectionName::ALL {
+        let streams = projection.streams();
+        eventually(&format!("{projection} to catch up"), DEADLINE, || {
+            let mut conn = conn.clone();
+            let streams = streams.clone();
+            async move { caught_up(&mut conn, projection.name(), &streams).await }
+        })
+        .await;
+    }
+}
+
+const CACHE_KEYS: [&str; 10] = [
+    "customer_ids",
+    "product_ids",
+    "inventory_ids",
+    "order_ids",
+    "billing_ids",
+    "*_entity:*",
+    "order_product_ids:*",
+    "orders_unbilled",
+    "orders_billed",
+    "entity-cache:*",
+];
+
+/// Every order created in the log, with its units per product, and every inventory record's
+/// amounts in log order.
+async fn log_facts(
+    store: &EventStore,
+) -> (BTreeMap<String, Vec<String>>, BTreeMap<String, Vec<u32>>) {
+    let mut orders = BTreeMap::new();
+    let mut stock: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+    let streams = vec![
+        Stream::new(EntityKind::Order, Action::Created),
+        Stream::new(EntityKind::Inventory, Action::Created),
+        Stream::new(EntityKind::Inventory, Action::Updated),
+    ];
+    let entries = store
+        .replay(streams, EntryId::ZERO)
+        .await
+        .expect("replay")
+        .collect_all()
+        .await
+        .expect("replay");
+    for entry in entries {
+        match entry.decode().expect("valid event").change.entity {
+            Entity::Order(o) => {
+                orders.insert(
+                    o.id.to_string(),
+                    o.product_ids.iter().map(ToString::to_string).collect(),
+                );
+            }
+            Entity::Inventory(i) => stock
+                .entry(i.product_id.to_string())
+                .or_default()
+                .push(i.amount.get()),
+            _ => {}
+        }
+    }
+    (orders, stock)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_orders_survive_a_redis_crash_in_strict_mode() {
+    const INITIAL: u32 = 100_000;
+    let mut shop = Shop::start_on(strict_redis(), Layout::ProcessPerRole, &[]).await;
+    let customers = shop
+        .create("/customers", json!([{"name": "A", "email": "a@example.com"}, {"name": "B", "email": "b@example.com"}]))
+        .await;
+    let products = shop
+        .create(
+            "/products",
+            json!([{"name": "P0", "price": 100}, {"name": "P1", "price": 200}]),
+        )
+        .await;
+    shop.create(
+        "/inventory",
+        json!([{"product_id": products[0], "amount": INITIAL}, {"product_id": products[1], "amount": INITIAL}]),
+    )
+    .await;
+
+    // A burst of orders from 8 clients; Redis is killed with SIGKILL once 150 were acknowledged.
+    let acknowledged: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let refused = AtomicUsize::new(0);
+    let burst = async {
+        let clients = (0..8).map(|c| {
+            let (shop, acknowledged, refused, customers, products) = (&shop, &acknowledged, &refused, &customers, &products);
+            async move {
+                for n in 0..60 {
+                    let body = json!({"customer_id": customers[c % 2], "product_ids": [products[n % 2], products[(n + c) % 2]]});
+                    let (status, ids) = shop.post("/order", body).await;
+                    if status == 200 {
+                        let id = ids[0].as_str().unwrap_or_default().to_owned();
+                        acknowledged.lock().unwrap_or_else(|e| e.into_inner()).push(id);
+                    } else {
+                        assert!(status == 503 || status == 409, "a refused order is 503 (or a conflict), got {status}: {ids}");
+                        refused.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            }
+        });
+        futures::future::join_all(clients).await;
+    };
+    let crash = async {
+        eventually("150 acknowledged orders", DEADLINE, || {
+            let n = acknowledged.lock().map(|a| a.len()).unwrap_or(0);
+            std::future::ready(n >= 150)
+        })
+        .await;
+        kill_redis(&shop);
+    };
+    tokio::join!(burst, crash);
+    let acknowledged = acknowledged.into_inner().unwrap_or_else(|e| e.into_inner());
+    assert!(
+        refused.load(Ordering::SeqCst) > 0,
+        "some orders met the dead Redis"
+    );
+
+    // Redis comes back on the same data folder; every role reconnects by itself.
+    shop.redis.restart();
+    eventually("an order to succeed again", DEADLINE, || async {
+        shop.post(
+            "/order",
+            json!({"customer_id": customers[0], "product_ids": [products[0]]}),
+        )
+        .await
+        .0 == 200
+    })
+    .await;
+
+    // Every acknowledged order is in the log, and the stock is the log's arithmetic.
+    let store = shop.store().await;
+    let (orders, stock) = log_facts(&store).await;
+    let missing: Vec<&String> = acknowledged
+        .iter()
+        .filter(|id| !orders.contains_key(*id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged orders missing from the log: {missing:?}"
+    );
+    for product in &products {
+        let taken = orders.values().flatten().filter(|p| *p == product).count() as u32;
+        let amounts = &stock[product];
+        assert_eq!(
+            amounts.last().copied(),
+            Some(INITIAL - taken),
+            "stock of {product} is the log's arithmetic"
+        );
+        assert!(
+            amounts.windows(2).all(|w| w[1] < w[0]),
+            "stock only went down, never below zero"
+        );
+    }
+
+    // The projections converge to exactly the log's state.
+    wait_all_caught_up(&shop).await;
+    let mut conn = shop.redis().await;
+    let live = dump(&mut conn, &CACHE_KEYS).await;
+    let (code, out, err) = run_cli(&shop, &["rebuild", "entity-cache"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        dump(&mut conn, &CACHE_KEYS).await,
+        live,
+        "the cache equals a rebuild"
+    );
+    let (_, listed) = shop.get("/orders").await;
+    let listed: BTreeSet<String> = listed
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|o| o["id"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        listed,
+        orders.keys().cloned().collect::<BTreeSet<String>>(),
+        "GET /orders shows the log's orders"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_redis_commands_fail_fast_and_every_role_recovers() {
+    let mut shop = Shop::start_on(strict_redis(), Layout::ProcessPerRole, &[]).await;
+    shop.create(
+        "/customer",
+        json!({"name": "Before", "email": "before@example.com"}),
+    )
+    .await;
+    wait_all_caught_up(&shop).await;
+
+    kill_redis(&shop);
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .build()
+        .expect("client");
+    for (method, path, body) in [
+        (
+            reqwest::Method::POST,
+            "/customer",
+            json!({"name": "During", "email": "during@example.com"}),
+        ),
+        (reqwest::Method::GET, "/customers", Value::Null),
+        (reqwest::Method::GET, "/report", Value::Null),
+    ] {
+        let response = client
+            .request(method.clone(), shop.gateway(path))
+            .json(&body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path} must answer, not hang: {e}"));
+        assert_eq!(response.status().as_u16(), 503, "{method} {path}");
+        let body: Value = response.json().await.expect("a JSON error");
+        assert_eq!(body["error"], "unavailable", "{body}");
+    }
+    for role in [
+        "gateway",
+        "order-service",
+        "entity-cache",
+        "crm-service",
+        "msg-service",
+    ] {
+        let status = client
+            .get(format!("{}/health", shop.url(role)))
+            .send()
+            .await
+            .map(|r| r.status().as_u16());
+        assert_eq!(
+            status.ok(),
+            Some(503),
+            "{role} is not healthy without Redis"
+        );
+    }
+
+    shop.redis.restart();
+    for role in crate::helpers::ROLES {
+        shop.wait_healthy(role).await;
+    }
+    let after = shop
+        .create(
+            "/customer",
+            json!({"name": "After", "email": "after@example.com"}),
+        )
+        .await;
+    assert_eq!(
+        shop.get(&format!("/customer/{}", after[0])).await.1["name"],
+        "After"
+    );
+    wait_all_caught_up(&shop).await;
+    let emails = shop.emails(None).await;
+    let welcomes: Vec<&Value> = emails.iter().filter(|m| m["kind"] == "welcome").collect();
+    assert_eq!(
+        welcomes.len(),
+        2,
+        "one welcome each for Before and After: {emails:?}"
+    );
+    let store = EventStore::connect(&RedisConfig::new(shop.redis.url()).expect("url"))
+        .await
+        .expect("store");
+    let (orders, _) = log_facts(&store).await;
+    assert!(orders.is_empty());
+    let (code, out, _) = run_cli(&shop, &["status", "--max-lag", "0"]);
+    assert_eq!(code, 0, "caught up: {out}");
+}
+
+#[test]
+fn a_short_chaos_run_verifies_every_invariant() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ordershop"))
+        .args([
+            "chaos",
+            "--seconds",
+            "8",
+            "--clients",
+            "4",
+            "--kill-every-ms",
+            "1500",
+        ])
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("chaos runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "chaos failed:\n{stdout}\n{stderr}");
+    assert_eq!(stdout.matches("[ok]").count(), 5, "{stdout}");
+    assert!(!stdout.contains("FAILED"), "{stdout}");
+    for role in ["entity-cache", "crm-service", "order-service"] {
+        assert!(
+            stdout.contains(&format!("restarted {role}")),
+            "{role} was killed: {stdout}"
+        );
+    }
+}
