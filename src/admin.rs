@@ -16,7 +16,7 @@ pub const LOCAL_URL_FILE: &str = "redis.url";
 /// `REDIS_URL`, else the private server of a local `ordershop up`, else the default.
 pub fn redis_config() -> anyhow::Result<RedisConfig> {
     if let Ok(url) = std::env::var("REDIS_URL") {
-        return Ok(RedisConfig::new(url)?);
+        return Ok(RedisConfig::new(url)?.with_tls_from(|name| std::env::var(name).ok())?);
     }
     let data_dir = std::env::var("ORDERSHOP_DATA_DIR").unwrap_or_else(|_| ".ordershop".into());
     let file = Path::new(&data_dir).join(LOCAL_URL_FILE);

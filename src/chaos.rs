@@ -498,12 +498,15 @@ pub async fn run(options: ChaosOptions) -> anyhow::Result<ExitCode> {
         children: HashMap::new(),
         logs: dir.path().to_owned(),
     };
-    for role in Role::ALL {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        processes.ports.insert(role, port);
+    // Hold every listener until all ports are chosen, so no two roles get the same one.
+    let listeners = Role::ALL
+        .iter()
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<Vec<_>, _>>()?;
+    for (role, listener) in Role::ALL.into_iter().zip(&listeners) {
+        processes.ports.insert(role, listener.local_addr()?.port());
     }
+    drop(listeners);
     processes.env = vec![
         ("REDIS_URL".into(), redis.url()),
         ("ORDERSHOP_CLAIM_IDLE_MS".into(), "1000".into()),

@@ -4,7 +4,7 @@
 
 use crate::local_redis::LocalRedis;
 use anyhow::Context;
-use ordershop_eventstore::{Metrics, RedisConfig};
+use ordershop_eventstore::{Metrics, Reachability, RedisConfig};
 use ordershop_projections::{run_until_stopped, ProjectionName, RunnerOptions};
 use ordershop_services::config::{Config, Role};
 use std::net::TcpListener;
@@ -159,12 +159,22 @@ async fn join_all(
     first_error.map_or(Ok(()), Err)
 }
 
+/// Fails fast when Redis refuses the credentials or its certificate (retrying cannot fix that);
+/// a Redis that is merely unreachable is tolerated: the roles start and answer 503 until it is up.
+async fn check_redis_access(redis: &RedisConfig) -> anyhow::Result<()> {
+    if let Reachability::Unreachable(reason) = redis.check_access().await? {
+        tracing::warn!(redis = %redis.redacted_url(), %reason, "Redis is not reachable yet; starting anyway");
+    }
+    Ok(())
+}
+
 pub async fn serve_role(role: Role) -> anyhow::Result<ExitCode> {
     let config = Config::from_env(role)?;
     let shutdown = CancellationToken::new();
     stop_on_signal(shutdown.clone());
     let listener = bind(role, config.listen)?;
     tracing::info!(%role, listen = %config.listen, redis = %config.redis.redacted_url(), "starting");
+    check_redis_access(&config.redis).await?;
     let mut tasks = JoinSet::new();
     let metrics = Arc::new(Metrics::new());
     start_role_with_metrics(&mut tasks, role, &config, listener, &shutdown, &metrics)?;
@@ -209,6 +219,9 @@ async fn run_everything(redis_url: Option<String>) -> anyhow::Result<ExitCode> {
         let mut config = Config::from_env(role)?;
         if let Some(url) = &redis_url {
             config.redis = RedisConfig::new(url.clone())?;
+        }
+        if role == Role::Gateway {
+            check_redis_access(&config.redis).await?;
         }
         let addr = config.address_of(role);
         let listener = bind(role, addr)?;

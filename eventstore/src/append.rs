@@ -31,6 +31,22 @@ pub struct PendingEvent {
     pub event_id: Uuid,
 }
 
+/// Makes an append happen at most once per client key: the store keeps `response` under `key`
+/// (for `ttl_ms`), written in the same atomic step as the events. An append carrying a key that
+/// is already there appends nothing and answers the stored response, if it was recorded for the
+/// same request (`fingerprint`), or refuses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    /// The Redis key (see `keys::idempotency`).
+    pub key: String,
+    /// What identifies the request (method, path, body), so a key reused for another request is
+    /// caught instead of answered with someone else's response.
+    pub fingerprint: String,
+    /// What to answer a repeat with.
+    pub response: String,
+    pub ttl_ms: u64,
+}
+
 /// A command's whole write: every expectation, claim and event, appended all or nothing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Append {
@@ -40,6 +56,8 @@ pub struct Append {
     /// Extra entry fields written on every event of the append (e.g. `request_id`), after the
     /// codec's own; readers that do not know them ignore them.
     pub metadata: Vec<(&'static str, String)>,
+    /// Appends at most once per client key.
+    pub idempotency: Option<IdempotencyRecord>,
 }
 
 impl Append {
@@ -129,6 +147,12 @@ impl Append {
         self
     }
 
+    /// Appends at most once for this record's key (see [`IdempotencyRecord`]).
+    pub fn idempotent(mut self, record: IdempotencyRecord) -> Self {
+        self.idempotency = Some(record);
+        self
+    }
+
     /// Tags every entry with the id of the request that caused it (field `request_id`).
     pub fn request_id(self, request_id: Option<&str>) -> Self {
         match request_id {
@@ -165,6 +189,13 @@ pub enum AppendError {
         value: Uuid,
         holder: String,
     },
+    /// The idempotency key was used before by the same request: nothing was appended; this is
+    /// the response recorded the first time.
+    #[error("already done under this idempotency key")]
+    Duplicate { response: String },
+    /// The idempotency key was used before by a different request; nothing was appended.
+    #[error("the idempotency key was already used for a different request")]
+    KeyReused,
     #[error("event store unavailable")]
     Redis(#[from] redis::RedisError),
     #[error("unexpected reply from the append function: {0}")]

@@ -1,16 +1,30 @@
-//! Connecting to Redis: typed configuration from `REDIS_URL`, with the password kept out of
-//! `Debug` output and logs.
+//! Connecting to Redis: typed configuration from `REDIS_URL` (and, for TLS, `REDIS_CA_FILE`,
+//! `REDIS_CLIENT_CERT`, `REDIS_CLIENT_KEY`), with the password kept out of `Debug` output and
+//! logs, and a start-up check that tells a refused password or certificate (fatal: it will not
+//! fix itself) from a Redis that is merely not up yet (tolerated: the roles wait for it).
+//!
+//! Every connection of the shop is made from [`RedisConfig::client`], so TLS settings apply to
+//! all of them. TLS is rustls with the `ring` provider (no C toolchain beyond `cc`, no cmake).
 
 use std::fmt;
+use std::path::Path;
 use std::time::Duration;
 
 /// Default URL when `REDIS_URL` is not set.
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+/// A PEM file of the CA certificate(s) to trust for a `rediss://` URL, instead of the system's.
+pub const CA_FILE: &str = "REDIS_CA_FILE";
+/// A PEM client certificate, for a Redis that checks clients (`tls-auth-clients yes`).
+pub const CLIENT_CERT: &str = "REDIS_CLIENT_CERT";
+/// The PEM private key of [`CLIENT_CERT`].
+pub const CLIENT_KEY: &str = "REDIS_CLIENT_KEY";
 
 /// Where and how to reach Redis.
 #[derive(Clone)]
 pub struct RedisConfig {
     url: String,
+    /// The CA and client certificate read from the TLS files, when any is set.
+    tls: Option<redis::TlsCertificates>,
     /// How long a reply may take before the call fails (redis-rs's default is 500 ms).
     pub response_timeout: Duration,
     /// How long establishing a connection may take.
@@ -21,6 +35,12 @@ pub struct RedisConfig {
 pub enum RedisConfigError {
     #[error("REDIS_URL `{url}` is not a valid Redis URL: {reason}")]
     Invalid { url: String, reason: String },
+    #[error("{var}=`{path}`: {reason}")]
+    Tls {
+        var: &'static str,
+        path: String,
+        reason: String,
+    },
 }
 
 impl RedisConfig {
@@ -36,15 +56,85 @@ impl RedisConfig {
                 reason: "expected redis://, rediss:// or unix://".into(),
             });
         }
-        redis::Client::open(url.as_str()).map_err(|e| RedisConfigError::Invalid {
+        let config = Self {
+            url,
+            tls: None,
+            response_timeout: Duration::from_secs(5),
+            connection_timeout: Duration::from_secs(2),
+        };
+        config.client().map_err(|e| RedisConfigError::Invalid {
             url: redacted,
             reason: e.to_string(),
         })?;
-        Ok(Self {
-            url,
-            response_timeout: Duration::from_secs(5),
-            connection_timeout: Duration::from_secs(2),
-        })
+        Ok(config)
+    }
+
+    /// Adds the TLS files named by `REDIS_CA_FILE`, `REDIS_CLIENT_CERT` and `REDIS_CLIENT_KEY`
+    /// (looked up through `lookup`; unset or empty: none). The files are read and checked now,
+    /// so a missing or malformed one stops the process at start-up, naming the variable.
+    pub fn with_tls_from(
+        mut self,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, RedisConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let (ca, cert, key) = (get(CA_FILE), get(CLIENT_CERT), get(CLIENT_KEY));
+        if ca.is_none() && cert.is_none() && key.is_none() {
+            return Ok(self);
+        }
+        let tls_error = |var: &'static str, path: &str, reason: String| RedisConfigError::Tls {
+            var,
+            path: path.to_owned(),
+            reason,
+        };
+        let first = [(CA_FILE, &ca), (CLIENT_CERT, &cert), (CLIENT_KEY, &key)]
+            .into_iter()
+            .find_map(|(var, v)| Some((var, v.clone()?)));
+        if !self.url.starts_with("rediss://") {
+            let (var, path) = first.unwrap_or((CA_FILE, String::new()));
+            return Err(tls_error(
+                var,
+                &path,
+                format!(
+                    "TLS files need a rediss:// REDIS_URL, but it is `{}`",
+                    self.redacted_url()
+                ),
+            ));
+        }
+        let read = |var: &'static str, path: &str| {
+            std::fs::read(Path::new(path.trim())).map_err(|e| tls_error(var, path, e.to_string()))
+        };
+        let root_cert = ca.as_deref().map(|p| read(CA_FILE, p)).transpose()?;
+        let client_tls = match (&cert, &key) {
+            (Some(cert), Some(key)) => Some(redis::ClientTlsConfig {
+                client_cert: read(CLIENT_CERT, cert)?,
+                client_key: read(CLIENT_KEY, key)?,
+            }),
+            (None, None) => None,
+            (Some(cert), None) => {
+                return Err(tls_error(
+                    CLIENT_CERT,
+                    cert,
+                    format!("{CLIENT_KEY} must be set too"),
+                ))
+            }
+            (None, Some(key)) => {
+                return Err(tls_error(
+                    CLIENT_KEY,
+                    key,
+                    format!("{CLIENT_CERT} must be set too"),
+                ))
+            }
+        };
+        self.tls = Some(redis::TlsCertificates {
+            client_tls,
+            root_cert,
+        });
+        // Parses the certificates now: a file that is not PEM fails here, not at first use.
+        if let Err(e) = self.client() {
+            let (var, path) = first.unwrap_or((CA_FILE, String::new()));
+            return Err(tls_error(var, &path, e.to_string()));
+        }
+        Ok(self)
     }
 
     /// The URL with any password replaced by `***`, fit for logs.
@@ -52,15 +142,150 @@ impl RedisConfig {
         redact(&self.url)
     }
 
-    pub fn client(&self) -> Result<redis::Client, redis::RedisError> {
-        redis::Client::open(self.url.as_str())
+    /// `host:port` (or the socket path) of the server, for messages.
+    pub fn server(&self) -> String {
+        let rest = self.url.split_once("://").map_or("", |(_, rest)| rest);
+        let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+        rest.split(['/', '?']).next().unwrap_or(rest).to_owned()
     }
+
+    /// The user the URL names (`default` when it names none).
+    pub fn user(&self) -> String {
+        let rest = self.url.split_once("://").map_or("", |(_, rest)| rest);
+        match rest.rsplit_once('@') {
+            Some((userinfo, _)) => match userinfo.split_once(':') {
+                Some((user, _)) if !user.is_empty() => user.to_owned(),
+                Some(_) => "default".to_owned(),
+                None => userinfo.to_owned(),
+            },
+            None => "default".to_owned(),
+        }
+    }
+
+    pub fn client(&self) -> Result<redis::Client, redis::RedisError> {
+        if self.url.starts_with("rediss://") {
+            // The process-wide rustls provider; an error only means one is installed already.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+        match &self.tls {
+            Some(certificates) => {
+                redis::Client::build_with_tls(self.url.as_str(), certificates.clone())
+            }
+            None => redis::Client::open(self.url.as_str()),
+        }
+    }
+
+    /// Checks at start-up that Redis accepts this configuration's credentials and (for TLS)
+    /// that its certificate is trusted, with one PING under a short timeout. A Redis that does
+    /// not answer is not an error here (the roles start and report 503 until it is up); a
+    /// refusal is, because retrying cannot fix it.
+    pub async fn check_access(&self) -> Result<Reachability, AccessDenied> {
+        let denied = |refusal, reason: String| AccessDenied {
+            server: self.server(),
+            user: self.user(),
+            refusal,
+            reason,
+        };
+        let client = self
+            .client()
+            .map_err(|e| denied(Refusal::Certificate, e.to_string()))?;
+        let timeouts = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.connection_timeout))
+            .set_response_timeout(Some(self.connection_timeout));
+        let ping = async {
+            let mut conn = client
+                .get_multiplexed_async_connection_with_config(&timeouts)
+                .await?;
+            redis::cmd("PING").query_async::<String>(&mut conn).await
+        };
+        let result = tokio::time::timeout(self.connection_timeout * 2, ping).await;
+        match result {
+            Ok(Ok(_)) => Ok(Reachability::Answered),
+            Ok(Err(e)) => match refusal(&e) {
+                Some(kind) => Err(denied(kind, e.to_string())),
+                None => Ok(Reachability::Unreachable(e.to_string())),
+            },
+            Err(_) => Ok(Reachability::Unreachable(format!(
+                "no answer within {:?}",
+                self.connection_timeout * 2
+            ))),
+        }
+    }
+}
+
+/// What the start-up check found when Redis did not refuse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reachability {
+    Answered,
+    /// Redis could not be reached (yet): why.
+    Unreachable(String),
+}
+
+/// Redis refused the credentials, or TLS refused its certificate. Never holds the password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessDenied {
+    /// `host:port` of the server.
+    pub server: String,
+    pub user: String,
+    pub refusal: Refusal,
+    /// What the client library said.
+    pub reason: String,
+}
+
+/// What was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Wrong or missing credentials, or a user not allowed to run PING.
+    Credentials,
+    /// The server's certificate is not trusted (wrong `REDIS_CA_FILE`, wrong host name).
+    Certificate,
+}
+
+impl fmt::Display for AccessDenied {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Self {
+            server,
+            user,
+            refusal,
+            reason,
+        } = self;
+        match refusal {
+            Refusal::Credentials => write!(
+                f,
+                "Redis at {server} refused the credentials of user `{user}` ({reason})"
+            ),
+            Refusal::Certificate => write!(
+                f,
+                "Redis at {server} presented a TLS certificate that is not trusted ({reason}); \
+                 check {CA_FILE} and the host name in REDIS_URL"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for AccessDenied {}
+
+/// Whether `e` is a refusal that retrying cannot fix, and which.
+fn refusal(e: &redis::RedisError) -> Option<Refusal> {
+    let text = e.to_string();
+    let refused_auth = e.kind() == redis::ErrorKind::AuthenticationFailed
+        || ["WRONGPASS", "NOAUTH", "NOPERM"]
+            .iter()
+            .any(|code| e.code() == Some(*code) || text.contains(code));
+    if refused_auth {
+        return Some(Refusal::Credentials);
+    }
+    let bad_certificate = ["certificate", "UnknownIssuer", "NotValidForName"]
+        .iter()
+        .any(|sign| text.contains(sign));
+    bad_certificate.then_some(Refusal::Certificate)
 }
 
 impl fmt::Debug for RedisConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisConfig")
             .field("url", &self.redacted_url())
+            .field("tls", &self.tls)
             .field("response_timeout", &self.response_timeout)
             .finish()
     }
@@ -92,6 +317,31 @@ mod tests {
         assert!(debug.contains("shop:***@127.0.0.1:6380"), "{debug}");
         assert_eq!(redact("redis://:pw@host:1"), "redis://:***@host:1");
         assert_eq!(redact("redis://host:1"), "redis://host:1");
+        assert_eq!(config.server(), "127.0.0.1:6380");
+        assert_eq!(config.user(), "shop");
+        let anonymous = RedisConfig::new("redis://:pw@h:1").unwrap();
+        assert_eq!(
+            (anonymous.server().as_str(), anonymous.user().as_str()),
+            ("h:1", "default")
+        );
+    }
+
+    #[test]
+    fn tls_files_need_a_tls_url_and_must_exist() {
+        let lookup =
+            |value: &'static str| move |name: &str| (name == CA_FILE).then(|| value.to_owned());
+        let plain = RedisConfig::new("redis://127.0.0.1:6379").unwrap();
+        let err = plain.with_tls_from(lookup("/ca.pem")).unwrap_err();
+        assert!(err.to_string().contains("rediss://"), "{err}");
+        let tls = RedisConfig::new("rediss://127.0.0.1:6379").unwrap();
+        let err = tls.with_tls_from(lookup("/no/such/ca.pem")).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("REDIS_CA_FILE=`/no/such/ca.pem`"),
+            "{err}"
+        );
+        let none = RedisConfig::new("rediss://127.0.0.1:6379").unwrap();
+        assert!(none.with_tls_from(|_| None).is_ok());
     }
 
     #[test]

@@ -94,6 +94,12 @@ impl UniqueIndex {
     }
 }
 
+/// What an append made under a client's idempotency key answered: `<fingerprint>\n<response>`,
+/// kept for a day. `scope` separates services (e.g. the entity type).
+pub fn idempotency(scope: &str, key: &str) -> String {
+    format!("es:idem:{scope}:{key}")
+}
+
 /// Name of the Redis Function library that holds the store's scripts.
 pub const FUNCTION_LIBRARY: &str = "ordershop_store";
 

@@ -19,7 +19,7 @@ pub mod store;
 
 pub use append::{Append, AppendError, Appended, Expectation, UniqueClaim};
 pub use codec::{DecodeError, RawEntry, StoredEvent};
-pub use connect::{RedisConfig, RedisConfigError};
+pub use connect::{AccessDenied, Reachability, RedisConfig, RedisConfigError};
 pub use entry_id::EntryId;
 pub use keys::{Stream, UniqueIndex};
 pub use metrics::Metrics;

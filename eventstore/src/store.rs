@@ -126,6 +126,21 @@ impl EventStore {
             .collect())
     }
 
+    /// What was recorded under an idempotency key: `(fingerprint, response)`, if anything.
+    pub async fn idempotent_answer(
+        &self,
+        key: &str,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        let stored: Option<String> = redis::cmd("GET")
+            .arg(key)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(stored.and_then(|s| {
+            s.split_once('\n')
+                .map(|(fingerprint, response)| (fingerprint.to_owned(), response.to_owned()))
+        }))
+    }
+
     /// The head (latest version and state) of each entity, in the order of `ids`.
     pub async fn heads<T: EntityState>(&self, ids: &[Uuid]) -> Result<Vec<Head<T>>, StoreError> {
         if ids.is_empty() {
@@ -334,6 +349,16 @@ impl FcallArgs {
                 + append.claims.len() * 4
                 + append.events.len() * 7,
         );
+        match &append.idempotency {
+            Some(record) => {
+                args.push("1".to_owned());
+                args.push(key_index(record.key.clone(), &mut keys));
+                args.push(record.fingerprint.clone());
+                args.push(record.response.clone());
+                args.push(record.ttl_ms.max(1).to_string());
+            }
+            None => args.push("0".to_owned()),
+        }
         args.push(append.metadata.len().to_string());
         for (name, value) in &append.metadata {
             args.push((*name).to_owned());
@@ -423,6 +448,10 @@ fn interpret_reply(append: &Append, reply: Value) -> Result<Vec<Appended>, Appen
             .ok_or_else(|| protocol("no position"))
     };
     match status {
+        2 => Err(AppendError::Duplicate {
+            response: items.get(1).and_then(as_string).unwrap_or_default(),
+        }),
+        -2 => Err(AppendError::KeyReused),
         1 => {
             if items.len() != append.events.len() + 1 {
                 return Err(protocol("wrong number of IDs"));

@@ -20,7 +20,7 @@ use crate::projection::{CallOutcome, Entry, Mode, Replayable};
 use crate::runner::{MAX_EVENTS_PER_CALL, RUNNER_LIBRARY_SOURCE};
 use crate::{Crm, EntityCache, ProjectionName};
 use ordershop_eventstore::store::{connection_manager, load_library};
-use ordershop_eventstore::{keys, EntryId, EventStore, RedisConfig, Replay};
+use ordershop_eventstore::{keys, EntryId, EventStore, RedisConfig};
 use redis::aio::ConnectionManager;
 use redis::Value;
 use serde::Serialize;
@@ -190,7 +190,7 @@ async fn rebuild_paused<P: Replayable>(
 
     let streams = projection.event_streams();
     let store = EventStore::from_connection(conn.clone());
-    let replay = store.replay(streams.clone(), EntryId::ZERO).await?;
+    let mut replay = store.replay(streams.clone(), EntryId::ZERO).await?;
     let mut pipe = redis::pipe();
     for stream in &streams {
         pipe.cmd("XLEN").arg(stream.key());
@@ -208,110 +208,46 @@ async fn rebuild_paused<P: Replayable>(
         elapsed: Duration::ZERO,
     };
     progress(0, total);
-    // Read ahead: a task reads and decodes the next batches while this one applies the current
-    // batch, so that our work and Redis's overlap; at most READ_AHEAD batches wait in between.
-    let (sender, mut batches) = tokio::sync::mpsc::channel(READ_AHEAD);
-    let reader = tokio::spawn(read_and_decode(replay, projection.clone(), sender));
-    let applied = async {
-        while let Some(decoded) = batches.recv().await {
-            let decoded: Decoded<P::Event> = decoded?;
-            report.replayed += decoded.replayed;
-            report.invalid += decoded.invalid;
-            apply_batch(conn, projection, lease, &decoded.events, &mut report).await?;
-            total = total.max(report.replayed);
-            progress(report.replayed, total);
+    while let Some(batch) = replay.next_batch().await? {
+        let mut events = Vec::with_capacity(batch.len());
+        for raw in batch {
+            report.replayed += 1;
+            let entry = Entry::from(raw);
+            match projection.decode(&entry) {
+                Ok(event) => events.push(event),
+                Err(reason) => {
+                    report.invalid += 1;
+                    warn!(projection = name, stream = %entry.stream, id = %entry.id, reason,
+                          "rebuild skips an invalid entry");
+                }
+            }
         }
-        Ok::<(), ProjectionError>(())
+        for chunk in events.chunks(MAX_EVENTS_PER_CALL) {
+            let refs: Vec<&P::Event> = chunk.iter().collect();
+            let reply: Value = projection
+                .apply_call(lease.mode(), &refs)
+                .query_async(conn)
+                .await?;
+            match CallOutcome::parse(name, &reply)? {
+                CallOutcome::Done { applied, .. } => report.applied += applied,
+                CallOutcome::LeaseLost => return Err(ProjectionError::LeaseLost(name)),
+                CallOutcome::Paused => {
+                    return Err(ProjectionError::protocol(
+                        name,
+                        "a rebuild batch was paused",
+                    ))
+                }
+            }
+        }
+        total = total.max(report.replayed);
+        progress(report.replayed, total);
     }
-    .await;
-    // A failed apply stops reading; a finished reader makes this a no-op.
-    reader.abort();
-    applied?;
     lease.renew(conn, name).await?;
     projection.after_replay(conn).await?;
     lease.renew(conn, name).await?;
     progress(report.replayed, report.replayed);
     report.elapsed = started.elapsed();
     Ok(report)
-}
-
-/// Batches read ahead of the apply.
-const READ_AHEAD: usize = 4;
-
-/// One batch of the replay, decoded.
-struct Decoded<E> {
-    replayed: u64,
-    invalid: u64,
-    events: Vec<E>,
-}
-
-/// Reads the replay to its end, decoding each batch, and hands the batches over in order. Stops
-/// at the first read error (handed over too) or when the receiver is gone.
-async fn read_and_decode<P: Replayable>(
-    mut replay: Replay,
-    projection: P,
-    sender: tokio::sync::mpsc::Sender<Result<Decoded<P::Event>, ProjectionError>>,
-) {
-    let name = projection.name();
-    loop {
-        let batch = match replay.next_batch().await {
-            Ok(Some(batch)) => batch,
-            Ok(None) => return,
-            Err(e) => {
-                let _ = sender.send(Err(e.into())).await;
-                return;
-            }
-        };
-        let mut decoded = Decoded {
-            replayed: 0,
-            invalid: 0,
-            events: Vec::with_capacity(batch.len()),
-        };
-        for raw in batch {
-            decoded.replayed += 1;
-            let entry = Entry::from(raw);
-            match projection.decode(&entry) {
-                Ok(event) => decoded.events.push(event),
-                Err(reason) => {
-                    decoded.invalid += 1;
-                    warn!(projection = name, stream = %entry.stream, id = %entry.id, reason,
-                          "rebuild skips an invalid entry");
-                }
-            }
-        }
-        if sender.send(Ok(decoded)).await.is_err() {
-            return;
-        }
-    }
-}
-
-/// Applies decoded events in calls of at most [`MAX_EVENTS_PER_CALL`], under the lease.
-async fn apply_batch<P: Replayable>(
-    conn: &mut ConnectionManager,
-    projection: &P,
-    lease: &Lease,
-    events: &[P::Event],
-    report: &mut RebuildReport,
-) -> Result<(), ProjectionError> {
-    let name = projection.name();
-    for chunk in events.chunks(MAX_EVENTS_PER_CALL) {
-        let refs: Vec<&P::Event> = chunk.iter().collect();
-        let reply: Value = projection
-            .apply_call(lease.mode(), &refs)
-            .query_async(conn)
-            .await?;
-        match CallOutcome::parse(name, &reply)? {
-            CallOutcome::Done { applied, .. } => report.applied += applied,
-            CallOutcome::LeaseLost => return Err(ProjectionError::LeaseLost(name)),
-            CallOutcome::Paused => {
-                return Err(ProjectionError::protocol(
-                    name,
-                    "a rebuild batch was paused",
-                ))
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Deletes every key of the projection's state (SCAN by pattern, UNLINK in chunks).

@@ -3,7 +3,7 @@
 //! Every variable is parsed once, at start-up, into a [`Config`] for one role; a bad value is an
 //! error that names the variable. [`Config::from_lookup`] takes any lookup function so tests
 //! build a config without touching the process environment. Secrets (the Redis password, credentials in
-//! a peer URL) never reach `Debug` output.
+//! a peer URL, the API token) never reach `Debug` output.
 
 use ordershop_domain::EntityKind;
 use ordershop_eventstore::connect::{redact, DEFAULT_REDIS_URL};
@@ -133,6 +133,7 @@ pub const LISTEN: &str = "ORDERSHOP_LISTEN";
 pub const BODY_LIMIT: &str = "ORDERSHOP_BODY_LIMIT";
 pub const HTTP_WORKERS: &str = "ORDERSHOP_HTTP_WORKERS";
 pub const CONSISTENCY_TIMEOUT_MS: &str = "ORDERSHOP_CONSISTENCY_TIMEOUT_MS";
+pub const API_TOKEN: &str = "ORDERSHOP_API_TOKEN";
 
 pub const DEFAULT_BODY_LIMIT: usize = 256 * 1024;
 pub const DEFAULT_HTTP_WORKERS: usize = 2;
@@ -172,6 +173,29 @@ pub struct Config {
     /// The Function libraries of the projection worker this process runs beside the role (set
     /// by the launcher, not the environment): `/health` is ready only once they are loaded.
     pub worker_libraries: Vec<&'static str>,
+    /// `ORDERSHOP_API_TOKEN`: when set, mutating requests must carry it as a bearer token.
+    pub api_token: Option<ApiToken>,
+}
+
+/// A secret every mutating request must present (`Authorization: Bearer <token>`). Its
+/// `Debug` output is redacted; it is compared in constant time ([`crate::auth`]).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiToken(String);
+
+impl ApiToken {
+    pub fn new(token: impl Into<String>) -> Self {
+        Self(token.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ApiToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiToken(***)")
+    }
 }
 
 impl Config {
@@ -187,7 +211,12 @@ impl Config {
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
-        let redis = RedisConfig::new(get(REDIS_URL).unwrap_or_else(|| DEFAULT_REDIS_URL.into()))?;
+        let redis = RedisConfig::new(get(REDIS_URL).unwrap_or_else(|| DEFAULT_REDIS_URL.into()))?
+            .with_tls_from(get)?;
+        let api_token = match get(API_TOKEN) {
+            Some(token) => Some(parse_token(&token)?),
+            None => None,
+        };
         let listen = match get(LISTEN) {
             Some(value) => parse_listen(value.trim())?,
             None => SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), role.default_port()),
@@ -225,6 +254,7 @@ impl Config {
             http_workers,
             consistency_timeout: Duration::from_millis(consistency_ms as u64),
             worker_libraries: Vec::new(),
+            api_token,
         })
     }
 
@@ -291,7 +321,23 @@ impl fmt::Debug for Config {
             .field("http_workers", &self.http_workers)
             .field("consistency_timeout", &self.consistency_timeout)
             .field("worker_libraries", &self.worker_libraries)
+            .field("api_token", &self.api_token)
             .finish()
+    }
+}
+
+/// A token fit for an `Authorization` header: printable ASCII without spaces, so what a client
+/// sends can equal it.
+fn parse_token(value: &str) -> Result<ApiToken, ConfigError> {
+    let token = value.trim();
+    if token.bytes().all(|b| b.is_ascii_graphic()) {
+        Ok(ApiToken::new(token))
+    } else {
+        Err(ConfigError::Invalid {
+            var: API_TOKEN,
+            value: "***".to_owned(),
+            reason: "expected printable ASCII without spaces".to_owned(),
+        })
     }
 }
 
@@ -444,11 +490,20 @@ mod tests {
         let c = config(&[
             ("REDIS_URL", "redis://shop:s3cret@redis:6379"),
             ("CRM_SERVICE_URL", "http://admin:hunter2@crm:5007"),
+            ("ORDERSHOP_API_TOKEN", "t0ken-xyz"),
         ])
         .unwrap();
         let debug = format!("{c:?}");
         assert!(!debug.contains("s3cret"), "{debug}");
         assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(!debug.contains("t0ken-xyz"), "{debug}");
+        assert_eq!(
+            c.api_token.as_ref().map(ApiToken::expose),
+            Some("t0ken-xyz")
+        );
+        assert_eq!(config(&[]).unwrap().api_token, None);
+        let err = config(&[("ORDERSHOP_API_TOKEN", "has space")]).unwrap_err();
+        assert!(!err.to_string().contains("has space"), "{err}");
     }
 
     #[test]

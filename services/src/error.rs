@@ -28,7 +28,7 @@ pub struct ApiError {
 pub struct ErrorBody<'a> {
     /// A short code: bad_request, not_found, method_not_allowed, payload_too_large, invalid,
     /// unknown_reference, out_of_stock, already_billed, order_billed, inventory_exists,
-    /// already_exists, conflict, unavailable, internal.
+    /// already_exists, conflict, unauthorized, unavailable, internal.
     pub error: &'a str,
     /// What was wrong, for a human.
     pub detail: &'a str,
@@ -46,6 +46,11 @@ impl ApiError {
     /// Malformed JSON, wrong types, missing fields, unparsable path or query.
     pub fn bad_request(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", detail)
+    }
+
+    /// A mutating request without the API token, or with a wrong one.
+    pub fn unauthorized(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
     }
 
     pub fn not_found(detail: impl Into<String>) -> Self {
@@ -112,6 +117,9 @@ impl ResponseError for ApiError {
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             response.insert_header((header::RETRY_AFTER, "1"));
         }
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
         response.json(ErrorBody {
             error: self.code,
             detail: &self.detail,
@@ -160,6 +168,11 @@ impl From<CommandError> for ApiError {
                     "gave up after {attempts} attempts on concurrently changing data ({last}); \
                      retry the request"
                 ),
+            ),
+            CommandError::IdempotencyKeyReused => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                "this Idempotency-Key was already used for a different request; use a new key",
             ),
             CommandError::Store(e) => Self::infrastructure("command failed", &e),
             CommandError::Append(e) => Self::infrastructure("command failed", &e),

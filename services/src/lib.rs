@@ -12,14 +12,17 @@
 //!
 //! A binary runs a role with [`serve`], given a [`Config`], a bound listener and the process's
 //! metrics. Every role serves `/health` and `/metrics`; the gateway also serves its OpenAPI
-//! document ([`openapi`]) and a docs page; [`request_id`] follows a request through the logs.
+//! document ([`openapi`]) and a docs page; [`request_id`] follows a request through the logs;
+//! [`auth`] checks the optional API token on mutating requests.
 
+pub mod auth;
 pub mod commands;
 pub mod config;
 pub mod connection;
 pub mod error;
 pub mod gateway;
 pub mod http;
+pub mod idempotency;
 pub mod messages;
 pub mod openapi;
 pub mod queries;

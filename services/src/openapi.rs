@@ -173,6 +173,8 @@ fn error(description: &str) -> utoipa::openapi::Response {
 }
 
 const BAD_REQUEST: &str = "malformed JSON, wrong types, missing fields or an id that is not a UUID";
+const UNAUTHORIZED: &str = "ORDERSHOP_API_TOKEN is set and `Authorization: Bearer <token>` is \
+                            missing or wrong (answered with `WWW-Authenticate: Bearer`)";
 const UNAVAILABLE: &str = "Redis or the owning service is unreachable; retry later";
 
 fn method(method: Method) -> HttpMethod {
@@ -243,7 +245,8 @@ fn operation(route: &GatewayRoute) -> utoipa::openapi::path::Operation {
                      inventory exists, or the data kept changing (retry)",
                 ),
             )
-            .response("503", error(UNAVAILABLE));
+            .response("503", error(UNAVAILABLE))
+            .response("401", error(UNAUTHORIZED));
         if by_id {
             op = op.response("404", error("no such entity"));
         }

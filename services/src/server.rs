@@ -40,10 +40,16 @@ pub async fn serve(
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
+    let token = config.api_token.clone();
     let server = HttpServer::new(move || {
         let app = app.clone();
         let observed = (role, app.metrics.clone());
+        let token = token.clone();
         App::new()
+            // Innermost: a refused request is still logged, counted and given its request id.
+            .wrap(middleware::from_fn(move |req, next| {
+                crate::auth::require_token(token.clone(), req, next)
+            }))
             .wrap(middleware::Compress::default())
             .wrap(middleware::from_fn(move |req, next| {
                 observe_request(observed.clone(), req, next)

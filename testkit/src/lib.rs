@@ -2,7 +2,8 @@
 //!
 //! Each [`RedisServer`] runs on a free loopback port with its own temporary data folder, and is
 //! stopped (and its folder removed) when dropped, so tests never touch a shared instance or a
-//! user's data and never see each other's keys.
+//! user's data and never see each other's keys. A server may require a password
+//! ([`RedisServer::start_with_password`]); its [`RedisServer::url`] then carries it.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -39,6 +40,8 @@ pub struct RedisServer {
     child: Option<Child>,
     port: u16,
     options: RedisOptions,
+    /// The `default` user's password (`requirepass`), if the server requires one.
+    password: Option<String>,
     dir: tempfile::TempDir,
 }
 
@@ -50,6 +53,16 @@ impl RedisServer {
 
     /// Starts a server with the given options.
     pub fn start_with(options: RedisOptions) -> Self {
+        Self::start_inner(options, None)
+    }
+
+    /// Starts a server whose `default` user needs `password` (`requirepass`): unauthenticated
+    /// clients get NOAUTH. [`RedisServer::url`] carries the password.
+    pub fn start_with_password(options: RedisOptions, password: &str) -> Self {
+        Self::start_inner(options, Some(password.to_owned()))
+    }
+
+    fn start_inner(options: RedisOptions, password: Option<String>) -> Self {
         let mut dir = tempfile::Builder::new()
             .prefix("ordershop-redis-")
             .tempdir()
@@ -61,6 +74,7 @@ impl RedisServer {
                 child: None,
                 port,
                 options: options.clone(),
+                password: password.clone(),
                 dir,
             };
             match server.spawn() {
@@ -98,6 +112,11 @@ impl RedisServer {
             .arg("--logfile")
             .arg(self.dir.path().join("redis.log"))
             .args(&self.options.extra)
+            .args(
+                self.password
+                    .iter()
+                    .flat_map(|pw| ["--requirepass".to_owned(), pw.clone()]),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -107,7 +126,7 @@ impl RedisServer {
         self.child = Some(child);
         let deadline = Instant::now() + START_DEADLINE;
         loop {
-            if ping(self.addr()) {
+            if ping(self.addr(), self.password.as_deref()) {
                 return Ok(());
             }
             if let Some(child) = self.child.as_mut() {
@@ -132,9 +151,12 @@ impl RedisServer {
         SocketAddr::from(([127, 0, 0, 1], self.port))
     }
 
-    /// `redis://127.0.0.1:<port>`
+    /// `redis://127.0.0.1:<port>`, or `redis://:<password>@127.0.0.1:<port>`.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        match &self.password {
+            Some(password) => format!("redis://:{password}@127.0.0.1:{}", self.port),
+            None => format!("redis://127.0.0.1:{}", self.port),
+        }
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -173,6 +195,25 @@ impl Drop for RedisServer {
     }
 }
 
+/// `n` distinct loopback ports nobody listens on right now (each is held until all are chosen,
+/// so the kernel cannot hand out the same one twice).
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| {
+            TcpListener::bind("127.0.0.1:0")
+                .unwrap_or_else(|e| panic!("cannot find a free port: {e}"))
+        })
+        .collect();
+    listeners
+        .iter()
+        .map(|l| {
+            l.local_addr()
+                .map(|a| a.port())
+                .unwrap_or_else(|e| panic!("cannot read a bound port: {e}"))
+        })
+        .collect()
+}
+
 /// A loopback port nobody listens on right now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -181,16 +222,45 @@ pub fn free_port() -> u16 {
         .unwrap_or_else(|e| panic!("cannot find a free port: {e}"))
 }
 
-fn ping(addr: SocketAddr) -> bool {
+/// A command in the RESP protocol, so arguments may hold any byte.
+fn resp(args: &[&str]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for arg in args {
+        out.extend_from_slice(format!("${}\r\n{arg}\r\n", arg.len()).as_bytes());
+    }
+    out
+}
+
+fn ping(addr: SocketAddr, password: Option<&str>) -> bool {
     let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
         return false;
     };
     let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
-    if stream.write_all(b"PING\r\n").is_err() {
+    let mut request = Vec::new();
+    if let Some(password) = password {
+        request.extend(resp(&["AUTH", password]));
+    }
+    request.extend(resp(&["PING"]));
+    if stream.write_all(&request).is_err() {
         return false;
     }
+    // The AUTH reply (+OK) and PONG may arrive in one read or two.
+    let mut answer = Vec::new();
     let mut buf = [0u8; 64];
-    matches!(stream.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+PONG"))
+    while answer.len() < 64 {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+        }
+        let text = String::from_utf8_lossy(&answer);
+        if text.contains("+PONG") {
+            return true;
+        }
+        if text.contains('-') {
+            return false;
+        }
+    }
+    false
 }
 
 /// Waits until `condition` holds, checking every few milliseconds, or panics with `what` after

@@ -56,7 +56,11 @@ impl Shop {
 
     /// Starts a shop on a given (private) redis-server.
     pub async fn start_on(redis: RedisServer, layout: Layout, extra_env: &[(&str, &str)]) -> Shop {
-        let ports = ROLES.iter().map(|r| (*r, free_port())).collect();
+        let ports = ROLES
+            .iter()
+            .copied()
+            .zip(ordershop_testkit::free_ports(ROLES.len()))
+            .collect();
         let shop = Shop {
             redis,
             layout,

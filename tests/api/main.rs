@@ -3,9 +3,11 @@
 
 mod bench;
 mod compose;
+mod fuzz;
 mod helpers;
 mod observability;
 mod projections;
 mod reliability;
 mod report;
 mod scenario;
+mod security;

@@ -323,3 +323,116 @@ fn a_short_chaos_run_verifies_every_invariant() {
         );
     }
 }
+
+async fn post_with_key(
+    shop: &Shop,
+    path: &str,
+    key: &str,
+    body: &Value,
+) -> (u16, Option<String>, Value) {
+    let response = shop
+        .http
+        .post(shop.gateway(path))
+        .header("Idempotency-Key", key)
+        .json(body)
+        .send()
+        .await
+        .expect("POST");
+    let status = response.status().as_u16();
+    let replayed = response
+        .headers()
+        .get("idempotent-replayed")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    (
+        status,
+        replayed,
+        response.json().await.unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_command_with_an_idempotency_key_is_done_once() {
+    let shop = Shop::start(Layout::ProcessPerRole).await;
+    let customer = shop
+        .create(
+            "/customer",
+            json!({"name": "Ida", "email": "ida@example.com"}),
+        )
+        .await;
+    let product = shop
+        .create("/product", json!({"name": "Once", "price": 100}))
+        .await;
+    shop.create(
+        "/inventory",
+        json!({"product_id": product[0], "amount": 10}),
+    )
+    .await;
+    let order = json!({"customer_id": customer[0], "product_ids": [product[0], product[0]]});
+    let before = shop.stream_lengths().await;
+
+    // The first request, then its retry: the same answer, one append.
+    let (status, replayed, first) = post_with_key(&shop, "/order", "retry-1", &order).await;
+    assert_eq!((status, replayed), (200, None), "{first}");
+    let (status, replayed, again) = post_with_key(&shop, "/order", "retry-1", &order).await;
+    assert_eq!((status, replayed.as_deref()), (200, Some("true")));
+    assert_eq!(again, first, "the repeat answers the first ids");
+    let after = shop.stream_lengths().await;
+    assert_eq!(
+        after["events:order_created"],
+        before["events:order_created"] + 1
+    );
+    assert_eq!(
+        after["events:inventory_updated"],
+        before["events:inventory_updated"] + 1
+    );
+    let (_, stock) = shop.get("/inventory").await;
+    assert_eq!(stock[0]["amount"], 8, "the stock was taken once");
+
+    // Repeats racing each other: still one append.
+    let racing = futures::future::join_all(
+        (0..10).map(|_| post_with_key(&shop, "/order", "race-1", &order)),
+    )
+    .await;
+    let answers: BTreeSet<String> = racing
+        .iter()
+        .map(|(s, _, body)| format!("{s} {body}"))
+        .collect();
+    assert_eq!(
+        answers.len(),
+        1,
+        "every racer got the same answer: {answers:?}"
+    );
+    assert_eq!(
+        shop.stream_lengths().await["events:order_created"],
+        before["events:order_created"] + 2
+    );
+
+    // The same key for another request is refused and appends nothing.
+    let lengths = shop.stream_lengths().await;
+    let other = json!({"customer_id": customer[0], "product_ids": [product[0]]});
+    let (status, _, body) = post_with_key(&shop, "/order", "retry-1", &other).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"], "idempotency_key_reused");
+    assert_eq!(shop.stream_lengths().await, lengths);
+
+    // A malformed key is a 400; a delete retried after it succeeded answers `true` again.
+    let (status, _, body) = post_with_key(&shop, "/order", "no spaces allowed", &order).await;
+    assert_eq!(status, 400, "{body}");
+    let first_id = first[0].as_str().unwrap_or_default().to_owned();
+    for attempt in 0..2 {
+        let response = shop
+            .http
+            .delete(shop.gateway(&format!("/order/{first_id}")))
+            .header("Idempotency-Key", "delete-1")
+            .send()
+            .await
+            .expect("DELETE");
+        assert_eq!(response.status().as_u16(), 200, "attempt {attempt}");
+        assert_eq!(
+            response.json::<Value>().await.unwrap_or_default(),
+            json!(true)
+        );
+    }
+    assert_eq!(shop.stream_lengths().await["events:order_deleted"], 1);
+}

@@ -6,6 +6,7 @@
 --   KEYS[1]       the clock key (last ID issued, `<ms>-<seq>`)
 --   KEYS[2..]     every other key the call touches (heads, unique indexes, streams)
 --   ARGV          a flat list, read left to right:
+--     n_idem (0 or 1), then n_idem x (key index, fingerprint, response, ttl ms)
 --     n_meta,    then n_meta    x (field name, value): extra fields written on every entry
 --     n_expect,  then n_expect  x (head key index, entity id, expected version)
 --     n_claims,  then n_claims  x (unique key index, value, owner id, 'claim' | 'release')
@@ -14,6 +15,8 @@
 --   Key indexes point into KEYS. Nothing is written unless every check passes.
 --
 -- Returns {1, id...} with one new entry ID per event, or
+--         {2, response}           when the idempotency key holds this request's response, or
+--         {-2}                    when it holds another request's (nothing is written), or
 --         {0, i, actual version}  when expectation i (1-based) failed, or
 --         {-1, i, holder id}      when claim i failed (the value is held by another entity).
 
@@ -47,6 +50,22 @@ local function append_guarded(keys, args)
     local v = args[pos]
     pos = pos + 1
     return v
+  end
+
+  local idem_key, idem_value, idem_ttl
+  if tonumber(take()) == 1 then
+    idem_key = keys[tonumber(take())]
+    local fingerprint = take()
+    idem_value = fingerprint .. '\n' .. take()
+    idem_ttl = take()
+    local done = redis.call('GET', idem_key)
+    if done then
+      local nl = string.find(done, '\n', 1, true)
+      if nl and string.sub(done, 1, nl - 1) == fingerprint then
+        return {2, string.sub(done, nl + 1)}
+      end
+      return {-2}
+    end
   end
 
   local meta = {}
@@ -132,6 +151,9 @@ local function append_guarded(keys, args)
     elseif c[5] == c[3] then
       redis.call('HDEL', c[1], c[2])
     end
+  end
+  if idem_key then
+    redis.call('SET', idem_key, idem_value, 'PX', idem_ttl)
   end
   return ids
 end

@@ -15,9 +15,8 @@ mod plans;
 use crate::versions::VersionStamp;
 use ordershop_domain::entity::EntityState;
 use ordershop_domain::{DomainError, EntityKind, Head};
-use ordershop_eventstore::{
-    Append, AppendError, Appended, EventStore, Metrics, StoreError, UniqueIndex,
-};
+use ordershop_eventstore::append::IdempotencyRecord;
+use ordershop_eventstore::{Append, AppendError, EventStore, Metrics, StoreError, UniqueIndex};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
@@ -38,9 +37,24 @@ pub enum CommandError {
     /// Reading the store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The idempotency key was used before for a different request; nothing was appended.
+    #[error("the Idempotency-Key was already used for a different request")]
+    IdempotencyKeyReused,
     /// Appending failed for another reason than a conflict.
     #[error(transparent)]
     Append(AppendError),
+}
+
+/// How long the answer of a command made under an `Idempotency-Key` is kept.
+pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// A client's `Idempotency-Key`, scoped to the service, and what identifies its request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey {
+    /// The Redis key the answer is kept under.
+    pub key: String,
+    /// A digest of the request (method, path, body).
+    pub fingerprint: String,
 }
 
 /// How often, and how patiently, a command re-reads and decides again after a conflict.
@@ -84,14 +98,51 @@ pub struct Written {
     pub ids: Vec<Uuid>,
     /// Every entity version the append produced, the order's stock changes included.
     pub versions: Vec<VersionStamp>,
+    /// The answer of an earlier request with the same `Idempotency-Key`: nothing was appended now.
+    pub replayed: bool,
 }
 
 impl Written {
-    fn new(ids: Vec<Uuid>, appended: &[Appended]) -> Self {
+    /// What an append will have written, known before it runs (ids and versions are decided
+    /// by the command), so it can be kept under an idempotency key in the same atomic step.
+    fn planned(ids: Vec<Uuid>, append: &Append) -> Self {
         Self {
             ids,
-            versions: appended.iter().map(VersionStamp::from).collect(),
+            versions: append
+                .events
+                .iter()
+                .map(|e| VersionStamp {
+                    kind: e.change.entity.kind(),
+                    id: e.change.entity.id(),
+                    version: e.version,
+                })
+                .collect(),
+            replayed: false,
         }
+    }
+
+    /// The stored form: the ids, a newline, the versions header value.
+    fn encode(&self) -> String {
+        let ids: Vec<String> = self.ids.iter().map(Uuid::to_string).collect();
+        format!(
+            "{}\n{}",
+            ids.join(","),
+            crate::versions::header_value(&self.versions)
+        )
+    }
+
+    fn decode(stored: &str) -> Option<Self> {
+        let (ids, versions) = stored.split_once('\n')?;
+        Some(Self {
+            ids: ids
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(Uuid::parse_str)
+                .collect::<Result<_, _>>()
+                .ok()?,
+            versions: crate::versions::parse_header(versions).ok()?,
+            replayed: true,
+        })
     }
 }
 
@@ -104,6 +155,8 @@ pub struct CommandService {
     metrics: Option<Arc<Metrics>>,
     /// Recorded on every event appended (the entry field `request_id`).
     request_id: Option<String>,
+    /// The request's `Idempotency-Key`, if it sent one.
+    idempotency: Option<IdempotencyKey>,
 }
 
 impl CommandService {
@@ -113,7 +166,14 @@ impl CommandService {
             retry: RetryPolicy::default(),
             metrics: None,
             request_id: None,
+            idempotency: None,
         }
+    }
+
+    /// A handle whose commands happen at most once for this key (see [`IdempotencyKey`]).
+    pub fn with_idempotency(mut self, key: Option<IdempotencyKey>) -> Self {
+        self.idempotency = key;
+        self
     }
 
     /// Counts appended events and append conflicts in `metrics`.
@@ -149,12 +209,10 @@ impl CommandService {
         if items.is_empty() {
             return Ok(Written::default());
         }
+        let ids: Vec<Uuid> = items.iter().map(|(id, _)| *id).collect();
         let (store, items_ref) = (&self.store, &items);
-        let appended = self.run(move || T::plan_create(store, items_ref)).await?;
-        Ok(Written::new(
-            items.iter().map(|(id, _)| *id).collect(),
-            &appended,
-        ))
+        self.run(ids, move || T::plan_create(store, items_ref))
+            .await
     }
 
     pub async fn update<T: EntityCommands>(
@@ -163,32 +221,67 @@ impl CommandService {
         draft: T::Draft,
     ) -> Result<Written, CommandError> {
         let (store, draft) = (&self.store, &draft);
-        let appended = self.run(move || T::plan_update(store, id, draft)).await?;
-        Ok(Written::new(vec![id], &appended))
+        self.run(vec![id], move || T::plan_update(store, id, draft))
+            .await
     }
 
     pub async fn delete<T: EntityCommands>(&self, id: Uuid) -> Result<Written, CommandError> {
         let store = &self.store;
-        let appended = self.run(move || T::plan_delete(store, id)).await?;
-        Ok(Written::new(vec![id], &appended))
+        self.run(vec![id], move || T::plan_delete(store, id)).await
     }
 
-    /// The read-decide-append loop.
-    async fn run<F, Fut>(&self, mut plan: F) -> Result<Vec<Appended>, CommandError>
+    /// The answer recorded under the request's idempotency key, if there is one.
+    async fn recorded_answer(&self) -> Result<Option<Written>, CommandError> {
+        let Some(idempotency) = &self.idempotency else {
+            return Ok(None);
+        };
+        match self.store.idempotent_answer(&idempotency.key).await? {
+            None => Ok(None),
+            Some((fingerprint, _)) if fingerprint != idempotency.fingerprint => {
+                Err(CommandError::IdempotencyKeyReused)
+            }
+            Some((_, response)) => Ok(Written::decode(&response)),
+        }
+    }
+
+    /// The read-decide-append loop. A repeat of a request made under the same idempotency key
+    /// gets the first answer: looked up before deciding (the entity may be gone since), and
+    /// checked again atomically by the append itself (for repeats racing each other).
+    async fn run<F, Fut>(&self, ids: Vec<Uuid>, mut plan: F) -> Result<Written, CommandError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<Append, CommandError>>,
     {
+        if let Some(answer) = self.recorded_answer().await? {
+            return Ok(answer);
+        }
         let mut last = String::new();
         for attempt in 0..self.retry.attempts {
             if attempt > 0 {
                 tokio::time::sleep(self.retry.backoff(attempt)).await;
             }
-            let append = plan().await?.request_id(self.request_id.as_deref());
+            let mut append = plan().await?.request_id(self.request_id.as_deref());
             if append.events.is_empty() {
-                return Ok(Vec::new());
+                return Ok(Written::planned(ids, &append));
+            }
+            let written = Written::planned(ids.clone(), &append);
+            if let Some(idempotency) = &self.idempotency {
+                append = append.idempotent(IdempotencyRecord {
+                    key: idempotency.key.clone(),
+                    fingerprint: idempotency.fingerprint.clone(),
+                    response: written.encode(),
+                    ttl_ms: IDEMPOTENCY_TTL.as_millis() as u64,
+                });
             }
             match self.store.append_guarded(&append).await {
+                Err(AppendError::Duplicate { response }) => {
+                    return Written::decode(&response).ok_or_else(|| {
+                        CommandError::Append(AppendError::Protocol(format!(
+                            "unreadable idempotent answer `{response}`"
+                        )))
+                    });
+                }
+                Err(AppendError::KeyReused) => return Err(CommandError::IdempotencyKeyReused),
                 Ok(appended) => {
                     for event in &appended {
                         tracing::info!(stream = %event.stream.key(), entry_id = %event.entry_id,
@@ -197,7 +290,7 @@ impl CommandService {
                             metrics.event_appended(event.stream.key());
                         }
                     }
-                    return Ok(appended);
+                    return Ok(written);
                 }
                 Err(
                     e @ (AppendError::VersionConflict { .. } | AppendError::UniqueConflict { .. }),

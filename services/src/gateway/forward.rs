@@ -13,9 +13,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Response headers relayed back to the client besides the body.
-const RELAYED_HEADERS: [&str; 4] = [
+const RELAYED_HEADERS: [&str; 5] = [
     "content-type",
     crate::versions::VERSIONS_HEADER,
+    crate::idempotency::REPLAYED_HEADER,
     "retry-after",
     "allow",
 ];
@@ -29,6 +30,8 @@ pub struct Outgoing<'a> {
     pub body: Bytes,
     /// Forwarded as `X-Request-Id`, so the service logs and records the same id.
     pub request_id: Option<crate::request_id::RequestId>,
+    /// The client's `Idempotency-Key`, forwarded as is (the service validates it).
+    pub idempotency_key: Option<&'a [u8]>,
 }
 
 /// A service's answer.
@@ -72,6 +75,7 @@ pub struct Forwarder {
 impl Forwarder {
     pub fn new(config: &Config) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
+            .default_headers(crate::auth::peer_headers(config))
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
             .pool_idle_timeout(Duration::from_secs(20))
@@ -115,6 +119,9 @@ impl Forwarder {
         }
         if let Some(id) = &request.request_id {
             builder = builder.header(crate::request_id::REQUEST_ID_HEADER, id.as_str());
+        }
+        if let Some(key) = request.idempotency_key {
+            builder = builder.header(crate::idempotency::IDEMPOTENCY_KEY_HEADER, key);
         }
         let response = builder.send().await.map_err(unreachable)?;
         let status = response.status().as_u16();

@@ -5,11 +5,12 @@
 use super::{resource, JsonBody};
 use crate::commands::{CommandService, EntityCommands, Written};
 use crate::error::ApiError;
+use crate::idempotency;
 use crate::request_id::RequestId;
 use crate::routes::EntityPaths;
 use crate::versions::{header_value, VERSIONS_HEADER};
 use crate::wire;
-use actix_web::{web, HttpResponse, HttpResponseBuilder};
+use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
 use ordershop_domain::{Billing, Customer, EntityKind, Inventory, Order, Product};
 use uuid::Uuid;
 
@@ -50,10 +51,14 @@ fn for_request(
 async fn create<T: EntityCommands>(
     service: web::Data<CommandService>,
     request_id: Option<web::ReqData<RequestId>>,
+    req: HttpRequest,
     body: JsonBody,
 ) -> Result<HttpResponse, ApiError> {
+    let key = idempotency::key_of(&req)?;
+    let once = idempotency::scoped(T::KIND, key, &req, Some(&body.0));
     let drafts = wire::create_drafts::<T::Body>(body.0)?;
     let written = for_request(&service, request_id)
+        .with_idempotency(once)
         .create::<T>(drafts)
         .await?;
     Ok(success(&written).json(&written.ids))
@@ -63,12 +68,16 @@ async fn create<T: EntityCommands>(
 async fn update<T: EntityCommands>(
     service: web::Data<CommandService>,
     request_id: Option<web::ReqData<RequestId>>,
+    req: HttpRequest,
     id: web::Path<Uuid>,
     body: JsonBody,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
+    let key = idempotency::key_of(&req)?;
+    let once = idempotency::scoped(T::KIND, key, &req, Some(&body.0));
     let draft = wire::update_draft::<T::Body>(id, body.0)?;
     let written = for_request(&service, request_id)
+        .with_idempotency(once)
         .update::<T>(id, draft)
         .await?;
     Ok(success(&written).json(true))
@@ -78,9 +87,13 @@ async fn update<T: EntityCommands>(
 async fn delete<T: EntityCommands>(
     service: web::Data<CommandService>,
     request_id: Option<web::ReqData<RequestId>>,
+    req: HttpRequest,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
+    let key = idempotency::key_of(&req)?;
+    let once = idempotency::scoped(T::KIND, key, &req, None);
     let written = for_request(&service, request_id)
+        .with_idempotency(once)
         .delete::<T>(id.into_inner())
         .await?;
     Ok(success(&written).json(true))
@@ -89,5 +102,8 @@ async fn delete<T: EntityCommands>(
 fn success(written: &Written) -> HttpResponseBuilder {
     let mut response = HttpResponse::Ok();
     response.insert_header((VERSIONS_HEADER, header_value(&written.versions)));
+    if written.replayed {
+        response.insert_header((idempotency::REPLAYED_HEADER, "true"));
+    }
     response
 }

@@ -128,6 +128,10 @@ async fn forward(
             .headers()
             .get(header::CONTENT_TYPE)
             .map(|v| v.as_bytes()),
+        idempotency_key: req
+            .headers()
+            .get(crate::idempotency::IDEMPOTENCY_KEY_HEADER)
+            .map(|v| v.as_bytes()),
         body: body.0,
         request_id: req.extensions().get::<RequestId>().cloned(),
     };
