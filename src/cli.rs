@@ -38,6 +38,10 @@ pub enum Command {
         /// Folder for the private redis-server's data (AOF on).
         #[arg(long, env = "ORDERSHOP_DATA_DIR", default_value = ".ordershop")]
         data_dir: std::path::PathBuf,
+        /// Leave this role out (repeatable), e.g. to run it with `ordershop serve <role>` and
+        /// stop and start it on its own.
+        #[arg(long, value_name = "ROLE", value_parser = parse_role)]
+        except: Vec<Role>,
     },
     /// Wipe one projection and rebuild it from the log while the shop keeps running.
     Rebuild {
@@ -192,7 +196,7 @@ pub fn parse() -> Cli {
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve { role } => run::serve_role(role).await,
-        Command::Up { data_dir } => run::up(&data_dir).await,
+        Command::Up { data_dir, except } => run::up(&data_dir, &except).await,
         Command::Rebuild { projection } => admin::rebuild(projection).await,
         Command::Status { max_lag, json } => admin::status(max_lag, json).await,
         Command::Load {

@@ -182,7 +182,9 @@ pub async fn serve_role(role: Role) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn up(data_dir: &Path) -> anyhow::Result<ExitCode> {
+/// Runs every role but those in `except` in this process (those can run elsewhere, e.g. as
+/// `ordershop serve <role>`, to be stopped and started on their own).
+pub async fn up(data_dir: &Path, except: &[Role]) -> anyhow::Result<ExitCode> {
     let local = if std::env::var_os("REDIS_URL").is_none() {
         let fsync = if std::env::var("ORDERSHOP_STRICT_DURABILITY").is_ok_and(|v| v == "1") {
             "always"
@@ -198,7 +200,7 @@ pub async fn up(data_dir: &Path) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
-    let result = run_everything(local.as_ref().map(LocalRedis::url)).await;
+    let result = run_everything(local.as_ref().map(LocalRedis::url), except).await;
     if let Some(redis) = local {
         redis
             .stop()
@@ -209,18 +211,18 @@ pub async fn up(data_dir: &Path) -> anyhow::Result<ExitCode> {
     result
 }
 
-async fn run_everything(redis_url: Option<String>) -> anyhow::Result<ExitCode> {
+async fn run_everything(redis_url: Option<String>, except: &[Role]) -> anyhow::Result<ExitCode> {
     let shutdown = CancellationToken::new();
     stop_on_signal(shutdown.clone());
     let mut tasks = JoinSet::new();
     // One registry for the process: every role's `/metrics` shows all of them.
     let metrics = Arc::new(Metrics::new());
-    for role in Role::ALL {
+    for role in Role::ALL.into_iter().filter(|r| !except.contains(r)) {
         let mut config = Config::from_env(role)?;
         if let Some(url) = &redis_url {
             config.redis = RedisConfig::new(url.clone())?;
         }
-        if role == Role::Gateway {
+        if tasks.is_empty() {
             check_redis_access(&config.redis).await?;
         }
         let addr = config.address_of(role);
