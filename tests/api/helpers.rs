@@ -21,6 +21,20 @@ pub const ROLES: [&str; 9] = [
     "entity-cache",
 ];
 
+/// Key patterns of the entity cache: what "the cache's state" means in comparisons.
+pub const CACHE_KEYS: [&str; 10] = [
+    "customer_ids",
+    "product_ids",
+    "inventory_ids",
+    "order_ids",
+    "billing_ids",
+    "*_entity:*",
+    "order_product_ids:*",
+    "orders_unbilled",
+    "orders_billed",
+    "entity-cache:*",
+];
+
 /// How the shop's roles are laid out in processes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layout {

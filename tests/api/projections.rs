@@ -1,7 +1,7 @@
 //! Projections with the real binary: the CRM misses nothing while stopped, crashes lose and
 //! duplicate nothing, and rebuilds give back exactly the live state.
 
-use crate::helpers::{caught_up, dump, eventually, run_cli, Layout, Shop};
+use crate::helpers::{caught_up, dump, eventually, run_cli, Layout, Shop, CACHE_KEYS};
 use ordershop_domain::{Change, Customer, CustomerId, Email, EntityKind, Name};
 use ordershop_eventstore::{keys, Append};
 use ordershop_projections::ProjectionName;
@@ -13,19 +13,6 @@ use std::time::Duration;
 
 const CATCH_UP: Duration = Duration::from_secs(120);
 
-/// Key patterns of the entity cache.
-const CACHE_KEYS: [&str; 10] = [
-    "customer_ids",
-    "product_ids",
-    "inventory_ids",
-    "order_ids",
-    "billing_ids",
-    "*_entity:*",
-    "order_product_ids:*",
-    "orders_unbilled",
-    "orders_billed",
-    "entity-cache:*",
-];
 /// Key patterns of the CRM view (its outbox and dead letters excluded: they are logs).
 const CRM_KEYS: [&str; 1] = ["crm:*"];
 

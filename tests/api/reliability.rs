@@ -1,7 +1,7 @@
 //! Faults against real processes: Redis killed with SIGKILL in the middle of a burst, Redis gone
 //! and back. What was acknowledged stays, nothing hangs, and every role recovers by itself.
 
-use crate::helpers::{caught_up, dump, eventually, run_cli, Layout, Shop};
+use crate::helpers::{caught_up, dump, eventually, run_cli, Layout, Shop, CACHE_KEYS};
 use ordershop_domain::{Action, Entity, EntityKind};
 use ordershop_eventstore::{EntryId, EventStore, RedisConfig, Stream};
 use ordershop_projections::ProjectionName;
@@ -43,19 +43,6 @@ async fn wait_all_caught_up(shop: &Shop) {
         .await;
     }
 }
-
-const CACHE_KEYS: [&str; 10] = [
-    "customer_ids",
-    "product_ids",
-    "inventory_ids",
-    "order_ids",
-    "billing_ids",
-    "*_entity:*",
-    "order_product_ids:*",
-    "orders_unbilled",
-    "orders_billed",
-    "entity-cache:*",
-];
 
 /// Every order created in the log, with its units per product, and every inventory record's
 /// amounts in log order.
