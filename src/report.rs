@@ -6,10 +6,11 @@ use crate::admin::redis_config;
 use anstream::println;
 use anstyle::{AnsiColor, Style};
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, ContentArrangement, Table};
-use ordershop_domain::{EntityKind, Money};
+use ordershop_domain::{Entity, EntityKind, Money};
 use ordershop_eventstore::keys::{self, CrmSegment};
 use ordershop_eventstore::RedisConfig;
 use ordershop_projections::group_status;
+use ordershop_services::queries::CacheReader;
 use redis::aio::ConnectionManager;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -166,66 +167,54 @@ pub async fn load(redis: &RedisConfig) -> anyhow::Result<Report> {
         .map(|c| (c.id.clone(), c.name.clone()))
         .collect();
 
-    let inventory_ids = ids(conn, keys::entity_ids(EntityKind::Inventory)).await?;
-    let inventory_keys: Vec<String> = inventory_ids
-        .iter()
-        .map(|id| keys::entity(EntityKind::Inventory, *id))
-        .collect();
-    let stock: HashMap<String, u64> = hashes(conn, &inventory_keys)
+    // Products, stock, orders and billings: the gateway's reader of the entity cache.
+    let cache = CacheReader::new(conn.clone());
+    let stock: HashMap<String, u64> = cache
+        .list(EntityKind::Inventory)
         .await?
-        .iter()
-        .map(|f| (text(f, "product_id"), num(f, "amount")))
+        .into_iter()
+        .filter_map(|e| match e {
+            Entity::Inventory(i) => Some((i.product_id.to_string(), u64::from(i.amount.get()))),
+            _ => None,
+        })
         .collect();
-    let product_ids = ids(conn, keys::entity_ids(EntityKind::Product)).await?;
-    let product_keys: Vec<String> = product_ids
-        .iter()
-        .map(|id| keys::entity(EntityKind::Product, *id))
-        .collect();
-    let mut products: Vec<ProductRow> = product_ids
-        .iter()
-        .zip(hashes(conn, &product_keys).await?)
-        .map(|(id, f)| ProductRow {
-            id: id.to_string(),
-            name: text(&f, "name"),
-            price: num(&f, "price"),
-            stock: stock.get(&id.to_string()).copied(),
+    let mut products: Vec<ProductRow> = cache
+        .list(EntityKind::Product)
+        .await?
+        .into_iter()
+        .filter_map(|e| match e {
+            Entity::Product(p) => Some(ProductRow {
+                id: p.id.to_string(),
+                name: p.name.to_string(),
+                price: p.price.minor(),
+                stock: stock.get(&p.id.to_string()).copied(),
+            }),
+            _ => None,
         })
         .collect();
     products.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
 
-    let order_ids = ids(conn, keys::entity_ids(EntityKind::Order)).await?;
     let billed: HashSet<Uuid> = ids(conn, keys::orders_billed())
         .await?
         .into_iter()
         .collect();
-    let order_keys: Vec<String> = order_ids
-        .iter()
-        .map(|id| keys::entity(EntityKind::Order, *id))
-        .collect();
-    let order_fields = hashes(conn, &order_keys).await?;
-    let mut lengths = redis::pipe();
-    for id in &order_ids {
-        lengths.cmd("LLEN").arg(keys::order_product_ids(*id));
-    }
-    let items: Vec<u64> = if order_ids.is_empty() {
-        Vec::new()
-    } else {
-        lengths.query_async(conn).await?
-    };
-    let orders: Vec<OrderRow> = order_ids
-        .iter()
-        .zip(&order_fields)
-        .zip(&items)
-        .map(|((id, f), items)| {
-            let customer_id = text(f, "customer_id");
-            OrderRow {
-                id: id.to_string(),
-                customer: names.get(&customer_id).cloned().unwrap_or_default(),
-                customer_id,
-                items: *items,
-                total: num(f, "total"),
-                billed: billed.contains(id),
+    let orders: Vec<OrderRow> = cache
+        .list(EntityKind::Order)
+        .await?
+        .into_iter()
+        .filter_map(|e| match e {
+            Entity::Order(o) => {
+                let customer_id = o.customer_id.to_string();
+                Some(OrderRow {
+                    id: o.id.to_string(),
+                    customer: names.get(&customer_id).cloned().unwrap_or_default(),
+                    customer_id,
+                    items: o.product_ids.len() as u64,
+                    total: o.total.minor(),
+                    billed: billed.contains(&o.id.0),
+                })
             }
+            _ => None,
         })
         .collect();
     let order_totals: HashMap<String, (u64, String)> = orders
@@ -233,33 +222,33 @@ pub async fn load(redis: &RedisConfig) -> anyhow::Result<Report> {
         .map(|o| (o.id.clone(), (o.total, o.customer.clone())))
         .collect();
 
-    let billing_ids = ids(conn, keys::entity_ids(EntityKind::Billing)).await?;
-    let billing_keys: Vec<String> = billing_ids
-        .iter()
-        .map(|id| keys::entity(EntityKind::Billing, *id))
-        .collect();
-    let billings: Vec<BillingRow> = billing_ids
-        .iter()
-        .zip(hashes(conn, &billing_keys).await?)
-        .map(|(id, f)| {
-            let order_id = text(&f, "order_id");
-            let (amount, customer) = order_totals.get(&order_id).cloned().unwrap_or_default();
-            BillingRow {
-                id: id.to_string(),
-                order_id,
-                customer,
-                amount,
-                done: text(&f, "done") == "true",
+    let billings: Vec<BillingRow> = cache
+        .list(EntityKind::Billing)
+        .await?
+        .into_iter()
+        .filter_map(|e| match e {
+            Entity::Billing(b) => {
+                let order_id = b.order_id.to_string();
+                let (amount, customer) = order_totals.get(&order_id).cloned().unwrap_or_default();
+                Some(BillingRow {
+                    id: b.id.to_string(),
+                    order_id,
+                    customer,
+                    amount,
+                    done: b.done,
+                })
             }
+            _ => None,
         })
         .collect();
 
-    let mut segments = BTreeMap::new();
+    let mut sizes = redis::pipe();
     for segment in CrmSegment::ALL {
-        let n: u64 = redis::cmd("SCARD")
-            .arg(segment.key())
-            .query_async(conn)
-            .await?;
+        sizes.cmd("SCARD").arg(segment.key());
+    }
+    let sizes: Vec<u64> = sizes.query_async(conn).await?;
+    let mut segments = BTreeMap::new();
+    for (segment, n) in CrmSegment::ALL.into_iter().zip(sizes) {
         segments.insert(segment.name().to_owned(), n);
     }
 

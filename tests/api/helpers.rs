@@ -340,6 +340,29 @@ impl Drop for Shop {
     }
 }
 
+/// How long a projection may take to catch up in a test.
+pub const CATCH_UP: Duration = Duration::from_secs(120);
+
+/// Waits until one projection's group has been delivered and has acknowledged every entry.
+pub async fn wait_caught_up(shop: &Shop, projection: ordershop_projections::ProjectionName) {
+    let group = projection.name();
+    let streams = projection.streams();
+    let conn = shop.redis().await;
+    eventually(&format!("{group} to catch up"), CATCH_UP, || {
+        let streams = streams.clone();
+        let mut conn = conn.clone();
+        async move { caught_up(&mut conn, group, &streams).await }
+    })
+    .await;
+}
+
+/// Waits until every projection has caught up.
+pub async fn wait_all_caught_up(shop: &Shop) {
+    for projection in ordershop_projections::ProjectionName::ALL {
+        wait_caught_up(shop, projection).await;
+    }
+}
+
 /// Waits for an async condition with a deadline; never sleeps as synchronisation otherwise.
 pub async fn eventually<F, Fut>(what: &str, deadline: Duration, mut check: F)
 where

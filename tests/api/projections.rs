@@ -1,7 +1,10 @@
 //! Projections with the real binary: the CRM misses nothing while stopped, crashes lose and
 //! duplicate nothing, and rebuilds give back exactly the live state.
 
-use crate::helpers::{caught_up, dump, eventually, run_cli, Layout, Shop, CACHE_KEYS};
+use crate::helpers::{
+    dump, eventually, run_cli, wait_all_caught_up, wait_caught_up, Layout, Shop, CACHE_KEYS,
+    CATCH_UP,
+};
 use ordershop_domain::{Change, Customer, CustomerId, Email, EntityKind, Name};
 use ordershop_eventstore::{keys, Append};
 use ordershop_projections::ProjectionName;
@@ -9,30 +12,9 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
-
-const CATCH_UP: Duration = Duration::from_secs(120);
 
 /// Key patterns of the CRM view (its outbox and dead letters excluded: they are logs).
 const CRM_KEYS: [&str; 1] = ["crm:*"];
-
-async fn wait_caught_up(shop: &Shop, projection: ProjectionName) {
-    let group = projection.name();
-    let streams = projection.streams();
-    let conn = shop.redis().await;
-    eventually(&format!("{group} to catch up"), CATCH_UP, || {
-        let streams = streams.clone();
-        let mut conn = conn.clone();
-        async move { caught_up(&mut conn, group, &streams).await }
-    })
-    .await;
-}
-
-async fn wait_all_caught_up(shop: &Shop) {
-    for projection in ProjectionName::ALL {
-        wait_caught_up(shop, projection).await;
-    }
-}
 
 async fn crm_dump(shop: &Shop) -> BTreeMap<String, Value> {
     let mut conn = shop.redis().await;

@@ -1,10 +1,9 @@
 //! Faults against real processes: Redis killed with SIGKILL in the middle of a burst, Redis gone
 //! and back. What was acknowledged stays, nothing hangs, and every role recovers by itself.
 
-use crate::helpers::{caught_up, dump, eventually, run_cli, Layout, Shop, CACHE_KEYS};
+use crate::helpers::{dump, eventually, run_cli, wait_all_caught_up, Layout, Shop, CACHE_KEYS};
 use ordershop_domain::{Action, Entity, EntityKind};
 use ordershop_eventstore::{EntryId, EventStore, RedisConfig, Stream};
-use ordershop_projections::ProjectionName;
 use ordershop_testkit::{RedisOptions, RedisServer};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -29,19 +28,6 @@ fn kill_redis(shop: &Shop) {
         .status()
         .expect("kill");
     assert!(status.success());
-}
-
-async fn wait_all_caught_up(shop: &Shop) {
-    let conn = shop.redis().await;
-    for projection in ProjectionName::ALL {
-        let streams = projection.streams();
-        eventually(&format!("{projection} to catch up"), DEADLINE, || {
-            let mut conn = conn.clone();
-            let streams = streams.clone();
-            async move { caught_up(&mut conn, projection.name(), &streams).await }
-        })
-        .await;
-    }
 }
 
 /// Every order created in the log, with its units per product, and every inventory record's

@@ -2,8 +2,7 @@
 //! wrong password refused at start-up with a clear message, TLS to Redis with a CA generated at
 //! test time, the optional API token on mutating routes, and no secret in any log.
 
-use crate::helpers::{caught_up, eventually, Layout, Shop, ROLES};
-use ordershop_projections::ProjectionName;
+use crate::helpers::{eventually, wait_all_caught_up, Layout, Shop, ROLES};
 use ordershop_testkit::{free_port, RedisOptions, RedisServer};
 use serde_json::{json, Value};
 use std::path::Path;
@@ -138,19 +137,6 @@ async fn create(shop: &Shop, path: &str, body: Value, token: Option<&str>) -> Ve
         .iter()
         .map(|id| id.as_str().expect("id").to_owned())
         .collect()
-}
-
-async fn wait_all_caught_up(shop: &Shop) {
-    let conn = shop.redis().await;
-    for projection in ProjectionName::ALL {
-        let streams = projection.streams();
-        eventually(&format!("{projection} to catch up"), DEADLINE, || {
-            let mut conn = conn.clone();
-            let streams = streams.clone();
-            async move { caught_up(&mut conn, projection.name(), &streams).await }
-        })
-        .await;
-    }
 }
 
 /// Every command of the shop, its projections and its operator commands, run as the ACL user.
