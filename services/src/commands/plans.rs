@@ -163,95 +163,82 @@ plain_entity_commands!(
     decide::delete_product
 );
 
-impl EntityCommands for Inventory {
-    type Body = InventoryBody;
-    type Draft = <InventoryBody as WireBody>::Draft;
+/// Inventory records and billings: each references one entity (a product, an order) that it
+/// holds a unique slot of, taken on create and given back on delete.
+macro_rules! unique_entity_commands {
+    (
+        $entity:ident, $id:ident, $body:ty, $referenced:ident, $index:expr,
+        $field:ident, $create:path, $update:path, $delete:path
+    ) => {
+        impl EntityCommands for $entity {
+            type Body = $body;
+            type Draft = <$body as WireBody>::Draft;
 
-    async fn plan_create(
-        store: &EventStore,
-        items: &[(Uuid, Self::Draft)],
-    ) -> Result<Append, CommandError> {
-        plan_unique_creates::<Product, _>(
-            store,
-            items,
-            UniqueIndex::InventoryByProduct,
-            |draft| draft.product_id.0,
-            |id, draft, product, existing| {
-                decide::create_inventory(InventoryId(id), draft, product, existing.map(InventoryId))
-            },
-        )
-        .await
-    }
+            async fn plan_create(
+                store: &EventStore,
+                items: &[(Uuid, Self::Draft)],
+            ) -> Result<Append, CommandError> {
+                plan_unique_creates::<$referenced, _>(
+                    store,
+                    items,
+                    $index,
+                    |draft| draft.$field.0,
+                    |id, draft, referenced, existing| {
+                        $create($id(id), draft, referenced, existing.map($id))
+                    },
+                )
+                .await
+            }
 
-    async fn plan_update(
-        store: &EventStore,
-        id: Uuid,
-        draft: &Self::Draft,
-    ) -> Result<Append, CommandError> {
-        plan_on_own_head::<Inventory>(
-            store,
-            id,
-            |current| decide::update_inventory(current, InventoryId(id), draft.clone()),
-            |_| None,
-        )
-        .await
-    }
+            async fn plan_update(
+                store: &EventStore,
+                id: Uuid,
+                draft: &Self::Draft,
+            ) -> Result<Append, CommandError> {
+                plan_on_own_head::<$entity>(
+                    store,
+                    id,
+                    |current| $update(current, $id(id), draft.clone()),
+                    |_| None,
+                )
+                .await
+            }
 
-    async fn plan_delete(store: &EventStore, id: Uuid) -> Result<Append, CommandError> {
-        plan_on_own_head::<Inventory>(
-            store,
-            id,
-            |current| decide::delete_inventory(current, InventoryId(id)),
-            |record| Some((UniqueIndex::InventoryByProduct, record.product_id.0)),
-        )
-        .await
-    }
+            async fn plan_delete(store: &EventStore, id: Uuid) -> Result<Append, CommandError> {
+                plan_on_own_head::<$entity>(
+                    store,
+                    id,
+                    |current| $delete(current, $id(id)),
+                    |record| Some(($index, record.$field.0)),
+                )
+                .await
+            }
+        }
+    };
 }
 
-impl EntityCommands for Billing {
-    type Body = BillingBody;
-    type Draft = <BillingBody as WireBody>::Draft;
-
-    async fn plan_create(
-        store: &EventStore,
-        items: &[(Uuid, Self::Draft)],
-    ) -> Result<Append, CommandError> {
-        plan_unique_creates::<Order, _>(
-            store,
-            items,
-            UniqueIndex::BillingByOrder,
-            |draft| draft.order_id.0,
-            |id, draft, order, existing| {
-                decide::create_billing(BillingId(id), draft, order, existing.map(BillingId))
-            },
-        )
-        .await
-    }
-
-    async fn plan_update(
-        store: &EventStore,
-        id: Uuid,
-        draft: &Self::Draft,
-    ) -> Result<Append, CommandError> {
-        plan_on_own_head::<Billing>(
-            store,
-            id,
-            |current| decide::update_billing(current, BillingId(id), draft.clone()),
-            |_| None,
-        )
-        .await
-    }
-
-    async fn plan_delete(store: &EventStore, id: Uuid) -> Result<Append, CommandError> {
-        plan_on_own_head::<Billing>(
-            store,
-            id,
-            |current| decide::delete_billing(current, BillingId(id)),
-            |billing| Some((UniqueIndex::BillingByOrder, billing.order_id.0)),
-        )
-        .await
-    }
-}
+unique_entity_commands!(
+    Inventory,
+    InventoryId,
+    InventoryBody,
+    Product,
+    UniqueIndex::InventoryByProduct,
+    product_id,
+    decide::create_inventory,
+    decide::update_inventory,
+    decide::delete_inventory
+);
+unique_entity_commands!(
+    Billing,
+    BillingId,
+    BillingBody,
+    Order,
+    UniqueIndex::BillingByOrder,
+    order_id,
+    decide::create_billing,
+    decide::update_billing,
+    decide::delete_billing
+);
 
 /// The current state of products, keyed for the order context (`None`: unknown or deleted).
 async fn read_products(
