@@ -1,35 +1,49 @@
 //! Operator commands: rebuild a projection, show the consumer groups' state. They talk to Redis
-//! directly (`REDIS_URL`, or the private server a local `ordershop up` started).
+//! directly: `REDIS_URL`, or the private server of a running local `ordershop up`
+//! ([`crate::local_shop`]).
 
-use anyhow::Context;
+use crate::local_shop::{self, LocatedShop};
+use anyhow::{bail, Context};
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
 use indicatif::{ProgressBar, ProgressStyle};
 use ordershop_eventstore::RedisConfig;
-use ordershop_projections::{group_status, rebuild_projection, ProjectionName};
-use std::io::IsTerminal;
-use std::path::Path;
+use ordershop_projections::{group_status, rebuild_projection, wiped_key_patterns, ProjectionName};
+use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
-/// Where `ordershop up` records the URL of its private redis-server.
-pub const LOCAL_URL_FILE: &str = "redis.url";
-
-/// `REDIS_URL`, else the private server of a local `ordershop up`, else the default.
-pub fn redis_config() -> anyhow::Result<RedisConfig> {
-    if let Ok(url) = std::env::var("REDIS_URL") {
-        return Ok(RedisConfig::new(url)?.with_tls_from(|name| std::env::var(name).ok())?);
-    }
-    let data_dir = std::env::var("ORDERSHOP_DATA_DIR").unwrap_or_else(|_| ".ordershop".into());
-    let file = Path::new(&data_dir).join(LOCAL_URL_FILE);
-    if let Ok(url) = std::fs::read_to_string(&file) {
-        return Ok(RedisConfig::new(url.trim().to_owned())?);
-    }
-    Ok(RedisConfig::new(
-        ordershop_eventstore::connect::DEFAULT_REDIS_URL,
-    )?)
+/// The Redis of the shop an operator command acts on ([`local_shop::locate`]), announced on
+/// stderr in one line. No shop found is an error: a command never falls back to some Redis.
+pub fn shop_redis() -> anyhow::Result<RedisConfig> {
+    let cwd = std::env::current_dir().context("cannot read the current folder")?;
+    let LocatedShop { redis, source } = local_shop::locate(&cwd, |name| std::env::var(name).ok())?;
+    eprintln!("using Redis at {} ({source})", redis.redacted_url());
+    Ok(redis)
 }
 
-pub async fn rebuild(projection: ProjectionName) -> anyhow::Result<ExitCode> {
-    let redis = redis_config()?;
+/// `rebuild <projection>`. It wipes keys, so it names the Redis and the keys and asks first;
+/// `yes` skips the question, and without a terminal to ask on it refuses.
+pub async fn rebuild(projection: ProjectionName, yes: bool) -> anyhow::Result<ExitCode> {
+    let redis = shop_redis()?;
+    let patterns = wiped_key_patterns(projection)?;
+    if !yes {
+        let question = format!(
+            "rebuild {} on Redis at {}: this deletes the keys {} and replays the log into them.",
+            projection.name(),
+            redis.redacted_url(),
+            patterns.join(" ")
+        );
+        if !std::io::stdin().is_terminal() {
+            bail!("{question} Not asking without a terminal: pass --yes to go ahead");
+        }
+        eprint!("{question}\nGo ahead? [y/N] ");
+        std::io::stderr().flush()?;
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
+            eprintln!("nothing done");
+            return Ok(ExitCode::from(1));
+        }
+    }
     let bar = if std::io::stderr().is_terminal() {
         ProgressBar::new(0)
     } else {
@@ -54,7 +68,7 @@ pub async fn rebuild(projection: ProjectionName) -> anyhow::Result<ExitCode> {
 }
 
 pub async fn status(max_lag: Option<u64>, json: bool) -> anyhow::Result<ExitCode> {
-    let redis = redis_config()?;
+    let redis = shop_redis()?;
     let groups = group_status(&redis)
         .await
         .with_context(|| format!("reading consumer groups from {}", redis.redacted_url()))?;
@@ -97,8 +111,15 @@ pub async fn status(max_lag: Option<u64>, json: bool) -> anyhow::Result<ExitCode
     if let Some(max) = max_lag {
         let behind: Vec<String> = groups
             .iter()
-            .filter(|g| g.lag > max)
-            .map(|g| format!("{} is {} entries behind", g.group, g.lag))
+            .filter(|g| g.is_behind(max))
+            .map(|g| {
+                let n = g.behind();
+                let entries = if n == 1 { "entry" } else { "entries" };
+                format!(
+                    "{} has {n} {entries} to finish ({} not delivered, {} pending)",
+                    g.group, g.lag, g.pending
+                )
+            })
             .collect();
         if !behind.is_empty() {
             eprintln!("behind by more than {max}: {}", behind.join(", "));
@@ -106,4 +127,34 @@ pub async fn status(max_lag: Option<u64>, json: bool) -> anyhow::Result<ExitCode
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `health`: GET /health of the role listening on `listen` (an `ORDERSHOP_LISTEN` address; an
+/// unspecified host means this machine). Exit 0 when it answers 200, 1 otherwise.
+pub async fn health(listen: Option<&str>) -> anyhow::Result<ExitCode> {
+    let listen = listen.unwrap_or("127.0.0.1:5000").trim();
+    let mut addr: std::net::SocketAddr = listen.parse().with_context(|| {
+        format!("ORDERSHOP_LISTEN=`{listen}` is not an address like 0.0.0.0:5000")
+    })?;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let url = format!("http://{addr}/health");
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(3))
+        .build()?;
+    match client.get(&url).send().await {
+        Ok(answer) if answer.status().is_success() => {
+            println!("healthy: {url}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(answer) => {
+            println!("unhealthy: {url} answered {}", answer.status());
+            Ok(ExitCode::from(1))
+        }
+        Err(e) => {
+            println!("unhealthy: {url} did not answer ({e})");
+            Ok(ExitCode::from(1))
+        }
+    }
 }

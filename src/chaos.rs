@@ -489,7 +489,7 @@ pub async fn run(options: ChaosOptions) -> anyhow::Result<ExitCode> {
     let dir = tempfile::Builder::new()
         .prefix("ordershop-chaos-")
         .tempdir()?;
-    let redis = LocalRedis::start(dir.path(), "always").await?;
+    let redis = LocalRedis::start(dir.path(), "always", None).await?;
     let redis_config = RedisConfig::new(redis.url())?;
     let mut processes = Processes {
         exe: std::env::current_exe()?,

@@ -35,9 +35,14 @@ pub enum Command {
     },
     /// Run the whole shop in this process; starts a private redis-server when REDIS_URL is unset.
     Up {
-        /// Folder for the private redis-server's data (AOF on).
+        /// Folder for the private redis-server's data (AOF on); one shop at a time uses it.
         #[arg(long, env = "ORDERSHOP_DATA_DIR", default_value = ".ordershop")]
         data_dir: std::path::PathBuf,
+        /// Move the whole shop: the gateway on this port and the other roles on the next eight
+        /// (customer-service +1 ... entity-cache +8), instead of 5000-5008 and the <ROLE>_URL
+        /// variables.
+        #[arg(long, env = "ORDERSHOP_PORT", value_parser = clap::value_parser!(u16).range(1..=65527))]
+        port: Option<u16>,
         /// Leave this role out (repeatable), e.g. to run it with `ordershop serve <role>` and
         /// stop and start it on its own.
         #[arg(long, value_name = "ROLE", value_parser = parse_role)]
@@ -45,9 +50,20 @@ pub enum Command {
     },
     /// Wipe one projection and rebuild it from the log while the shop keeps running.
     Rebuild {
-        /// entity-cache or crm
-        #[arg(value_parser = parse_projection)]
+        /// The projection to rebuild (the message service's delivered log is a sink, not a
+        /// view: it cannot be rebuilt).
+        #[arg(value_parser = rebuildable_projection())]
         projection: ProjectionName,
+        /// Do not ask for confirmation (needed without a terminal).
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+    /// Check that this container's role answers: GET /health on ORDERSHOP_LISTEN's port (for
+    /// docker-compose healthchecks). Exits 0 when healthy, 1 otherwise.
+    Health {
+        /// The role's address (default: ORDERSHOP_LISTEN, else the gateway's 127.0.0.1:5000).
+        #[arg(long, env = "ORDERSHOP_LISTEN")]
+        listen: Option<String>,
     },
     /// Print what the shop holds: customers, products and stock, orders, billing, CRM segments,
     /// and how far each projection is behind the log.
@@ -106,7 +122,8 @@ pub enum Command {
     },
     /// Show each projection's consumer group: consumers, pending entries, lag, last delivered ID.
     Status {
-        /// Exit with status 1 when a group is behind the log by more than this many entries.
+        /// Exit with status 1 when a group has more than this many entries to finish: not yet
+        /// delivered to it (lag) plus delivered and not acknowledged (pending).
         #[arg(long)]
         max_lag: Option<u64>,
         /// Print JSON instead of a table.
@@ -174,8 +191,15 @@ fn parse_role(s: &str) -> Result<Role, String> {
     s.parse::<Role>().map_err(|e| e.to_string())
 }
 
-fn parse_projection(s: &str) -> Result<ProjectionName, String> {
-    s.parse::<ProjectionName>().map_err(|e| e.to_string())
+/// The projections `rebuild` accepts; `--help` lists them.
+fn rebuildable_projection() -> impl clap::builder::TypedValueParser<Value = ProjectionName> {
+    let names: Vec<&'static str> = ProjectionName::ALL
+        .into_iter()
+        .filter(|p| ordershop_projections::wiped_key_patterns(*p).is_ok())
+        .map(ProjectionName::name)
+        .collect();
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(names).try_map(|s| s.parse::<ProjectionName>())
 }
 
 impl Cli {
@@ -196,8 +220,13 @@ pub fn parse() -> Cli {
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve { role } => run::serve_role(role).await,
-        Command::Up { data_dir, except } => run::up(&data_dir, &except).await,
-        Command::Rebuild { projection } => admin::rebuild(projection).await,
+        Command::Up {
+            data_dir,
+            except,
+            port,
+        } => run::up(&data_dir, &except, port).await,
+        Command::Rebuild { projection, yes } => admin::rebuild(projection, yes).await,
+        Command::Health { listen } => admin::health(listen.as_deref()).await,
         Command::Status { max_lag, json } => admin::status(max_lag, json).await,
         Command::Load {
             url,

@@ -1,7 +1,7 @@
 //! `ordershop events`: browse the log. All selected streams merged in ID order (the true order
 //! of events), filtered by type, action, entity and time, optionally following new events.
 
-use crate::admin::redis_config;
+use crate::admin::shop_redis;
 use anstream::println;
 use anstyle::{AnsiColor, Style};
 use anyhow::Context;
@@ -128,7 +128,7 @@ fn print_event(event: &StoredEvent, json: bool) {
     let action = Style::new().fg_color(Some(colour.into()));
     println!(
         "{dim}{}{dim:#}  {action}{:<18}{action:#} {}  v{:<3} {}",
-        id_time(event.id).format("%Y-%m-%d %H:%M:%S%.6f"),
+        id_time(event.id).format("%Y-%m-%d %H:%M:%S%.6f UTC"),
         format!("{}_{}", event.kind(), event.stream.action),
         event.entity_id(),
         event.version,
@@ -156,7 +156,7 @@ pub async fn browse(
     json: bool,
     limit: Option<u64>,
 ) -> anyhow::Result<ExitCode> {
-    let redis = redis_config()?;
+    let redis = shop_redis()?;
     let store = EventStore::connect(&redis)
         .await
         .with_context(|| format!("cannot reach Redis at {}", redis.redacted_url()))?;

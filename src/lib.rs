@@ -1,8 +1,9 @@
 //! The `ordershop` application: one binary, one role per process.
 //!
 //! `cli` turns the command line into calls; `run` starts roles (`serve <role>`) or the whole
-//! shop in one process (`up`); `local_redis` runs a private redis-server for `up`; `admin`
-//! holds the operator commands; `load` (a load generator) and `bench` (each path next to its
+//! shop in one process (`up`); `local_redis` runs a private redis-server for `up` in the
+//! folder `local_shop` locks (and where operator commands find it); `admin` holds the operator
+//! commands; `load` (a load generator) and `bench` (each path next to its
 //! bare baseline) measure speed. The logic of each role lives in the workspace crates:
 //! `ordershop-services` (HTTP roles) and `ordershop-projections` (consumer-group workers).
 
@@ -13,6 +14,7 @@ pub mod cli;
 pub mod events;
 pub mod load;
 pub mod local_redis;
+pub mod local_shop;
 pub mod report;
 pub mod run;
 pub mod telemetry;

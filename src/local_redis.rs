@@ -1,8 +1,14 @@
 //! A private redis-server for `ordershop up` on a developer's machine: data kept under a local
 //! folder with the append-only file on, started before the shop and shut down cleanly after it.
 //! `ordershop bench` starts one without persistence in a temporary folder.
+//!
+//! The server dies with the process that started it: on Linux it gets SIGTERM (a clean
+//! shutdown, the AOF flushed) when its parent exits, even by SIGKILL, so no orphan keeps serving
+//! a data folder that the next `up` would open a second time. `up` also hands it the folder's
+//! lock ([`crate::local_shop`]), which it keeps until it has exited.
 
 use anyhow::{bail, Context};
+use std::fs::File;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -12,6 +18,11 @@ use tokio::process::{Child, Command};
 
 /// Port tried first, so that the URL stays the same from run to run.
 const PREFERRED_PORT: u16 = 6380;
+/// Ports tried before giving up (another program may take a free port before the server does).
+const PORT_ATTEMPTS: usize = 5;
+/// The variable naming the server binary (`redis-server` on the PATH by default; a
+/// `valkey-server` works too).
+pub const SERVER_BIN_VAR: &str = "REDIS_SERVER_BIN";
 
 pub struct LocalRedis {
     child: Child,
@@ -19,65 +30,58 @@ pub struct LocalRedis {
     dir: PathBuf,
 }
 
+/// How the private server keeps its data.
+#[derive(Debug, Clone, Copy)]
+enum Persistence<'a> {
+    /// AOF on with this `appendfsync` policy.
+    Aof(&'a str),
+    None,
+}
+
 impl LocalRedis {
     /// Starts redis-server with its data in `<data_dir>/redis` and AOF on. `fsync` is the
-    /// `appendfsync` policy (`everysec` by default, `always` in strict mode).
-    pub async fn start(data_dir: &Path, fsync: &str) -> anyhow::Result<Self> {
-        Self::start_with(data_dir, Some(fsync)).await
+    /// `appendfsync` policy (`everysec` by default, `always` in strict mode). `lock`, if given,
+    /// is inherited by the server, which holds it until it exits.
+    pub async fn start(data_dir: &Path, fsync: &str, lock: Option<&File>) -> anyhow::Result<Self> {
+        Self::start_with(data_dir, Persistence::Aof(fsync), lock).await
     }
 
     /// Starts redis-server with no persistence at all (no AOF, no snapshots): for the bench,
     /// which measures in-memory work and throws the data away.
     pub async fn start_without_persistence(data_dir: &Path) -> anyhow::Result<Self> {
-        Self::start_with(data_dir, None).await
+        Self::start_with(data_dir, Persistence::None, None).await
     }
 
-    /// `aof`: the `appendfsync` policy with the AOF on, or `None` for no AOF.
-    async fn start_with(data_dir: &Path, aof: Option<&str>) -> anyhow::Result<Self> {
+    async fn start_with(
+        data_dir: &Path,
+        persistence: Persistence<'_>,
+        lock: Option<&File>,
+    ) -> anyhow::Result<Self> {
         let dir = data_dir.join("redis");
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create the data folder {}", dir.display()))?;
         let dir = dir
             .canonicalize()
             .with_context(|| format!("cannot resolve {}", dir.display()))?;
-        let port = pick_port();
-        let mut command = Command::new("redis-server");
-        command
-            .arg("--port")
-            .arg(port.to_string())
-            .arg("--bind")
-            .arg("127.0.0.1")
-            .arg("--dir")
-            .arg(&dir);
-        match aof {
-            Some(fsync) => command
-                .arg("--appendonly")
-                .arg("yes")
-                .arg("--appendfsync")
-                .arg(fsync),
-            None => command.arg("--appendonly").arg("no"),
-        };
-        let child = command
-            .arg("--save")
-            .arg("")
-            .arg("--logfile")
-            .arg(dir.join("redis.log"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn();
-        let child = match child {
-            Ok(child) => child,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
-                "redis-server is not installed. Install it (Debian/Ubuntu: `sudo apt-get install \
-                 redis-server`; macOS: `brew install redis`) or set REDIS_URL to a running Redis"
-            ),
-            Err(e) => return Err(e).context("cannot start redis-server"),
-        };
-        let mut redis = Self { child, port, dir };
-        redis.wait_ready().await?;
-        Ok(redis)
+        let mut last_error = None;
+        for attempt in 0..PORT_ATTEMPTS {
+            let port = pick_port(attempt == 0);
+            let child = spawn(&dir, port, persistence, lock)?;
+            let mut redis = Self {
+                child,
+                port,
+                dir: dir.clone(),
+            };
+            match redis.wait_ready().await {
+                Ok(()) => return Ok(redis),
+                Err(e) => {
+                    // Most likely the port was taken meanwhile: try another one.
+                    let _ = redis.child.kill().await;
+                    last_error = Some(e);
+                }
+            }
+        }
+        Err(last_error.unwrap_or_else(|| anyhow::anyhow!("redis-server did not start")))
     }
 
     pub fn url(&self) -> String {
@@ -88,12 +92,18 @@ impl LocalRedis {
         &self.dir
     }
 
+    /// Waits until the server answers on its port, and checks that the one answering is this
+    /// child (`INFO server`'s `process_id`): another server that took the port first (two
+    /// `up`s starting at once both like 6380) must never be mistaken for ours.
     async fn wait_ready(&mut self) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(30);
         let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
         loop {
-            if ping(addr).await {
-                return Ok(());
+            if let Some(pid) = answering_pid(addr).await {
+                if Some(pid) == self.child.id() {
+                    return Ok(());
+                }
+                bail!("port {} is served by another server (pid {pid})", self.port);
             }
             if let Some(status) = self.child.try_wait()? {
                 bail!(
@@ -111,13 +121,15 @@ impl LocalRedis {
         }
     }
 
-    /// Asks the server to shut down (it fsyncs the AOF first) and waits for it to exit.
+    /// Asks the server to shut down with SIGTERM (it fsyncs the AOF first; a signal reaches
+    /// this child and no other server) and waits for it to exit.
     pub async fn stop(mut self) -> anyhow::Result<()> {
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
-        if let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await {
-            let _ = stream.write_all(b"SHUTDOWN\r\n").await;
-            let mut buf = [0u8; 64];
-            let _ = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await;
+        #[cfg(unix)]
+        if let Some(pid) = self.child.id() {
+            // SAFETY: kill(2) with a pid of our own child that has not been reaped yet.
+            unsafe {
+                libc::kill(pid as libc::pid_t, libc::SIGTERM);
+            }
         }
         match tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await {
             Ok(status) => {
@@ -131,8 +143,92 @@ impl LocalRedis {
     }
 }
 
-fn pick_port() -> u16 {
-    if TcpListener::bind(("127.0.0.1", PREFERRED_PORT)).is_ok()
+fn spawn(
+    dir: &Path,
+    port: u16,
+    persistence: Persistence<'_>,
+    lock: Option<&File>,
+) -> anyhow::Result<Child> {
+    let bin = std::env::var(SERVER_BIN_VAR).unwrap_or_else(|_| "redis-server".into());
+    let mut command = Command::new(&bin);
+    command
+        .arg("--port")
+        .arg(port.to_string())
+        .arg("--bind")
+        .arg("127.0.0.1")
+        .arg("--dir")
+        .arg(dir);
+    match persistence {
+        Persistence::Aof(fsync) => command
+            .arg("--appendonly")
+            .arg("yes")
+            .arg("--appendfsync")
+            .arg(fsync),
+        Persistence::None => command.arg("--appendonly").arg("no"),
+    };
+    command
+        .arg("--save")
+        .arg("")
+        .arg("--logfile")
+        .arg(dir.join("redis.log"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true);
+    die_with_parent(&mut command, lock);
+    match command.spawn() {
+        Ok(child) => Ok(child),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+            "{bin} is not installed. Install Redis >= 7.0 (Debian/Ubuntu: `sudo apt-get install \
+             redis-server`; macOS: `brew install redis`), name another server binary in \
+             {SERVER_BIN_VAR}, or set REDIS_URL to a running Redis"
+        ),
+        Err(e) => Err(e).with_context(|| format!("cannot start {bin}")),
+    }
+}
+
+/// In the child, between fork and exec: ask the kernel for SIGTERM when the parent dies (and
+/// die now if it already has), and keep the folder's lock open across exec.
+#[cfg(unix)]
+fn die_with_parent(command: &mut Command, lock: Option<&File>) {
+    use std::os::fd::AsRawFd;
+    let lock_fd = lock.map(AsRawFd::as_raw_fd);
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: the closure runs in the forked child before exec and only makes async-signal-safe
+    // system calls (prctl, getppid, fcntl), as `pre_exec` requires.
+    unsafe {
+        command.pre_exec(move || {
+            #[cfg(target_os = "linux")]
+            {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if libc::getppid() != parent {
+                    return Err(std::io::Error::other(
+                        "the parent exited before the server started",
+                    ));
+                }
+            }
+            #[cfg(not(target_os = "linux"))]
+            let _ = parent;
+            if let Some(fd) = lock_fd {
+                let flags = libc::fcntl(fd, libc::F_GETFD);
+                if flags == -1 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+}
+
+#[cfg(not(unix))]
+fn die_with_parent(_command: &mut Command, _lock: Option<&File>) {}
+
+/// The preferred port when `preferred` and it is free, else a free port the system picks.
+fn pick_port(preferred: bool) -> u16 {
+    if preferred
+        && TcpListener::bind(("127.0.0.1", PREFERRED_PORT)).is_ok()
         && TcpStream::connect(("127.0.0.1", PREFERRED_PORT)).is_err()
     {
         return PREFERRED_PORT;
@@ -143,21 +239,34 @@ fn pick_port() -> u16 {
         .unwrap_or(PREFERRED_PORT)
 }
 
-async fn ping(addr: SocketAddr) -> bool {
-    let Ok(Ok(mut stream)) = tokio::time::timeout(
-        Duration::from_millis(200),
-        tokio::net::TcpStream::connect(addr),
-    )
-    .await
-    else {
-        return false;
+/// The `process_id` of the server answering on `addr`, if one answers `INFO server`.
+async fn answering_pid(addr: SocketAddr) -> Option<u32> {
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+        stream.write_all(b"INFO server\r\n").await.ok()?;
+        let mut reply = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = stream.read(&mut buf).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+            reply.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&reply);
+            // The line is whole once its `\r` arrived.
+            let pid = text
+                .split('\n')
+                .find_map(|l| l.strip_prefix("process_id:")?.strip_suffix('\r'));
+            if let Some(pid) = pid {
+                return pid.trim().parse().ok();
+            }
+            if reply.starts_with(b"-") || reply.len() > 64 * 1024 {
+                return None;
+            }
+        }
     };
-    if stream.write_all(b"PING\r\n").await.is_err() {
-        return false;
-    }
-    let mut buf = [0u8; 64];
-    match tokio::time::timeout(Duration::from_millis(500), stream.read(&mut buf)).await {
-        Ok(Ok(n)) => buf[..n].starts_with(b"+PONG"),
-        _ => false,
-    }
+    tokio::time::timeout(Duration::from_millis(700), exchange)
+        .await
+        .ok()
+        .flatten()
 }

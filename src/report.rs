@@ -2,7 +2,7 @@
 //! products, stock, orders and billings; the CRM view for customers and segments), with how far
 //! each projection is behind the log. Tables for people, `--json` for machines.
 
-use crate::admin::redis_config;
+use crate::admin::shop_redis;
 use anstream::println;
 use anstyle::{AnsiColor, Style};
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, ContentArrangement, Table};
@@ -451,7 +451,7 @@ pub fn print_tables(report: &Report, limit: usize) {
 }
 
 pub async fn run(json: bool, limit: usize) -> anyhow::Result<ExitCode> {
-    let redis = redis_config()?;
+    let redis = shop_redis()?;
     let report = match load(&redis).await {
         Ok(report) => report,
         Err(e) => {

@@ -3,11 +3,12 @@
 //! gracefully on Ctrl-C or SIGTERM: HTTP servers drain, workers finish their batch.
 
 use crate::local_redis::LocalRedis;
+use crate::local_shop::ShopFolder;
 use anyhow::Context;
 use ordershop_eventstore::{Metrics, Reachability, RedisConfig};
 use ordershop_projections::{run_until_stopped, ProjectionName, RunnerOptions};
-use ordershop_services::config::{Config, Role};
-use std::net::TcpListener;
+use ordershop_services::config::{Config, Role, REDIS_URL};
+use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -87,8 +88,16 @@ fn stop_on_signal(shutdown: CancellationToken) {
     });
 }
 
-fn bind(role: Role, addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr).with_context(|| format!("{role} cannot listen on {addr}"))
+/// Binds a role's address; the error names what to change when the port is taken.
+fn bind(role: Role, addr: SocketAddr, change: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).map_err(|e| {
+        let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
+            format!(" (the port is taken: {change})")
+        } else {
+            String::new()
+        };
+        anyhow::anyhow!("{role} cannot listen on {addr}: {e}{hint}")
+    })
 }
 
 /// Starts one role's HTTP server and worker on `tasks` (also used by the bench to run the shop
@@ -159,11 +168,23 @@ async fn join_all(
     first_error.map_or(Ok(()), Err)
 }
 
-/// Fails fast when Redis refuses the credentials or its certificate (retrying cannot fix that);
-/// a Redis that is merely unreachable is tolerated: the roles start and answer 503 until it is up.
-async fn check_redis_access(redis: &RedisConfig) -> anyhow::Result<()> {
-    if let Reachability::Unreachable(reason) = redis.check_access().await? {
-        tracing::warn!(redis = %redis.redacted_url(), %reason, "Redis is not reachable yet; starting anyway");
+/// Fails fast when Redis refuses the credentials or its certificate, or is a server the shop
+/// does not support (retrying cannot fix those). A Redis that is merely unreachable is an error
+/// too when `must_answer` (`up`); otherwise (`serve`, e.g. a container started before Redis) it is
+/// tolerated: the role starts and answers 503 until Redis is up.
+async fn check_redis(redis: &RedisConfig, must_answer: bool) -> anyhow::Result<()> {
+    match redis.check_access().await? {
+        Reachability::Answered(server) => {
+            tracing::info!(redis = %redis.redacted_url(), %server, "Redis answers");
+        }
+        Reachability::Unreachable(reason) if must_answer => anyhow::bail!(
+            "Redis at {} does not answer ({reason}): start it, or unset REDIS_URL to let \
+             `ordershop up` start a private one",
+            redis.redacted_url()
+        ),
+        Reachability::Unreachable(reason) => {
+            tracing::warn!(redis = %redis.redacted_url(), %reason, "Redis is not reachable yet; starting anyway");
+        }
     }
     Ok(())
 }
@@ -172,9 +193,13 @@ pub async fn serve_role(role: Role) -> anyhow::Result<ExitCode> {
     let config = Config::from_env(role)?;
     let shutdown = CancellationToken::new();
     stop_on_signal(shutdown.clone());
-    let listener = bind(role, config.listen)?;
+    let listener = bind(
+        role,
+        config.listen,
+        "set ORDERSHOP_LISTEN to another address",
+    )?;
     tracing::info!(%role, listen = %config.listen, redis = %config.redis.redacted_url(), "starting");
-    check_redis_access(&config.redis).await?;
+    check_redis(&config.redis, false).await?;
     let mut tasks = JoinSet::new();
     let metrics = Arc::new(Metrics::new());
     start_role_with_metrics(&mut tasks, role, &config, listener, &shutdown, &metrics)?;
@@ -183,26 +208,76 @@ pub async fn serve_role(role: Role) -> anyhow::Result<ExitCode> {
 }
 
 /// Runs every role but those in `except` in this process (those can run elsewhere, e.g. as
-/// `ordershop serve <role>`, to be stopped and started on their own).
-pub async fn up(data_dir: &Path, except: &[Role]) -> anyhow::Result<ExitCode> {
-    let local = if std::env::var_os("REDIS_URL").is_none() {
+/// `ordershop serve <role>`, to be stopped and started on their own). Without `REDIS_URL` it
+/// takes the data folder ([`ShopFolder`]) and starts a private redis-server there, which dies
+/// with this process. `port` moves the whole shop: the gateway there, the other roles after it.
+///
+/// Order matters for what a failed start leaves behind: every port is bound and Redis checked
+/// before `redis.url` is written, so a failed start never points operator commands anywhere.
+pub async fn up(data_dir: &Path, except: &[Role], port: Option<u16>) -> anyhow::Result<ExitCode> {
+    let external_redis = std::env::var_os(REDIS_URL).is_some_and(|v| !v.is_empty());
+    // The folder first: a second `up` there is told so, not that the first one's ports are taken.
+    let folder = if external_redis {
+        None
+    } else {
+        Some(ShopFolder::take(data_dir)?)
+    };
+    let roles: Vec<Role> = Role::ALL
+        .into_iter()
+        .filter(|r| !except.contains(r))
+        .collect();
+    let mut started = Vec::with_capacity(roles.len());
+    for role in roles {
+        let mut config = Config::from_env(role)?;
+        if let Some(base) = port {
+            move_shop(&mut config, base);
+        }
+        let addr = config.address_of(role);
+        let change = match (port, role.url_var()) {
+            (Some(_), _) => "choose another --port".to_owned(),
+            (None, Some(var)) => {
+                format!("set {var}, or move the whole shop with `ordershop up --port <port>`")
+            }
+            (None, None) => "set ORDERSHOP_LISTEN, or move the whole shop with \
+                             `ordershop up --port <port>`"
+                .to_owned(),
+        };
+        let listener = bind(role, addr, &change)?;
+        started.push((role, config, listener));
+    }
+    let Some((_, first, _)) = started.first() else {
+        anyhow::bail!("--except leaves no role to run");
+    };
+    let gateway = first.address_of(Role::Gateway);
+
+    let mut local = None;
+    let redis = if let Some(folder) = folder {
         let fsync = if std::env::var("ORDERSHOP_STRICT_DURABILITY").is_ok_and(|v| v == "1") {
             "always"
         } else {
             "everysec"
         };
-        let redis = LocalRedis::start(data_dir, fsync).await?;
-        let url_file = data_dir.join(crate::admin::LOCAL_URL_FILE);
-        std::fs::write(&url_file, redis.url())
-            .with_context(|| format!("cannot write {}", url_file.display()))?;
-        tracing::info!(url = %redis.url(), data = %redis.dir().display(), appendfsync = fsync, "private redis-server started");
-        Some(redis)
-    } else {
-        None
-    };
-    let result = run_everything(local.as_ref().map(LocalRedis::url), except).await;
-    if let Some(redis) = local {
+        let server = LocalRedis::start(folder.dir(), fsync, Some(folder.lock())).await?;
+        tracing::info!(url = %server.url(), data = %server.dir().display(), appendfsync = fsync, "private redis-server started");
+        let redis = RedisConfig::new(server.url())?;
+        local = Some((folder, server));
         redis
+    } else {
+        first.redis.clone()
+    };
+
+    let result = async {
+        check_redis(&redis, true).await?;
+        if let Some((folder, server)) = &mut local {
+            folder.publish_url(&server.url())?;
+        }
+        run_everything(started, &redis, gateway).await
+    }
+    .await;
+
+    if let Some((mut folder, server)) = local {
+        folder.withdraw_url();
+        server
             .stop()
             .await
             .context("stopping the private redis-server")?;
@@ -211,29 +286,40 @@ pub async fn up(data_dir: &Path, except: &[Role]) -> anyhow::Result<ExitCode> {
     result
 }
 
-async fn run_everything(redis_url: Option<String>, except: &[Role]) -> anyhow::Result<ExitCode> {
+/// Puts the gateway on `base` (on `ORDERSHOP_LISTEN`'s host) and every other role on
+/// 127.0.0.1:`base + (its default port - 5000)`.
+fn move_shop(config: &mut Config, base: u16) {
+    let offset = |role: Role| role.default_port() - Role::Gateway.default_port();
+    for role in Role::ALL {
+        if role == Role::Gateway {
+            if config.role == Role::Gateway {
+                config.listen.set_port(base);
+            }
+        } else {
+            config.set_peer_url(role, format!("http://127.0.0.1:{}", base + offset(role)));
+        }
+    }
+    if config.role != Role::Gateway {
+        config.listen = config.address_of(config.role);
+    }
+}
+
+async fn run_everything(
+    roles: Vec<(Role, Config, TcpListener)>,
+    redis: &RedisConfig,
+    gateway: SocketAddr,
+) -> anyhow::Result<ExitCode> {
     let shutdown = CancellationToken::new();
     stop_on_signal(shutdown.clone());
     let mut tasks = JoinSet::new();
     // One registry for the process: every role's `/metrics` shows all of them.
     let metrics = Arc::new(Metrics::new());
-    for role in Role::ALL.into_iter().filter(|r| !except.contains(r)) {
-        let mut config = Config::from_env(role)?;
-        if let Some(url) = &redis_url {
-            config.redis = RedisConfig::new(url.clone())?;
-        }
-        if tasks.is_empty() {
-            check_redis_access(&config.redis).await?;
-        }
-        let addr = config.address_of(role);
-        let listener = bind(role, addr)?;
-        tracing::info!(%role, listen = %addr, "starting");
+    for (role, mut config, listener) in roles {
+        config.redis = redis.clone();
+        tracing::info!(%role, listen = %listener.local_addr()?, "starting");
         start_role_with_metrics(&mut tasks, role, &config, listener, &shutdown, &metrics)?;
     }
-    tracing::info!(
-        "the shop is up: gateway on http://{}",
-        Config::from_env(Role::Gateway)?.address_of(Role::Gateway)
-    );
+    tracing::info!("the shop is up: gateway on http://{gateway}");
     join_all(tasks, &shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,6 +1,8 @@
 //! Logging: `tracing` with a human format by default and JSON when `ORDERSHOP_LOG_FORMAT=json`;
-//! the level comes from `RUST_LOG` (default `info`).
+//! the level comes from `RUST_LOG` (default `info`). Colours only on a terminal: a log file or a
+//! pipe gets plain text.
 
+use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
 pub fn init() {
@@ -15,6 +17,7 @@ pub fn init_with_default(level: &str) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
     let result = if json {
         builder.json().flatten_event(true).try_init()

@@ -19,7 +19,9 @@ pub mod store;
 
 pub use append::{Append, AppendError, Appended, Expectation, UniqueClaim};
 pub use codec::{DecodeError, RawEntry, StoredEvent};
-pub use connect::{AccessDenied, Reachability, RedisConfig, RedisConfigError};
+pub use connect::{
+    AccessDenied, Reachability, RedisConfig, RedisConfigError, ServerKind, ServerVersion,
+};
 pub use entry_id::EntryId;
 pub use keys::{Stream, UniqueIndex};
 pub use metrics::Metrics;

@@ -28,7 +28,7 @@ pub use entity_cache::EntityCache;
 pub use error::{ProjectionError, UnknownProjection};
 pub use msg::MsgDelivery;
 pub use projection::{Mode, Projection, Replayable};
-pub use rebuild::{rebuild_projection, RebuildReport};
+pub use rebuild::{rebuild_projection, wiped_key_patterns, RebuildReport};
 pub use runner::{run_until_stopped, Runner, RunnerOptions, Source, StepReport};
 pub use status::{group_status, ConsumerStatus, GroupStatus};
 

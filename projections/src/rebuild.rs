@@ -56,18 +56,30 @@ pub struct RebuildReport {
 
 impl fmt::Display for RebuildReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let count =
+            |n: u64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
         write!(
             f,
-            "rebuilt {}: replayed {} entries up to {} ({} applied, {} invalid skipped), \
-             wiped {} keys, in {:.2} s",
+            "rebuilt {} in {:.2} s: replayed {} (the log up to {}), {} applied, {} skipped as \
+             invalid; {} wiped first",
             self.projection,
-            self.replayed,
+            self.elapsed.as_secs_f64(),
+            count(self.replayed, "entry", "entries"),
             self.until,
-            self.applied,
-            self.invalid,
-            self.wiped_keys,
-            self.elapsed.as_secs_f64()
+            count(self.applied, "event", "events"),
+            count(self.invalid, "entry", "entries"),
+            count(self.wiped_keys, "key", "keys"),
         )
+    }
+}
+
+/// The key patterns a rebuild of `projection` deletes before it replays the log (for the
+/// operator to confirm). The message service's delivered log is not rebuildable.
+pub fn wiped_key_patterns(projection: ProjectionName) -> Result<Vec<String>, ProjectionError> {
+    match projection {
+        ProjectionName::EntityCache => Ok(EntityCache.state_patterns()),
+        ProjectionName::Crm => Ok(Crm.state_patterns()),
+        ProjectionName::MsgDelivery => Err(ProjectionError::NotRebuildable(projection.name())),
     }
 }
 

@@ -110,7 +110,7 @@ pub async fn load_functions_when_ready(store: EventStore, role: Role, shutdown: 
             }
             Err(e) => {
                 attempts += 1;
-                if attempts == 1 || attempts % 20 == 0 {
+                if attempts == 1 || attempts.is_multiple_of(20) {
                     tracing::warn!(%role, attempts, error = %error_chain(&e), "cannot load the store's Function library yet");
                 }
             }

@@ -215,7 +215,7 @@ async fn time_crm_catch_up(env: &BenchEnv, events: u64) -> anyhow::Result<f64> {
 async fn child_rebuild_rss(env: &BenchEnv) -> anyhow::Result<f64> {
     let exe = std::env::current_exe().context("cannot find the ordershop binary")?;
     let mut child = tokio::process::Command::new(exe)
-        .args(["rebuild", "entity-cache"])
+        .args(["rebuild", "entity-cache", "--yes"])
         .env("REDIS_URL", &env.url)
         .env("RUST_LOG", "warn")
         .stdin(std::process::Stdio::null())

@@ -4,6 +4,10 @@
 //! stopped (and its folder removed) when dropped, so tests never touch a shared instance or a
 //! user's data and never see each other's keys. A server may require a password
 //! ([`RedisServer::start_with_password`]); its [`RedisServer::url`] then carries it.
+//!
+//! The binary is `redis-server` on the PATH, or the one [`SERVER_BIN_VAR`] names: a
+//! `valkey-server` works too (it takes the same options). [`server_bin`] tells which, and
+//! [`server_supports_tls`] whether that binary was built with TLS.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -13,6 +17,96 @@ use std::time::{Duration, Instant};
 
 /// How long a server may take to answer PING after it was started.
 const START_DEADLINE: Duration = Duration::from_secs(20);
+/// How long the TLS probe's server may take to exit.
+const PROBE_DEADLINE: Duration = Duration::from_secs(10);
+
+/// The variable naming the server binary to start instead of `redis-server` on the PATH, e.g.
+/// a `valkey-server`.
+pub const SERVER_BIN_VAR: &str = "REDIS_SERVER_BIN";
+
+/// The server binary the tests start: [`SERVER_BIN_VAR`] if set (and not empty), else
+/// `redis-server` on the PATH.
+pub fn server_bin() -> String {
+    std::env::var(SERVER_BIN_VAR)
+        .ok()
+        .filter(|bin| !bin.is_empty())
+        .unwrap_or_else(|| "redis-server".into())
+}
+
+/// What to do when `bin` cannot be run.
+fn install_hint(bin: &str) -> String {
+    if std::env::var_os(SERVER_BIN_VAR).is_some_and(|v| !v.is_empty()) {
+        format!("check {SERVER_BIN_VAR}")
+    } else {
+        format!("install it, e.g. `apt-get install {bin}`")
+    }
+}
+
+/// `Ok` if the server binary ([`server_bin`]) was built with TLS, else why not (for a test to
+/// print when it skips). Given a TLS port and certificate files that do not exist, a server
+/// with TLS (Redis or Valkey) exits saying it failed to configure TLS; one without says it
+/// lacks TLS support (or does not know the directive).
+pub fn server_supports_tls() -> Result<(), String> {
+    let bin = server_bin();
+    let dir = tempfile::Builder::new()
+        .prefix("ordershop-tls-probe-")
+        .tempdir()
+        .map_err(|e| format!("cannot create a temporary folder: {e}"))?;
+    // Output to a file, not a pipe, so a chatty server can never block on a full pipe.
+    let out_path = dir.path().join("probe.log");
+    let out = std::fs::File::create(&out_path).map_err(|e| format!("cannot create a file: {e}"))?;
+    let err = out
+        .try_clone()
+        .map_err(|e| format!("cannot clone a file handle: {e}"))?;
+    let mut child = Command::new(&bin)
+        .args(["--port", "0", "--tls-port", "1"])
+        .args([
+            "--tls-cert-file",
+            "/nonexistent",
+            "--tls-key-file",
+            "/nonexistent",
+        ])
+        .arg("--dir")
+        .arg(dir.path())
+        .args(["--save", "", "--logfile", ""])
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .map_err(|e| format!("cannot run `{bin}` ({e}); {}", install_hint(&bin)))?;
+    let deadline = Instant::now() + PROBE_DEADLINE;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if Instant::now() <= deadline => std::thread::sleep(Duration::from_millis(10)),
+            Ok(None) | Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "`{bin}` did not exit within {PROBE_DEADLINE:?} when given unusable TLS \
+                     certificates"
+                ));
+            }
+        }
+    }
+    let text = std::fs::read_to_string(&out_path).unwrap_or_default();
+    if text.contains("Failed to configure TLS") {
+        Ok(())
+    } else {
+        // The lines about TLS (without their pid and time stamp), else the last line.
+        let about_tls: Vec<&str> = text
+            .lines()
+            .filter(|line| line.to_ascii_lowercase().contains("tls"))
+            .map(|line| line.rsplit_once(" # ").map_or(line, |(_, message)| message))
+            .collect();
+        let said = if about_tls.is_empty() {
+            text.lines().last().unwrap_or("").to_owned()
+        } else {
+            about_tls.join("; ")
+        };
+        Err(format!("`{bin}` seems to be built without TLS: {said}"))
+    }
+}
 
 /// Options for the private server.
 #[derive(Debug, Clone)]
@@ -35,7 +129,7 @@ impl Default for RedisOptions {
     }
 }
 
-/// A running private redis-server.
+/// A running private redis-server (or whichever binary [`server_bin`] names).
 pub struct RedisServer {
     child: Option<Child>,
     port: u16,
@@ -85,7 +179,7 @@ impl RedisServer {
                 }
             }
         }
-        panic!("could not start redis-server: {last_error}");
+        panic!("could not start {}: {last_error}", server_bin());
     }
 
     fn take_dir(mut self) -> tempfile::TempDir {
@@ -95,7 +189,7 @@ impl RedisServer {
     }
 
     fn spawn(&mut self) -> Result<(), String> {
-        let bin = std::env::var("REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".into());
+        let bin = server_bin();
         let mut cmd = Command::new(&bin);
         cmd.arg("--port")
             .arg(self.port.to_string())
@@ -120,9 +214,9 @@ impl RedisServer {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        let child = cmd.spawn().map_err(|e| {
-            format!("cannot run `{bin}` ({e}); install it, e.g. `apt-get install redis-server`")
-        })?;
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot run `{bin}` ({e}); {}", install_hint(&bin)))?;
         self.child = Some(child);
         let deadline = Instant::now() + START_DEADLINE;
         loop {
@@ -133,11 +227,11 @@ impl RedisServer {
                 if let Ok(Some(status)) = child.try_wait() {
                     let log = std::fs::read_to_string(self.dir.path().join("redis.log"))
                         .unwrap_or_default();
-                    return Err(format!("redis-server exited with {status}: {log}"));
+                    return Err(format!("{bin} exited with {status}: {log}"));
                 }
             }
             if Instant::now() > deadline {
-                return Err("redis-server did not answer PING in time".into());
+                return Err(format!("{bin} did not answer PING in time"));
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -184,7 +278,7 @@ impl RedisServer {
     pub fn restart(&mut self) {
         self.kill();
         if let Err(e) = self.spawn() {
-            panic!("could not restart redis-server: {e}");
+            panic!("could not restart {}: {e}", server_bin());
         }
     }
 }

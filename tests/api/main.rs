@@ -5,6 +5,8 @@ mod bench;
 mod compose;
 mod fuzz;
 mod helpers;
+mod local_shop;
+mod msrv;
 mod observability;
 mod projections;
 mod reliability;

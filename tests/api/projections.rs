@@ -222,7 +222,7 @@ async fn killing_the_projectors_mid_burst_loses_and_duplicates_nothing() {
         Some(customers)
     );
     for projection in ["entity-cache", "crm"] {
-        let (code, out, err) = run_cli(&shop, &["rebuild", projection]);
+        let (code, out, err) = run_cli(&shop, &["rebuild", projection, "--yes"]);
         assert_eq!(code, 0, "rebuild {projection}: {out}{err}");
     }
     assert_eq!(
@@ -290,7 +290,7 @@ async fn a_wiped_entity_cache_is_rebuilt_to_the_same_report() {
     let (_, wiped) = shop.get("/report").await;
     assert_eq!(wiped["customers"], json!([]), "the cache is really gone");
 
-    let (code, out, err) = run_cli(&shop, &["rebuild", "entity-cache"]);
+    let (code, out, err) = run_cli(&shop, &["rebuild", "entity-cache", "--yes"]);
     assert_eq!(code, 0, "{out}{err}");
     let (_, after) = shop.get("/report").await;
     assert_eq!(sorted(after), sorted(before));
@@ -357,7 +357,7 @@ async fn two_entity_cache_instances_build_the_state_one_would() {
         !shared.contains_key("customer_ids"),
         "every customer is gone"
     );
-    let (code, out, err) = run_cli(&shop, &["rebuild", "entity-cache"]);
+    let (code, out, err) = run_cli(&shop, &["rebuild", "entity-cache", "--yes"]);
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(
         dump(&mut conn, &CACHE_KEYS).await,

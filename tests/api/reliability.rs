@@ -164,7 +164,7 @@ async fn acknowledged_orders_survive_a_redis_crash_in_strict_mode() {
     wait_all_caught_up(&shop).await;
     let mut conn = shop.redis().await;
     let live = dump(&mut conn, &CACHE_KEYS).await;
-    let (code, out, err) = run_cli(&shop, &["rebuild", "entity-cache"]);
+    let (code, out, err) = run_cli(&shop, &["rebuild", "entity-cache", "--yes"]);
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(
         dump(&mut conn, &CACHE_KEYS).await,
@@ -275,11 +275,11 @@ fn a_short_chaos_run_verifies_every_invariant() {
         .args([
             "chaos",
             "--seconds",
-            "8",
+            "10",
             "--clients",
             "4",
             "--kill-every-ms",
-            "1500",
+            "1000",
         ])
         .env("RUST_LOG", "warn")
         .output()

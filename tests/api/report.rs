@@ -166,8 +166,13 @@ async fn the_report_says_so_in_one_line_when_redis_is_unreachable() {
         .expect("runs");
     assert_eq!(output.status.code(), Some(2));
     let err = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
-    assert!(err.contains("cannot read the shop from Redis"), "{err}");
+    let lines: Vec<&str> = err.trim().lines().collect();
+    assert_eq!(lines.len(), 2, "which Redis, then one line: {err}");
+    assert!(lines[0].starts_with("using Redis at "), "{err}");
+    assert!(
+        lines[1].contains("cannot read the shop from Redis"),
+        "{err}"
+    );
     drop(shop);
 }
 

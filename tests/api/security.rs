@@ -238,8 +238,8 @@ async fn the_documented_acl_user_runs_the_whole_shop_and_nothing_is_denied() {
         &["events", "--limit", "5"][..],
         &["report"],
         &["status"],
-        &["rebuild", "entity-cache"],
-        &["rebuild", "crm"],
+        &["rebuild", "entity-cache", "--yes"],
+        &["rebuild", "crm", "--yes"],
     ] {
         let (code, stdout, stderr) = cli(&env, args);
         assert_eq!(code, 0, "ordershop {args:?}: {stdout}\n{stderr}");
@@ -438,28 +438,7 @@ fn make_certificates(dir: &Path, name: &str) {
 /// Whether this redis-server was built with TLS: given a TLS port and no usable certificate, one
 /// with TLS exits complaining about its TLS configuration, one without about the directive.
 fn redis_supports_tls() -> Result<(), String> {
-    let output = Command::new("redis-server")
-        .args([
-            "--port",
-            "0",
-            "--tls-port",
-            "1",
-            "--tls-cert-file",
-            "/nonexistent",
-        ])
-        .args(["--tls-key-file", "/nonexistent", "--logfile", ""])
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run redis-server: {e}"))?;
-    let text = String::from_utf8_lossy(&output.stdout).into_owned()
-        + &String::from_utf8_lossy(&output.stderr);
-    if text.contains("Failed to configure TLS") {
-        Ok(())
-    } else {
-        Err(format!(
-            "redis-server seems to be built without TLS: {text}"
-        ))
-    }
+    ordershop_testkit::server_supports_tls()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

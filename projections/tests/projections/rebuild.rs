@@ -73,7 +73,8 @@ async fn rebuilding_the_cache_gives_a_byte_identical_state() {
     assert_eq!(seen.last(), Some(&(events, events)));
     let text = report.to_string();
     assert!(
-        text.starts_with(&format!("rebuilt entity-cache: replayed {events} entries")),
+        text.starts_with("rebuilt entity-cache in ")
+            && text.contains(&format!(": replayed {events} entries (the log up to ")),
         "{text}"
     );
 

@@ -597,7 +597,7 @@ pub async fn workload(shop: &Shop, events: u64, seed: u64) {
     let mut n = 0u64;
     loop {
         // Checking the log's length costs 15 round trips: do it every few commands.
-        if n % 8 == 0 && shop.log_len().await - start >= events {
+        if n.is_multiple_of(8) && shop.log_len().await - start >= events {
             break;
         }
         n += 1;
@@ -663,7 +663,7 @@ pub async fn workload(shop: &Shop, events: u64, seed: u64) {
             }
             89..=93 => {
                 if let Some(b) = rng.pick(&billings) {
-                    shop.update_billing(b, n % 2 == 0).await;
+                    shop.update_billing(b, n.is_multiple_of(2)).await;
                 }
             }
             _ => {
