@@ -374,7 +374,7 @@ async fn verify(redis: &RedisConfig, ledger: &Ledger) -> anyhow::Result<Vec<Chec
                 .copied()
                 .unwrap_or(0);
         let cached: Option<i64> = redis::cmd("HGET")
-            .arg(ordershop_eventstore::keys::entity(
+            .arg(ordershop_readmodel::keys::entity(
                 EntityKind::Inventory,
                 record.id.0,
             ))
@@ -428,7 +428,7 @@ async fn verify(redis: &RedisConfig, ledger: &Ledger) -> anyhow::Result<Vec<Chec
 
     // Each customer message delivered exactly once.
     let delivered: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-        .arg(ordershop_eventstore::keys::delivered())
+        .arg(ordershop_readmodel::keys::delivered())
         .arg("-")
         .arg("+")
         .query_async(&mut conn)

@@ -7,11 +7,9 @@ use anstream::println;
 use anstyle::{AnsiColor, Style};
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, ContentArrangement, Table};
 use ordershop_domain::{Entity, EntityKind, Money};
-use ordershop_eventstore::keys::{self, CrmSegment};
 use ordershop_eventstore::RedisConfig;
 use ordershop_projections::group_status;
-use ordershop_services::queries::CacheReader;
-use redis::aio::ConnectionManager;
+use ordershop_readmodel::{CacheReader, CrmReader, CrmSegment};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::process::ExitCode;
@@ -102,63 +100,23 @@ impl Report {
     }
 }
 
-type Fields = HashMap<String, String>;
-
-fn num(fields: &Fields, name: &str) -> u64 {
-    fields.get(name).and_then(|v| v.parse().ok()).unwrap_or(0)
-}
-
-fn text(fields: &Fields, name: &str) -> String {
-    fields.get(name).cloned().unwrap_or_default()
-}
-
-/// Members of a Set, sorted, parsed as ids (anything else is skipped: not ours).
-async fn ids(conn: &mut ConnectionManager, key: String) -> redis::RedisResult<Vec<Uuid>> {
-    let members: Vec<String> = redis::cmd("SMEMBERS").arg(key).query_async(conn).await?;
-    let mut ids: Vec<Uuid> = members.iter().filter_map(|m| m.parse().ok()).collect();
-    ids.sort();
-    Ok(ids)
-}
-
-/// HGETALL of many keys in one round trip.
-async fn hashes(conn: &mut ConnectionManager, keys: &[String]) -> redis::RedisResult<Vec<Fields>> {
-    if keys.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut pipe = redis::pipe();
-    for key in keys {
-        pipe.cmd("HGETALL").arg(key);
-    }
-    pipe.query_async(conn).await
-}
-
-/// Reads the report from the projections.
+/// Reads the report from the read models.
 pub async fn load(redis: &RedisConfig) -> anyhow::Result<Report> {
-    let mut conn = ordershop_eventstore::store::connection_manager(redis).await?;
-    let conn = &mut conn;
-
-    let customer_ids = ids(conn, CrmSegment::All.key()).await?;
-    let customer_keys: Vec<String> = customer_ids
-        .iter()
-        .map(|id| keys::crm_customer(*id))
-        .collect();
-    let customer_fields = hashes(conn, &customer_keys).await?;
-    let mut customers: Vec<CustomerRow> = customer_ids
-        .iter()
-        .zip(&customer_fields)
-        .map(|(id, f)| {
-            let ordered = num(f, "amount_ordered");
-            let billed = num(f, "amount_billed");
-            CustomerRow {
-                id: id.to_string(),
-                name: text(f, "name"),
-                email: text(f, "email"),
-                status: text(f, "status"),
-                orders: num(f, "orders"),
-                amount_ordered: ordered,
-                amount_billed: billed,
-                amount_unbilled: ordered.saturating_sub(billed),
-            }
+    let conn = ordershop_eventstore::store::connection_manager(redis).await?;
+    let crm = CrmReader::new(conn.clone());
+    let mut customers: Vec<CustomerRow> = crm
+        .customers()
+        .await?
+        .into_iter()
+        .map(|c| CustomerRow {
+            id: c.id.to_string(),
+            amount_unbilled: c.amount_ordered.saturating_sub(c.amount_billed),
+            name: c.name,
+            email: c.email,
+            status: c.status,
+            orders: c.orders,
+            amount_ordered: c.amount_ordered,
+            amount_billed: c.amount_billed,
         })
         .collect();
     customers.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
@@ -168,7 +126,7 @@ pub async fn load(redis: &RedisConfig) -> anyhow::Result<Report> {
         .collect();
 
     // Products, stock, orders and billings: the gateway's reader of the entity cache.
-    let cache = CacheReader::new(conn.clone());
+    let cache = CacheReader::new(conn);
     let stock: HashMap<String, u64> = cache
         .list(EntityKind::Inventory)
         .await?
@@ -194,10 +152,7 @@ pub async fn load(redis: &RedisConfig) -> anyhow::Result<Report> {
         .collect();
     products.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
 
-    let billed: HashSet<Uuid> = ids(conn, keys::orders_billed())
-        .await?
-        .into_iter()
-        .collect();
+    let billed: HashSet<Uuid> = cache.billed_order_ids().await?.into_iter().collect();
     let orders: Vec<OrderRow> = cache
         .list(EntityKind::Order)
         .await?
@@ -242,15 +197,12 @@ pub async fn load(redis: &RedisConfig) -> anyhow::Result<Report> {
         })
         .collect();
 
-    let mut sizes = redis::pipe();
-    for segment in CrmSegment::ALL {
-        sizes.cmd("SCARD").arg(segment.key());
-    }
-    let sizes: Vec<u64> = sizes.query_async(conn).await?;
-    let mut segments = BTreeMap::new();
-    for (segment, n) in CrmSegment::ALL.into_iter().zip(sizes) {
-        segments.insert(segment.name().to_owned(), n);
-    }
+    let segments: BTreeMap<String, u64> = crm
+        .segment_sizes()
+        .await?
+        .into_iter()
+        .map(|(segment, n)| (segment.name().to_owned(), n))
+        .collect();
 
     let totals = Totals {
         customers: customers.len() as u64,

@@ -5,11 +5,7 @@
 use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
-pub fn init() {
-    init_with_default("info");
-}
-
-/// Like [`init`], with `level` when `RUST_LOG` is unset (the measuring commands use `warn`: the
+/// Sets up logging at `level` when `RUST_LOG` is unset (the measuring commands use `warn`: the
 /// shop they run in-process must not spend the machine on logging while it is measured).
 pub fn init_with_default(level: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));

@@ -35,9 +35,6 @@ pub enum DomainError {
         product_id: Uuid,
         inventory_id: Uuid,
     },
-    /// The entity already exists.
-    #[error("{kind} {id} already exists")]
-    AlreadyExists { kind: EntityKind, id: Uuid },
 }
 
 impl DomainError {

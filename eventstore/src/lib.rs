@@ -1,14 +1,14 @@
-//! The event store: OrderShop's one layer over Redis Streams.
+//! The event store: OrderShop's log on Redis Streams, and nothing else.
 //!
-//! It owns everything both sides of the shop must agree on: the key scheme ([`keys`]), the
-//! entry ID format ([`EntryId`]), the entry codec ([`codec`]), the store-wide clock and the
-//! atomic guarded append (the `ordershop_store` Redis Function in `lua/store.lua`), and the
-//! readers that replay streams in global ID order ([`replay`]). Services append through it;
-//! projections read through it; neither formats a key or parses an entry by itself. It also holds the process's
-//! [`metrics`], which both sides record into.
+//! It owns the log's key scheme ([`keys`]), the entry ID format ([`EntryId`]), the entry codec
+//! ([`codec`]), the store-wide clock and the atomic guarded append (the `ordershop_store` Redis
+//! Function in `lua/store.lua`), the readers that replay streams in global ID order
+//! ([`replay`]), and how to connect to Redis ([`connect`]). Services append through it;
+//! projections read through it; neither formats a log key or parses an entry by itself. What
+//! is built from the log (the entity cache, the CRM view) lives in `ordershop-readmodel`.
+//! The process's [`metrics`] registry still lives here until it gets a crate of its own.
 
 pub mod append;
-pub mod cache;
 pub mod codec;
 pub mod connect;
 pub mod entry_id;

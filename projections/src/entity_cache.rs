@@ -10,7 +10,8 @@
 use crate::projection::{Entry, Mode, Projection, Replayable};
 use crate::ProjectionName;
 use ordershop_domain::{Entity, EntityKind};
-use ordershop_eventstore::{cache, keys, StoredEvent, Stream};
+use ordershop_eventstore::{StoredEvent, Stream};
+use ordershop_readmodel::{cache, keys};
 
 const NAME: &str = ProjectionName::EntityCache.name();
 const LIBRARY: &str = include_str!("lua/entity_cache.lua");

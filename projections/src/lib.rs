@@ -32,7 +32,8 @@ pub use rebuild::{rebuild_projection, wiped_key_patterns, RebuildReport};
 pub use runner::{run_until_stopped, Runner, RunnerOptions, Source, StepReport};
 pub use status::{group_status, ConsumerStatus, GroupStatus};
 
-use ordershop_eventstore::{keys, Stream};
+use ordershop_eventstore::Stream;
+use ordershop_readmodel::{keys, names};
 use std::fmt;
 use std::str::FromStr;
 
@@ -54,9 +55,9 @@ impl ProjectionName {
 
     pub const fn name(self) -> &'static str {
         match self {
-            ProjectionName::EntityCache => "entity-cache",
-            ProjectionName::Crm => "crm",
-            ProjectionName::MsgDelivery => "msg-service",
+            ProjectionName::EntityCache => names::ENTITY_CACHE,
+            ProjectionName::Crm => names::CRM,
+            ProjectionName::MsgDelivery => names::MSG_SERVICE,
         }
     }
 

@@ -8,7 +8,7 @@
 
 use crate::projection::{Entry, Mode, Projection};
 use crate::ProjectionName;
-use ordershop_eventstore::keys;
+use ordershop_readmodel::keys;
 
 const NAME: &str = ProjectionName::MsgDelivery.name();
 const LIBRARY: &str = include_str!("lua/msg.lua");

@@ -20,7 +20,8 @@ use crate::projection::{CallOutcome, Entry, Mode, Replayable};
 use crate::runner::{MAX_EVENTS_PER_CALL, RUNNER_LIBRARY_SOURCE};
 use crate::{Crm, EntityCache, ProjectionName};
 use ordershop_eventstore::store::{connection_manager, load_library};
-use ordershop_eventstore::{keys, EntryId, EventStore, RedisConfig};
+use ordershop_eventstore::{EntryId, EventStore, RedisConfig};
+use ordershop_readmodel::keys;
 use redis::aio::ConnectionManager;
 use redis::Value;
 use serde::Serialize;
@@ -135,11 +136,7 @@ async fn rebuild<P: Replayable>(
         warn!(projection = name, error = %e, "could not release the pause lease; it expires by itself");
     }
     if let Ok(report) = &result {
-        info!(
-            projection = name,
-            ?report,
-            "rebuild finished; live consumers resume"
-        );
+        info!(projection = name, "{report}; live consumers resume");
     }
     result
 }

@@ -5,14 +5,14 @@
 //!
 //! Every role checks it, not only the gateway: a client that reaches a domain service directly
 //! cannot bypass it. The gateway sends its own copy of the token to the services it forwards to
-//! ([`peer_headers`]), so all roles of one shop must be given the same token.
+//! (`gateway::forward`), so all roles of one shop must be given the same token.
 //!
 //! The comparison is constant-time in the token's content (`subtle::ConstantTimeEq` over the
 //! bytes); only whether the lengths are equal can show in the timing. The header is never
 //! logged: the request log line carries method, path, route and status only, and the value the
 //! gateway sends is marked sensitive.
 
-use crate::config::{ApiToken, Config};
+use crate::config::ApiToken;
 use crate::error::ApiError;
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -70,22 +70,6 @@ pub async fn require_token(
     next.call(req)
         .await
         .map(ServiceResponse::map_into_left_body)
-}
-
-/// The headers the gateway sends with every request to a peer service: its token, if set,
-/// marked sensitive so that no HTTP-client log shows it.
-pub fn peer_headers(config: &Config) -> reqwest::header::HeaderMap {
-    let mut headers = reqwest::header::HeaderMap::new();
-    if let Some(token) = &config.api_token {
-        // A configured token is printable ASCII (checked when read), so this never fails.
-        if let Ok(mut value) =
-            reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose()))
-        {
-            value.set_sensitive(true);
-            headers.insert(reqwest::header::AUTHORIZATION, value);
-        }
-    }
-    headers
 }
 
 #[cfg(test)]

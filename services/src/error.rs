@@ -8,10 +8,10 @@
 
 use crate::commands::CommandError;
 use crate::gateway::forward::Unreachable;
-use crate::queries::QueryError;
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use ordershop_domain::DomainError;
+use ordershop_readmodel::ReadError;
 use serde::Serialize;
 use std::fmt;
 
@@ -150,9 +150,6 @@ impl From<DomainError> for ApiError {
             DomainError::InventoryExists { .. } => {
                 Self::new(StatusCode::CONFLICT, "inventory_exists", detail)
             }
-            DomainError::AlreadyExists { .. } => {
-                Self::new(StatusCode::CONFLICT, "already_exists", detail)
-            }
         }
     }
 }
@@ -180,8 +177,8 @@ impl From<CommandError> for ApiError {
     }
 }
 
-impl From<QueryError> for ApiError {
-    fn from(e: QueryError) -> Self {
+impl From<ReadError> for ApiError {
+    fn from(e: ReadError) -> Self {
         Self::infrastructure("query failed", &e)
     }
 }

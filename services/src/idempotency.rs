@@ -10,16 +10,12 @@ use actix_web::HttpRequest;
 use ordershop_domain::EntityKind;
 use ordershop_eventstore::keys;
 
-/// The request header (case-insensitive).
-pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
-/// The response header on an answer replayed from an earlier request.
-pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 /// Longest key accepted.
 pub const MAX_KEY_LEN: usize = 200;
 
 /// The request's key, if it sent one; 400 when it is not 1–200 of `A-Z a-z 0-9 - _ . :`.
 pub fn key_of(req: &HttpRequest) -> Result<Option<String>, ApiError> {
-    let Some(value) = req.headers().get(IDEMPOTENCY_KEY_HEADER) else {
+    let Some(value) = req.headers().get(crate::headers::IDEMPOTENCY_KEY) else {
         return Ok(None);
     };
     let key = value.to_str().unwrap_or_default();

@@ -6,9 +6,10 @@
 //! - [`http`]: thin handlers — parse into validated types ([`wire`]), call the application
 //!   layer, map the result ([`error`]);
 //! - the application layer: [`commands`] (read heads, decide, guarded append, retry),
-//!   [`gateway`] (forward commands, wait for the entity cache), [`queries`] (read the entity
-//!   cache), [`messages`] (outbox and delivered mail);
-//! - the event store (`ordershop-eventstore`) and the pure domain (`ordershop-domain`).
+//!   [`gateway`] (forward commands, wait for the entity cache, answer queries from it through
+//!   `ordershop-readmodel`'s reader), [`messages`] (outbox and delivered mail);
+//! - the event store (`ordershop-eventstore`), the read models (`ordershop-readmodel`) and the
+//!   pure domain (`ordershop-domain`).
 //!
 //! A binary runs a role with [`serve`], given a [`Config`], a bound listener and the process's
 //! metrics. Every role serves `/health` and `/metrics`; the gateway also serves its OpenAPI
@@ -21,16 +22,18 @@ pub mod config;
 pub mod connection;
 pub mod error;
 pub mod gateway;
+pub mod headers;
 pub mod http;
 pub mod idempotency;
 pub mod messages;
 pub mod openapi;
-pub mod queries;
 pub mod request_id;
+pub mod role;
 pub mod routes;
 pub mod server;
 pub mod versions;
 pub mod wire;
 
-pub use config::{Config, ConfigError, Role};
+pub use config::{Config, ConfigError};
+pub use role::Role;
 pub use server::serve;

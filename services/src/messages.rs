@@ -3,7 +3,7 @@
 //! consumer), and `GET /emails` lists what was delivered, in delivery order.
 
 use ordershop_domain::{DomainError, Email};
-use ordershop_eventstore::keys;
+use ordershop_readmodel::keys;
 use redis::aio::ConnectionManager;
 use redis::streams::StreamRangeReply;
 use serde::Serialize;

@@ -10,8 +10,6 @@
 use std::fmt;
 use uuid::Uuid;
 
-/// The header that carries the id, both ways.
-pub const REQUEST_ID_HEADER: &str = "x-request-id";
 /// Longest client-chosen id kept.
 const MAX_LEN: usize = 128;
 

@@ -6,9 +6,10 @@ use crate::config::{Config, Role};
 use crate::connection::{lazy_connection, load_functions_when_ready, Health};
 use crate::error;
 use crate::gateway::Gateway;
+use crate::headers;
 use crate::http::{RoleApp, RoleState};
 use crate::messages::MessageService;
-use crate::request_id::{RequestId, REQUEST_ID_HEADER};
+use crate::request_id::RequestId;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
@@ -128,7 +129,7 @@ async fn observe_request(
     let started = std::time::Instant::now();
     let request_id = RequestId::from_header(
         req.headers()
-            .get(REQUEST_ID_HEADER)
+            .get(headers::REQUEST_ID)
             .map(HeaderValue::as_bytes),
     );
     req.extensions_mut().insert(request_id.clone());
@@ -162,7 +163,7 @@ async fn observe_request(
     if let Ok(value) = HeaderValue::from_str(request_id.as_str()) {
         response
             .headers_mut()
-            .insert(HeaderName::from_static(REQUEST_ID_HEADER), value);
+            .insert(HeaderName::from_static(headers::REQUEST_ID), value);
     }
     Ok(response)
 }

@@ -9,9 +9,6 @@ use std::fmt;
 use std::str::FromStr;
 use uuid::Uuid;
 
-/// Name of the header (HTTP header names are case-insensitive).
-pub const VERSIONS_HEADER: &str = "x-ordershop-versions";
-
 /// One entity version an append produced: `<kind>:<id>:<version>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct VersionStamp {

@@ -15,6 +15,7 @@ use ordershop_domain::decide::{
 use ordershop_domain::{
     CustomerId, DomainError, Email, Entity, Money, Name, OrderId, ProductId, Quantity,
 };
+use ordershop_readmodel::CacheReport;
 use serde::de::{DeserializeOwned, Deserializer, Error as _};
 use serde::Deserialize;
 use serde_json::Value;
@@ -290,6 +291,29 @@ pub fn outgoing_message(value: Value) -> Result<OutgoingMessage, ApiError> {
     Ok(OutgoingMessage::try_from(parse_object::<EmailBody>(
         value,
     )?)?)
+}
+
+/// `GET /report`: every entity of every type, as the API returns them.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ReportBody {
+    pub products: Vec<Value>,
+    pub inventory: Vec<Value>,
+    pub customers: Vec<Value>,
+    pub orders: Vec<Value>,
+    pub billings: Vec<Value>,
+}
+
+impl From<&CacheReport> for ReportBody {
+    fn from(report: &CacheReport) -> Self {
+        let json = |list: &[Entity]| list.iter().map(entity_json).collect();
+        Self {
+            products: json(&report.products),
+            inventory: json(&report.inventory),
+            customers: json(&report.customers),
+            orders: json(&report.orders),
+            billings: json(&report.billings),
+        }
+    }
 }
 
 /// An entity as the API returns it: the same JSON the log stores (`id` and the original's

@@ -4,7 +4,7 @@
 //! from the gateway to the CRM's delivered message, in the log entries and in the logs.
 
 use crate::helpers::{eventually, Layout, Shop, ROLES};
-use ordershop_eventstore::keys;
+use ordershop_readmodel::keys;
 use ordershop_services::routes::gateway_routes;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};

@@ -6,8 +6,9 @@ use crate::helpers::{
     CATCH_UP,
 };
 use ordershop_domain::{Change, Customer, CustomerId, Email, EntityKind, Name};
-use ordershop_eventstore::{keys, Append};
+use ordershop_eventstore::Append;
 use ordershop_projections::ProjectionName;
+use ordershop_readmodel::keys;
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashSet};

@@ -6,11 +6,11 @@ use crate::support::{
     assert_same_state, delivered_once_each, dump, eventually, expected_messages, workload, Shop,
 };
 use ordershop_domain::EntityKind;
-use ordershop_eventstore::keys;
 use ordershop_projections::{
     group_status, rebuild_projection, run_until_stopped, Crm, EntityCache, ProjectionName,
     Replayable, RunnerOptions,
 };
+use ordershop_readmodel::keys;
 use redis::AsyncCommands;
 use std::collections::BTreeSet;
 use std::time::Duration;

@@ -3,11 +3,11 @@
 
 use crate::support::{delivered, drain, eventually, step_stream_by_stream, stream_entries, Shop};
 use ordershop_domain::{Action, EntityKind};
-use ordershop_eventstore::keys::{self, CrmSegment};
 use ordershop_eventstore::Stream;
 use ordershop_projections::{
     group_status, run_until_stopped, Crm, MsgDelivery, ProjectionName, RunnerOptions,
 };
+use ordershop_readmodel::keys::{self, CrmSegment};
 use redis::AsyncCommands;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;

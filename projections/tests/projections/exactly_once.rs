@@ -5,8 +5,8 @@ use crate::support::{
     assert_same_state, delivered_once_each, drain, dump, expected_messages, redeliver_everything,
     workload, Shop,
 };
-use ordershop_eventstore::keys;
 use ordershop_projections::{Crm, EntityCache, MsgDelivery, ProjectionName, Replayable};
+use ordershop_readmodel::keys;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redelivering_every_entry_changes_nothing_and_sends_nothing_again() {

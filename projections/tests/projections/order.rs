@@ -7,11 +7,11 @@ use crate::support::{
     wipe, workload, Shop,
 };
 use ordershop_domain::{Action, EntityKind};
-use ordershop_eventstore::keys::{self, CrmSegment};
 use ordershop_eventstore::Stream;
 use ordershop_projections::{
     rebuild_projection, Crm, EntityCache, Projection, ProjectionName, Replayable, RunnerOptions,
 };
+use ordershop_readmodel::keys::{self, CrmSegment};
 use redis::AsyncCommands;
 use std::collections::{BTreeMap, BTreeSet};
 

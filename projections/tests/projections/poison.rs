@@ -3,8 +3,9 @@
 
 use crate::support::{stream_entries, Shop};
 use ordershop_domain::{Action, EntityKind};
-use ordershop_eventstore::{keys, EntryId, Stream};
+use ordershop_eventstore::{EntryId, Stream};
 use ordershop_projections::{group_status, Crm, EntityCache, RunnerOptions};
+use ordershop_readmodel::keys;
 use redis::AsyncCommands;
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -33,7 +34,7 @@ async fn an_invalid_entry_is_dead_lettered_and_the_events_after_it_applied() {
         .await
         .unwrap();
     let _: () = conn
-        .set(keys::clock(), poison_id.to_string())
+        .set(ordershop_eventstore::keys::clock(), poison_id.to_string())
         .await
         .unwrap();
     let after = shop.create_customer("After").await;

@@ -7,11 +7,11 @@ use crate::support::{
     Shop,
 };
 use ordershop_domain::EntityKind;
-use ordershop_eventstore::keys;
 use ordershop_projections::{
     group_status, rebuild_projection, run_until_stopped, Crm, EntityCache, MsgDelivery,
     ProjectionError, ProjectionName, Replayable, RunnerOptions,
 };
+use ordershop_readmodel::keys;
 use redis::AsyncCommands;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;

@@ -3,8 +3,9 @@
 
 use crate::support::{eventually, Shop};
 use ordershop_domain::EntityKind;
-use ordershop_eventstore::{keys, EventStore};
+use ordershop_eventstore::EventStore;
 use ordershop_projections::{run_until_stopped, ProjectionName, RunnerOptions};
+use ordershop_readmodel::keys;
 use ordershop_testkit::RedisOptions;
 use redis::AsyncCommands;
 use std::time::Duration;

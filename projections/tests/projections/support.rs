@@ -11,8 +11,9 @@ use ordershop_domain::{
     Money, Name, Order, OrderId, Product, ProductId, Quantity,
 };
 use ordershop_eventstore::store::connection_manager;
-use ordershop_eventstore::{keys, Append, Appended, EventStore, RedisConfig, Stream, UniqueIndex};
+use ordershop_eventstore::{Append, Appended, EventStore, RedisConfig, Stream, UniqueIndex};
 use ordershop_projections::{Projection, ProjectionName, Runner, RunnerOptions, StepReport};
+use ordershop_readmodel::keys;
 use ordershop_testkit::{RedisOptions, RedisServer};
 use redis::aio::ConnectionManager;
 use std::collections::{BTreeMap, BTreeSet};
@@ -339,7 +340,7 @@ impl Shop {
     /// Ids of the live entities of a kind, according to the write side's heads.
     pub async fn live_ids(&self, kind: EntityKind) -> BTreeSet<String> {
         let heads: BTreeMap<String, String> = redis::cmd("HGETALL")
-            .arg(keys::heads(kind))
+            .arg(ordershop_eventstore::keys::heads(kind))
             .query_async(&mut self.store.connection())
             .await
             .expect("heads");

@@ -1,21 +1,18 @@
 //! Read-your-writes: after a command succeeded, the gateway waits until the entity cache has
 //! applied every entity version the command produced, so the client's next query sees it.
 //!
-//! The projector advances `keys::applied_versions("entity-cache", kind)` (entity id -> highest
+//! The projector advances `keys::applied_versions(names::ENTITY_CACHE, kind)` (entity id -> highest
 //! version applied, kept after deletes) atomically with each cache write; the gateway polls it
 //! with a short doubling backoff until every version is reached or the timeout passes.
 
 use crate::versions::VersionStamp;
 use ordershop_domain::EntityKind;
-use ordershop_eventstore::keys;
+use ordershop_readmodel::{keys, names};
 use redis::aio::ConnectionManager;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::time::Instant;
 use uuid::Uuid;
-
-/// The entity cache projection's name, as its applied-versions keys carry it.
-pub const ENTITY_CACHE_PROJECTION: &str = "entity-cache";
 
 const FIRST_PAUSE: Duration = Duration::from_millis(1);
 const MAX_PAUSE: Duration = Duration::from_millis(20);
@@ -71,7 +68,7 @@ async fn count_behind(
     let mut pipe = redis::pipe();
     for (kind, ids) in wanted {
         pipe.cmd("HMGET")
-            .arg(keys::applied_versions(ENTITY_CACHE_PROJECTION, *kind))
+            .arg(keys::applied_versions(names::ENTITY_CACHE, *kind))
             .arg(ids.keys().map(Uuid::to_string).collect::<Vec<_>>());
     }
     let applied: Vec<Vec<Option<String>>> = pipe.query_async(&mut conn.clone()).await?;

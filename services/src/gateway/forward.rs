@@ -15,8 +15,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Response headers relayed back to the client besides the body.
 const RELAYED_HEADERS: [&str; 5] = [
     "content-type",
-    crate::versions::VERSIONS_HEADER,
-    crate::idempotency::REPLAYED_HEADER,
+    crate::headers::VERSIONS,
+    crate::headers::IDEMPOTENT_REPLAYED,
     "retry-after",
     "allow",
 ];
@@ -75,7 +75,7 @@ pub struct Forwarder {
 impl Forwarder {
     pub fn new(config: &Config) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
-            .default_headers(crate::auth::peer_headers(config))
+            .default_headers(peer_headers(config))
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
             .pool_idle_timeout(Duration::from_secs(20))
@@ -118,10 +118,10 @@ impl Forwarder {
             builder = builder.header(reqwest::header::CONTENT_TYPE, content_type);
         }
         if let Some(id) = &request.request_id {
-            builder = builder.header(crate::request_id::REQUEST_ID_HEADER, id.as_str());
+            builder = builder.header(crate::headers::REQUEST_ID, id.as_str());
         }
         if let Some(key) = request.idempotency_key {
-            builder = builder.header(crate::idempotency::IDEMPOTENCY_KEY_HEADER, key);
+            builder = builder.header(crate::headers::IDEMPOTENCY_KEY, key);
         }
         let response = builder.send().await.map_err(unreachable)?;
         let status = response.status().as_u16();
@@ -139,4 +139,20 @@ impl Forwarder {
             body,
         })
     }
+}
+
+/// The headers the gateway sends with every request to a peer service: its token, if set,
+/// marked sensitive so that no HTTP-client log shows it.
+pub fn peer_headers(config: &Config) -> reqwest::header::HeaderMap {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = &config.api_token {
+        // A configured token is printable ASCII (checked when read), so this never fails.
+        if let Ok(mut value) =
+            reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+        {
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
+    }
+    headers
 }

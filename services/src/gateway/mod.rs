@@ -1,16 +1,17 @@
 //! The gateway's application layer: commands go to the service that owns their entity type
 //! and come back only once the entity cache shows their effect (read-your-writes); queries are
-//! answered from the entity cache ([`crate::queries`]).
+//! answered from the entity cache (`ordershop_readmodel::CacheReader`).
 
 pub mod consistency;
 pub mod forward;
 
 use crate::config::{Config, Role};
 use crate::error::error_chain;
-use crate::queries::CacheReader;
-use crate::versions::{parse_header, VERSIONS_HEADER};
+use crate::headers;
+use crate::versions::parse_header;
 use consistency::{wait_until_applied, Consistency};
 use forward::{Forwarder, Outgoing, Relayed, Unreachable};
+use ordershop_readmodel::CacheReader;
 use redis::aio::ConnectionManager;
 use std::time::Duration;
 
@@ -55,7 +56,7 @@ impl Gateway {
     /// A command already succeeded: whatever happens here, the client gets the answer; a
     /// cache that lags or cannot be read is logged.
     async fn wait_for_cache(&self, owner: Role, relayed: &Relayed) {
-        let Some(header) = relayed.header(VERSIONS_HEADER) else {
+        let Some(header) = relayed.header(headers::VERSIONS) else {
             return;
         };
         let versions = match std::str::from_utf8(header)
@@ -64,7 +65,7 @@ impl Gateway {
         {
             Ok(versions) => versions,
             Err(e) => {
-                tracing::warn!(%owner, error = %e, "unreadable {VERSIONS_HEADER} header; not waiting for the entity cache");
+                tracing::warn!(%owner, error = %e, header = headers::VERSIONS, "unreadable versions header; not waiting for the entity cache");
                 return;
             }
         };

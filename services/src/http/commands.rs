@@ -5,10 +5,11 @@
 use super::{resource, JsonBody};
 use crate::commands::{CommandService, EntityCommands, Written};
 use crate::error::ApiError;
+use crate::headers;
 use crate::idempotency;
 use crate::request_id::RequestId;
 use crate::routes::EntityPaths;
-use crate::versions::{header_value, VERSIONS_HEADER};
+use crate::versions::header_value;
 use crate::wire;
 use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
 use ordershop_domain::{Billing, Customer, EntityKind, Inventory, Order, Product};
@@ -101,9 +102,9 @@ async fn delete<T: EntityCommands>(
 
 fn success(written: &Written) -> HttpResponseBuilder {
     let mut response = HttpResponse::Ok();
-    response.insert_header((VERSIONS_HEADER, header_value(&written.versions)));
+    response.insert_header((headers::VERSIONS, header_value(&written.versions)));
     if written.replayed {
-        response.insert_header((idempotency::REPLAYED_HEADER, "true"));
+        response.insert_header((headers::IDEMPOTENT_REPLAYED, "true"));
     }
     response
 }

@@ -9,7 +9,7 @@ use crate::gateway::Gateway;
 use crate::openapi::{self, ApiDocument};
 use crate::request_id::RequestId;
 use crate::routes::{gateway_routes, GatewayOp, GatewayRoute, Method, DOCS_FILES};
-use crate::wire::entity_json;
+use crate::wire::{entity_json, ReportBody};
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use ordershop_domain::{Entity, EntityKind};
@@ -108,7 +108,8 @@ async fn unbilled_orders(gateway: web::Data<Gateway>) -> Result<HttpResponse, Ap
 
 /// `GET /report`
 async fn report(gateway: web::Data<Gateway>) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(gateway.cache().report().await?))
+    let report = gateway.cache().report().await?;
+    Ok(HttpResponse::Ok().json(ReportBody::from(&report)))
 }
 
 /// A command: forwarded verbatim to `owner`, its answer relayed.
@@ -130,7 +131,7 @@ async fn forward(
             .map(|v| v.as_bytes()),
         idempotency_key: req
             .headers()
-            .get(crate::idempotency::IDEMPOTENCY_KEY_HEADER)
+            .get(crate::headers::IDEMPOTENCY_KEY)
             .map(|v| v.as_bytes()),
         body: body.0,
         request_id: req.extensions().get::<RequestId>().cloned(),

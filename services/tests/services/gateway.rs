@@ -4,13 +4,11 @@
 
 use crate::helpers::{Shop, DOMAIN_SERVICES};
 use ordershop_domain::{Action, EntityKind};
-use ordershop_eventstore::keys;
 use ordershop_eventstore::RedisConfig;
+use ordershop_readmodel::keys;
 use ordershop_services::config::Role;
 use ordershop_services::connection::lazy_connection;
-use ordershop_services::gateway::consistency::{
-    wait_until_applied, Consistency, ENTITY_CACHE_PROJECTION,
-};
+use ordershop_services::gateway::consistency::{wait_until_applied, Consistency};
 use ordershop_services::versions::VersionStamp;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
@@ -170,7 +168,7 @@ async fn the_consistency_wait_ends_once_the_cache_applied_every_version() {
             version: 5,
         },
     ];
-    let applied = |kind| keys::applied_versions(ENTITY_CACHE_PROJECTION, kind);
+    let applied = |kind| keys::applied_versions(ordershop_readmodel::names::ENTITY_CACHE, kind);
     let mut redis = shop.redis().await;
 
     // Nothing applied yet: the wait gives up at its timeout.

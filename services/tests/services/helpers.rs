@@ -3,7 +3,8 @@
 
 use ordershop_domain::entity::EntityState;
 use ordershop_domain::{Action, EntityKind, Head};
-use ordershop_eventstore::{keys, EntryId, EventStore, RedisConfig, StoredEvent, Stream};
+use ordershop_eventstore::{EntryId, EventStore, RedisConfig, StoredEvent, Stream};
+use ordershop_readmodel::keys;
 use ordershop_services::config::{Config, Role};
 use ordershop_testkit::RedisServer;
 use reqwest::{Method, StatusCode};

@@ -2,7 +2,7 @@
 //! delivery consumer recorded.
 
 use crate::helpers::Shop;
-use ordershop_eventstore::keys;
+use ordershop_readmodel::keys;
 use ordershop_services::config::Role;
 use redis::streams::StreamRangeReply;
 use reqwest::{Method, StatusCode};

@@ -1,39 +1,38 @@
-//! The gateway's read side: answers queries from the entity cache the projector maintains
-//! (`<type>_ids` Sets, `<type>_entity:<id>` Hashes, `order_product_ids:<id>` Lists and the
-//! `orders_unbilled` index), never from the log.
+//! Reads the entity cache the projector maintains (`<type>_ids` Sets, `<type>_entity:<id>`
+//! Hashes, `order_product_ids:<id>` Lists and the `orders_unbilled`/`orders_billed` indexes):
+//! what the gateway answers queries from, and what `ordershop report` shows.
 //!
 //! A list costs two round trips whatever its length: one for the ids, one pipeline for all the
 //! entities. An id whose Hash is gone (deleted between the two) is skipped. Lists are sorted by
 //! id, so answers are deterministic.
 
-use crate::wire::entity_json;
+use crate::cache::{entity_from_fields, CacheDecodeError};
+use crate::keys;
 use ordershop_domain::{Entity, EntityKind};
-use ordershop_eventstore::cache::{entity_from_fields, CacheDecodeError};
-use ordershop_eventstore::keys;
 use redis::aio::ConnectionManager;
 use redis::Value;
-use serde::Serialize;
 use std::collections::HashMap;
 use uuid::Uuid;
 
+/// Why a read model could not be read.
 #[derive(Debug, thiserror::Error)]
-pub enum QueryError {
-    #[error("entity cache unavailable")]
+pub enum ReadError {
+    #[error("read model unavailable")]
     Redis(#[from] redis::RedisError),
     #[error(transparent)]
     Corrupt(#[from] CacheDecodeError),
-    #[error("unexpected reply from the entity cache: {0}")]
+    #[error("unexpected reply from the read model: {0}")]
     Reply(String),
 }
 
-/// `GET /report`: every entity of every type.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Report {
-    pub products: Vec<serde_json::Value>,
-    pub inventory: Vec<serde_json::Value>,
-    pub customers: Vec<serde_json::Value>,
-    pub orders: Vec<serde_json::Value>,
-    pub billings: Vec<serde_json::Value>,
+/// Every live entity of every type, each list sorted by id.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CacheReport {
+    pub products: Vec<Entity>,
+    pub inventory: Vec<Entity>,
+    pub customers: Vec<Entity>,
+    pub orders: Vec<Entity>,
+    pub billings: Vec<Entity>,
 }
 
 /// Reads entities from the entity cache.
@@ -48,12 +47,12 @@ impl CacheReader {
     }
 
     /// One entity, or `None` when the cache does not hold it (unknown or deleted).
-    pub async fn get(&self, kind: EntityKind, id: Uuid) -> Result<Option<Entity>, QueryError> {
+    pub async fn get(&self, kind: EntityKind, id: Uuid) -> Result<Option<Entity>, ReadError> {
         Ok(self.load(&[(kind, id)]).await?.pop())
     }
 
     /// Every live entity of a type, sorted by id.
-    pub async fn list(&self, kind: EntityKind) -> Result<Vec<Entity>, QueryError> {
+    pub async fn list(&self, kind: EntityKind) -> Result<Vec<Entity>, ReadError> {
         let ids: Vec<String> = redis::cmd("SMEMBERS")
             .arg(keys::entity_ids(kind))
             .query_async(&mut self.conn.clone())
@@ -62,7 +61,7 @@ impl CacheReader {
     }
 
     /// The orders that have no billing, sorted by id.
-    pub async fn unbilled_orders(&self) -> Result<Vec<Entity>, QueryError> {
+    pub async fn unbilled_orders(&self) -> Result<Vec<Entity>, ReadError> {
         let ids: Vec<String> = redis::cmd("SMEMBERS")
             .arg(keys::orders_unbilled())
             .query_async(&mut self.conn.clone())
@@ -70,8 +69,20 @@ impl CacheReader {
         self.load(&with_kind(EntityKind::Order, &ids)?).await
     }
 
+    /// The ids of the orders that have a billing.
+    pub async fn billed_order_ids(&self) -> Result<Vec<Uuid>, ReadError> {
+        let ids: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(keys::orders_billed())
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(with_kind(EntityKind::Order, &ids)?
+            .into_iter()
+            .map(|(_, id)| id)
+            .collect())
+    }
+
     /// All five lists, in two round trips.
-    pub async fn report(&self) -> Result<Report, QueryError> {
+    pub async fn report(&self) -> Result<CacheReport, ReadError> {
         let mut pipe = redis::pipe();
         for kind in EntityKind::ALL {
             pipe.cmd("SMEMBERS").arg(keys::entity_ids(kind));
@@ -81,7 +92,7 @@ impl CacheReader {
         for (kind, ids) in EntityKind::ALL.into_iter().zip(&id_sets) {
             wanted.extend(with_kind(kind, ids)?);
         }
-        let mut report = Report::default();
+        let mut report = CacheReport::default();
         for entity in self.load(&wanted).await? {
             let list = match entity.kind() {
                 EntityKind::Customer => &mut report.customers,
@@ -90,14 +101,14 @@ impl CacheReader {
                 EntityKind::Order => &mut report.orders,
                 EntityKind::Billing => &mut report.billings,
             };
-            list.push(entity_json(&entity));
+            list.push(entity);
         }
         Ok(report)
     }
 
     /// Loads these entities in one pipeline, skipping those the cache no longer holds; sorted
     /// by kind, then id.
-    async fn load(&self, wanted: &[(EntityKind, Uuid)]) -> Result<Vec<Entity>, QueryError> {
+    async fn load(&self, wanted: &[(EntityKind, Uuid)]) -> Result<Vec<Entity>, ReadError> {
         if wanted.is_empty() {
             return Ok(Vec::new());
         }
@@ -131,16 +142,16 @@ impl CacheReader {
     }
 }
 
-fn parse<T: redis::FromRedisValue>(reply: Option<Value>) -> Result<T, QueryError> {
-    let reply = reply.ok_or_else(|| QueryError::Reply("too few replies".into()))?;
-    redis::from_redis_value(reply).map_err(|e| QueryError::Reply(e.to_string()))
+fn parse<T: redis::FromRedisValue>(reply: Option<Value>) -> Result<T, ReadError> {
+    let reply = reply.ok_or_else(|| ReadError::Reply("too few replies".into()))?;
+    redis::from_redis_value(reply).map_err(|e| ReadError::Reply(e.to_string()))
 }
 
-fn with_kind(kind: EntityKind, ids: &[String]) -> Result<Vec<(EntityKind, Uuid)>, QueryError> {
+fn with_kind(kind: EntityKind, ids: &[String]) -> Result<Vec<(EntityKind, Uuid)>, ReadError> {
     ids.iter()
         .map(|id| {
             Uuid::parse_str(id).map(|id| (kind, id)).map_err(|e| {
-                QueryError::Reply(format!(
+                ReadError::Reply(format!(
                     "{}: `{id}` is not an id: {e}",
                     keys::entity_ids(kind)
                 ))

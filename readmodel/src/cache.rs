@@ -2,7 +2,8 @@
 //! fields as strings, as in the original sample) and read back. An order's product ids live in
 //! their own List, `order_product_ids:<id>`, so they are passed separately.
 //!
-//! The projector writes with [`entity_fields`]; the gateway reads with [`entity_from_fields`].
+//! The projector writes with [`entity_fields`]; [`crate::CacheReader`] reads with
+//! [`entity_from_fields`].
 
 use ordershop_domain::{
     Billing, Customer, Email, Entity, EntityKind, Inventory, Money, Name, Order, Product, Quantity,

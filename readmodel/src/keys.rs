@@ -1,0 +1,232 @@
+//! Every key outside the log, built from typed parts: the entity cache (the original sample's
+//! layout plus indexes), the CRM view, the CRM's outbox and the message service's mail sink,
+//! and the projections' own bookkeeping (applied versions, dead letters, pause leases). Nowhere
+//! else formats one of these keys (the log's keys are built in `ordershop_eventstore::keys`).
+//!
+//! The entity cache's `<type>_ids` and `<type>_entity:<id>` are a contract with other programs
+//! (see docs/adr/0001-keys-and-ids.md); the rest are internal. docs/projections.md says what
+//! each key holds.
+
+use ordershop_domain::EntityKind;
+use uuid::Uuid;
+
+// ---------------------------------------------------------------------------------------------
+// Entity cache (the original sample's layout, plus indexes)
+
+/// Set of the ids of every live entity of a type: `<type>_ids`.
+pub fn entity_ids(kind: EntityKind) -> String {
+    format!("{kind}_ids")
+}
+
+/// Hash of an entity's scalar fields: `<type>_entity:<id>`.
+pub fn entity(kind: EntityKind, id: Uuid) -> String {
+    format!("{kind}_entity:{id}")
+}
+
+/// List of an order's product ids, one per unit: `order_product_ids:<id>`.
+pub fn order_product_ids(order: Uuid) -> String {
+    format!("order_product_ids:{order}")
+}
+
+/// Set of the ids of orders that have no billing: `orders_unbilled`.
+pub fn orders_unbilled() -> String {
+    "orders_unbilled".to_owned()
+}
+
+/// Set of the ids of orders that have a billing: `orders_billed`.
+pub fn orders_billed() -> String {
+    "orders_billed".to_owned()
+}
+
+/// Hash of entity id -> version applied by a projection, kept after deletes so that a late,
+/// older event cannot resurrect an entity.
+pub fn applied_versions(projection: &str, kind: EntityKind) -> String {
+    format!("{projection}:versions:{kind}")
+}
+
+/// Stream of entries a projection gave up on after too many deliveries.
+pub fn dead_letters(projection: &str) -> String {
+    format!("{projection}:dead")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Messages (CRM outbox and the message service's mail sink)
+
+/// Stream of customer messages to deliver, written by the CRM atomically with its state
+/// change (and by `POST /email`); consumed by the message service's group.
+pub fn outbox() -> String {
+    "crm:outbox".to_owned()
+}
+
+/// Set of the message ids already delivered: the message service's dedupe.
+pub fn delivered_ids() -> String {
+    "msg:delivered_ids".to_owned()
+}
+
+/// Stream of delivered messages, in delivery order: what `GET /emails` lists.
+pub fn delivered() -> String {
+    "msg:emails".to_owned()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Projections (projections/): runner bookkeeping, entity-cache internals, the CRM view and the
+// CRM's mailer. See docs/projections.md for what each key holds.
+
+/// Names of the projections' Redis Function libraries (the `#!lua name=` line of each source in
+/// `projections/src/lua/`).
+pub const ENTITY_CACHE_LIBRARY: &str = "ordershop_entity_cache";
+pub const CRM_LIBRARY: &str = "ordershop_crm";
+pub const MSG_LIBRARY: &str = "ordershop_msg";
+pub const RUNNER_LIBRARY: &str = "ordershop_runner";
+
+/// A SCAN MATCH pattern for every key that starts with `prefix`.
+pub fn prefix_pattern(prefix: &str) -> String {
+    format!("{prefix}*")
+}
+
+/// String holding the token of the rebuild that pauses a projection: `<projection>:paused`.
+/// While it exists, the projection's Function refuses live batches (they are retried later).
+/// It carries an expiry (a lease) that the rebuild keeps renewing.
+pub fn projection_paused(projection: &str) -> String {
+    format!("{projection}:paused")
+}
+
+/// Pattern for every entity Hash of a type (`<type>_entity:*`), for wiping the cache.
+pub fn entity_pattern(kind: EntityKind) -> String {
+    prefix_pattern(&format!("{kind}_entity:"))
+}
+
+/// Pattern for every order's product-id List (`order_product_ids:*`).
+pub fn order_product_ids_pattern() -> String {
+    prefix_pattern("order_product_ids:")
+}
+
+/// Hash of order id -> number of live billings of that order, as a projection has seen them.
+/// It lets the unbilled/billed indexes converge whatever order billings and orders arrive in.
+pub fn billings_per_order(projection: &str) -> String {
+    format!("{projection}:billings_per_order")
+}
+
+/// Prefix of the CRM's per-customer Hash (`crm:customer:<id>`): profile, status and counters.
+pub const CRM_CUSTOMER_PREFIX: &str = "crm:customer:";
+/// Prefix of the CRM's per-customer Hash of product id -> units bought (`crm:customer_products:<id>`).
+pub const CRM_CUSTOMER_PRODUCTS_PREFIX: &str = "crm:customer_products:";
+/// Prefix of the CRM's copy of an order (`crm:order:<id>`): customer, total, products, billings.
+pub const CRM_ORDER_PREFIX: &str = "crm:order:";
+/// Prefix of the mailer's messages waiting for a customer's address (`crm:mail:waiting_customer:<id>`).
+pub const CRM_WAITING_CUSTOMER_PREFIX: &str = "crm:mail:waiting_customer:";
+/// Prefix of the mailer's receipts waiting for their order (`crm:mail:waiting_order:<id>`).
+pub const CRM_WAITING_ORDER_PREFIX: &str = "crm:mail:waiting_order:";
+
+pub fn crm_customer(id: Uuid) -> String {
+    format!("{CRM_CUSTOMER_PREFIX}{id}")
+}
+
+pub fn crm_customer_products(id: Uuid) -> String {
+    format!("{CRM_CUSTOMER_PRODUCTS_PREFIX}{id}")
+}
+
+pub fn crm_order(id: Uuid) -> String {
+    format!("{CRM_ORDER_PREFIX}{id}")
+}
+
+/// Hash of live billing id -> its order id, as the CRM has seen them.
+pub fn crm_billing_orders() -> String {
+    "crm:billing_orders".to_owned()
+}
+
+/// Hash of product id -> name, the CRM's copy for message texts (kept after deletes).
+pub fn crm_product_names() -> String {
+    "crm:product_names".to_owned()
+}
+
+/// The CRM's customer segments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CrmSegment {
+    /// Every customer the CRM has a profile of.
+    All,
+    Active,
+    Deleted,
+    /// Customers with at least one live order that has no live billing.
+    Unbilled,
+}
+
+impl CrmSegment {
+    pub const ALL: [CrmSegment; 4] = [
+        CrmSegment::All,
+        CrmSegment::Active,
+        CrmSegment::Deleted,
+        CrmSegment::Unbilled,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            CrmSegment::All => "all",
+            CrmSegment::Active => "active",
+            CrmSegment::Deleted => "deleted",
+            CrmSegment::Unbilled => "unbilled",
+        }
+    }
+
+    /// Set of customer ids: `crm:segment:<name>`.
+    pub fn key(self) -> String {
+        format!("crm:segment:{}", self.name())
+    }
+}
+
+/// Set of the ids of every message the CRM has written to the outbox: the mailer's dedupe, kept
+/// across CRM rebuilds so that a rebuild never writes a message twice.
+pub fn crm_sent_ids() -> String {
+    "crm:mail:sent_ids".to_owned()
+}
+
+pub fn crm_waiting_for_customer(id: Uuid) -> String {
+    format!("{CRM_WAITING_CUSTOMER_PREFIX}{id}")
+}
+
+pub fn crm_waiting_for_order(id: Uuid) -> String {
+    format!("{CRM_WAITING_ORDER_PREFIX}{id}")
+}
+
+#[cfg(test)]
+mod projection_key_tests {
+    use super::*;
+
+    #[test]
+    fn projection_keys_are_named_as_documented() {
+        let id = Uuid::nil();
+        assert_eq!(projection_paused("crm"), "crm:paused");
+        assert_eq!(entity_pattern(EntityKind::Order), "order_entity:*");
+        assert_eq!(order_product_ids_pattern(), "order_product_ids:*");
+        assert_eq!(
+            billings_per_order("entity-cache"),
+            "entity-cache:billings_per_order"
+        );
+        assert_eq!(
+            crm_customer(id),
+            "crm:customer:00000000-0000-0000-0000-000000000000"
+        );
+        assert_eq!(
+            crm_waiting_for_order(id),
+            "crm:mail:waiting_order:00000000-0000-0000-0000-000000000000"
+        );
+        assert_eq!(CrmSegment::Unbilled.key(), "crm:segment:unbilled");
+        // A prefix pattern of one family never matches another family's keys.
+        assert!(!crm_customer_products(id).starts_with(CRM_CUSTOMER_PREFIX));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entity_cache_keys_follow_the_original_layout() {
+        let id = Uuid::nil();
+        assert_eq!(entity_ids(EntityKind::Customer), "customer_ids");
+        assert_eq!(
+            entity(EntityKind::Product, id),
+            "product_entity:00000000-0000-0000-0000-000000000000"
+        );
+    }
+}
