@@ -7,8 +7,10 @@
 //! customer, their products and those products' stock, and move the stock in the same append.
 
 use super::{CommandError, Snapshot};
-use crate::wire::{BillingBody, CustomerBody, InventoryBody, OrderBody, ProductBody, WireBody};
-use ordershop_domain::decide::{self, Change, OrderContext, OrderDraft};
+use ordershop_domain::decide::{
+    self, BillingDraft, Change, CustomerDraft, InventoryDraft, OrderContext, OrderDraft,
+    ProductDraft,
+};
 use ordershop_domain::entity::EntityState;
 use ordershop_domain::{
     Billing, BillingId, Customer, CustomerId, DomainError, Entity, Inventory, InventoryId, Order,
@@ -19,9 +21,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use uuid::Uuid;
 
-/// The commands of one entity type: its wire body, its draft and how to plan each command.
+/// The commands of one entity type: its draft (what a create or an update carries, validated)
+/// and how to plan each command.
 pub trait EntityCommands: EntityState + Send + Sync {
-    type Body: WireBody<Draft = Self::Draft>;
     type Draft: Clone + Send + Sync;
 
     /// One attempt at creating an entity per item (new id, draft).
@@ -103,10 +105,9 @@ where
 
 /// Customers and products: no references, no unique values.
 macro_rules! plain_entity_commands {
-    ($entity:ident, $id:ident, $body:ty, $create:path, $update:path, $delete:path) => {
+    ($entity:ident, $id:ident, $draft:ty, $create:path, $update:path, $delete:path) => {
         impl EntityCommands for $entity {
-            type Body = $body;
-            type Draft = <$body as WireBody>::Draft;
+            type Draft = $draft;
 
             async fn plan_create(
                 _store: &EventStore,
@@ -149,7 +150,7 @@ macro_rules! plain_entity_commands {
 plain_entity_commands!(
     Customer,
     CustomerId,
-    CustomerBody,
+    CustomerDraft,
     decide::create_customer,
     decide::update_customer,
     decide::delete_customer
@@ -157,7 +158,7 @@ plain_entity_commands!(
 plain_entity_commands!(
     Product,
     ProductId,
-    ProductBody,
+    ProductDraft,
     decide::create_product,
     decide::update_product,
     decide::delete_product
@@ -167,12 +168,11 @@ plain_entity_commands!(
 /// holds a unique slot of, taken on create and given back on delete.
 macro_rules! unique_entity_commands {
     (
-        $entity:ident, $id:ident, $body:ty, $referenced:ident, $index:expr,
+        $entity:ident, $id:ident, $draft:ty, $referenced:ident, $index:expr,
         $field:ident, $create:path, $update:path, $delete:path
     ) => {
         impl EntityCommands for $entity {
-            type Body = $body;
-            type Draft = <$body as WireBody>::Draft;
+            type Draft = $draft;
 
             async fn plan_create(
                 store: &EventStore,
@@ -220,7 +220,7 @@ macro_rules! unique_entity_commands {
 unique_entity_commands!(
     Inventory,
     InventoryId,
-    InventoryBody,
+    InventoryDraft,
     Product,
     UniqueIndex::InventoryByProduct,
     product_id,
@@ -231,7 +231,7 @@ unique_entity_commands!(
 unique_entity_commands!(
     Billing,
     BillingId,
-    BillingBody,
+    BillingDraft,
     Order,
     UniqueIndex::BillingByOrder,
     order_id,
@@ -286,7 +286,6 @@ fn carry_stock(ctx: &mut OrderContext, changes: &[Change]) {
 }
 
 impl EntityCommands for Order {
-    type Body = OrderBody;
     type Draft = OrderDraft;
 
     async fn plan_create(

@@ -10,7 +10,7 @@ use crate::idempotency;
 use crate::request_id::RequestId;
 use crate::routes::EntityPaths;
 use crate::versions::header_value;
-use crate::wire;
+use crate::wire::{self, WireBody};
 use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
 use ordershop_domain::{Billing, Customer, EntityKind, Inventory, Order, Product};
 use uuid::Uuid;
@@ -27,7 +27,29 @@ pub fn configure(kind: EntityKind, service: CommandService, cfg: &mut web::Servi
     }
 }
 
-fn routes<T: EntityCommands + 'static>(cfg: &mut web::ServiceConfig) {
+/// An entity type's commands as HTTP carries them: the wire body a create or an update sends,
+/// which validates into the application layer's draft.
+pub trait HttpCommands: EntityCommands {
+    type Body: WireBody<Draft = Self::Draft>;
+}
+
+impl HttpCommands for Customer {
+    type Body = wire::CustomerBody;
+}
+impl HttpCommands for Product {
+    type Body = wire::ProductBody;
+}
+impl HttpCommands for Inventory {
+    type Body = wire::InventoryBody;
+}
+impl HttpCommands for Order {
+    type Body = wire::OrderBody;
+}
+impl HttpCommands for Billing {
+    type Body = wire::BillingBody;
+}
+
+fn routes<T: HttpCommands + 'static>(cfg: &mut web::ServiceConfig) {
     let paths = EntityPaths::of(T::KIND);
     cfg.service(resource(paths.collection).route(web::post().to(create::<T>)));
     if let Some(item) = paths.separate_item() {
@@ -49,7 +71,7 @@ fn for_request(
 }
 
 /// `POST`: one object or a list; answers the list of new ids.
-async fn create<T: EntityCommands>(
+async fn create<T: HttpCommands>(
     service: web::Data<CommandService>,
     request_id: Option<web::ReqData<RequestId>>,
     req: HttpRequest,
@@ -66,7 +88,7 @@ async fn create<T: EntityCommands>(
 }
 
 /// `PUT /<item>/{id}`: answers `true`.
-async fn update<T: EntityCommands>(
+async fn update<T: HttpCommands>(
     service: web::Data<CommandService>,
     request_id: Option<web::ReqData<RequestId>>,
     req: HttpRequest,
@@ -85,7 +107,7 @@ async fn update<T: EntityCommands>(
 }
 
 /// `DELETE /<item>/{id}`: answers `true`.
-async fn delete<T: EntityCommands>(
+async fn delete<T: HttpCommands>(
     service: web::Data<CommandService>,
     request_id: Option<web::ReqData<RequestId>>,
     req: HttpRequest,
