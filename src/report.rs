@@ -6,7 +6,7 @@ use crate::admin::shop_redis;
 use anstream::println;
 use anstyle::{AnsiColor, Style};
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, ContentArrangement, Table};
-use ordershop_domain::{Entity, EntityKind, Money};
+use ordershop_domain::{format_minor, Entity, EntityKind};
 use ordershop_eventstore::RedisConfig;
 use ordershop_projections::group_status;
 use ordershop_readmodel::{CacheReader, CrmReader, CrmSegment};
@@ -240,7 +240,7 @@ pub async fn load(redis: &RedisConfig) -> anyhow::Result<Report> {
 }
 
 fn money(minor: u64) -> String {
-    Money(minor).to_string()
+    format_minor(minor)
 }
 
 fn short(id: &str) -> String {

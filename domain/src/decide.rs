@@ -9,7 +9,7 @@ use crate::entity::{Billing, Customer, Entity, Inventory, Order, Product};
 use crate::error::DomainError;
 use crate::ids::{BillingId, CustomerId, InventoryId, OrderId, ProductId};
 use crate::kind::{Action, EntityKind};
-use crate::value::{Email, Money, Name, Quantity, MAX_QUANTITY};
+use crate::value::{Email, Money, Name, Quantity};
 use std::collections::BTreeMap;
 
 /// Most units one order may list.
@@ -296,7 +296,7 @@ fn move_stock(
             });
         }
         // Giving back never fails; a record already at the ceiling stays there.
-        let amount = Quantity(u32::try_from(after).unwrap_or(u32::MAX).min(MAX_QUANTITY));
+        let amount = Quantity::clamped(after);
         changes.push(Change::updated(Inventory {
             amount,
             ..record.clone()

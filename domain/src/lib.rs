@@ -19,4 +19,4 @@ pub use error::DomainError;
 pub use head::Head;
 pub use ids::{BillingId, CustomerId, InventoryId, OrderId, ProductId};
 pub use kind::{Action, EntityKind};
-pub use value::{Email, Money, Name, Quantity};
+pub use value::{format_minor, Email, Money, Name, Quantity};

@@ -13,6 +13,9 @@ pub const MAX_EMAIL_CHARS: usize = 254;
 pub const MAX_PRICE_MINOR: u64 = 1_000_000_000;
 /// Largest stock a single inventory record may hold.
 pub const MAX_QUANTITY: u32 = 1_000_000_000;
+/// Largest amount of money the shop holds, in minor units: an order of the most units at the
+/// highest price (prices and totals are checked against it wherever they are read).
+pub const MAX_AMOUNT_MINOR: u64 = MAX_PRICE_MINOR * crate::decide::MAX_ORDER_ITEMS as u64;
 
 /// A non-empty, trimmed display name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -95,14 +98,34 @@ impl fmt::Display for Email {
     }
 }
 
-/// An amount of money in minor units (cents). Never a float.
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
-)]
+/// An amount of money in minor units (cents). Never a float, never above
+/// [`MAX_AMOUNT_MINOR`]: the field is private and deserialising checks the bound, so no path
+/// (a request, an entry of the log, a cache Hash) makes one that the rules would refuse.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
-pub struct Money(pub u64);
+pub struct Money(u64);
+
+impl<'de> Deserialize<'de> for Money {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let minor = u64::deserialize(deserializer)?;
+        Money::from_minor(minor).map_err(serde::de::Error::custom)
+    }
+}
 
 impl Money {
+    pub const ZERO: Money = Money(0);
+
+    /// An amount (a total, a stored price): at most [`MAX_AMOUNT_MINOR`].
+    pub fn from_minor(minor: u64) -> Result<Self, DomainError> {
+        if minor > MAX_AMOUNT_MINOR {
+            return Err(DomainError::invalid(
+                "amount",
+                format!("must be at most {MAX_AMOUNT_MINOR} (minor units), got {minor}"),
+            ));
+        }
+        Ok(Self(minor))
+    }
+
     /// A product price: strictly positive and below [`MAX_PRICE_MINOR`].
     pub fn price(raw: i128) -> Result<Self, DomainError> {
         if raw <= 0 {
@@ -128,28 +151,39 @@ impl Money {
 impl std::ops::Add for Money {
     type Output = Money;
     fn add(self, rhs: Money) -> Money {
-        Money(self.0.saturating_add(rhs.0))
+        Money(self.0.saturating_add(rhs.0).min(MAX_AMOUNT_MINOR))
     }
 }
 
 impl std::iter::Sum for Money {
     fn sum<I: Iterator<Item = Money>>(iter: I) -> Money {
-        iter.fold(Money(0), |a, b| a + b)
+        iter.fold(Money::ZERO, |a, b| a + b)
     }
 }
 
 impl fmt::Display for Money {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{:02}", self.0 / 100, self.0 % 100)
+        f.write_str(&format_minor(self.0))
     }
 }
 
-/// A stock quantity: never negative.
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
-)]
+/// Minor units as `12.50`; also for sums larger than one [`Money`] may hold (report totals).
+pub fn format_minor(minor: u64) -> String {
+    format!("{}.{:02}", minor / 100, minor % 100)
+}
+
+/// A stock quantity: never negative, never above [`MAX_QUANTITY`] (the field is private and
+/// deserialising checks the bound).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
-pub struct Quantity(pub u32);
+pub struct Quantity(u32);
+
+impl<'de> Deserialize<'de> for Quantity {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = u32::deserialize(deserializer)?;
+        Quantity::parse("amount", i128::from(raw)).map_err(serde::de::Error::custom)
+    }
+}
 
 impl Quantity {
     pub fn parse(field: &'static str, raw: i128) -> Result<Self, DomainError> {
@@ -168,8 +202,19 @@ impl Quantity {
         Ok(Self(raw as u32))
     }
 
+    /// A quantity of stock units: at most [`MAX_QUANTITY`].
+    pub fn new(units: u32) -> Result<Self, DomainError> {
+        Self::parse("amount", i128::from(units))
+    }
+
     pub fn get(self) -> u32 {
         self.0
+    }
+
+    /// `raw` brought into 0..=[`MAX_QUANTITY`] (stock given back to a record at the ceiling stays
+    /// there).
+    pub(crate) fn clamped(raw: i64) -> Self {
+        Self(raw.clamp(0, i64::from(MAX_QUANTITY)) as u32)
     }
 }
 
@@ -182,6 +227,24 @@ impl fmt::Display for Quantity {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn amounts_and_quantities_read_from_json_keep_their_bounds() {
+        let quantity = |json: &str| serde_json::from_str::<Quantity>(json);
+        assert_eq!(quantity("7").map(Quantity::get).ok(), Some(7));
+        assert!(quantity(&(MAX_QUANTITY + 1).to_string()).is_err());
+        assert!(quantity("-1").is_err());
+        let money = |json: &str| serde_json::from_str::<Money>(json);
+        assert_eq!(money("1250").map(Money::minor).ok(), Some(1250));
+        let err = money(&(MAX_AMOUNT_MINOR + 1).to_string()).unwrap_err();
+        assert!(err.to_string().contains("must be at most"), "{err}");
+        assert!(money("12.5").is_err());
+        assert_eq!(
+            (Money::from_minor(MAX_AMOUNT_MINOR).unwrap() + Money::from_minor(1).unwrap()).minor(),
+            MAX_AMOUNT_MINOR,
+            "sums saturate at the bound"
+        );
+    }
 
     #[test]
     fn names_are_trimmed_and_must_not_be_empty() {

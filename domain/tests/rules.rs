@@ -47,14 +47,14 @@ fn product(price: u64) -> Product {
     Product {
         id: ProductId::new(),
         name: name("Widget"),
-        price: Money(price),
+        price: Money::from_minor(price).expect("an amount"),
     }
 }
 
 fn product_draft(n: &str, price: u64) -> ProductDraft {
     ProductDraft {
         name: name(n),
-        price: Money(price),
+        price: Money::from_minor(price).expect("an amount"),
     }
 }
 
@@ -63,14 +63,14 @@ fn stock_of(product: &Product, amount: u32) -> Inventory {
     Inventory {
         id: InventoryId::new(),
         product_id: product.id,
-        amount: Quantity(amount),
+        amount: Quantity::new(amount).expect("a quantity"),
     }
 }
 
 fn inventory_draft(product_id: ProductId, amount: u32) -> InventoryDraft {
     InventoryDraft {
         product_id,
-        amount: Quantity(amount),
+        amount: Quantity::new(amount).expect("a quantity"),
     }
 }
 
@@ -222,7 +222,7 @@ fn an_email_is_trimmed_and_bounded() {
 
 #[test]
 fn a_price_must_be_greater_than_zero() {
-    assert_eq!(Money::price(1), Ok(Money(1)));
+    assert_eq!(Money::price(1).map(Money::minor), Ok(1));
     for bad in [0, -1, i128::MIN] {
         assert_eq!(invalid_field(Money::price(bad)), "price", "{bad}");
     }
@@ -232,14 +232,14 @@ fn a_price_must_be_greater_than_zero() {
 fn a_price_is_at_most_max_price() {
     let max = i128::from(MAX_PRICE_MINOR);
 
-    assert_eq!(Money::price(max), Ok(Money(MAX_PRICE_MINOR)));
+    assert_eq!(Money::price(max).map(Money::minor), Ok(MAX_PRICE_MINOR));
     assert_eq!(invalid_field(Money::price(max + 1)), "price");
 }
 
 #[test]
 fn an_amount_must_be_zero_or_more() {
-    assert_eq!(Quantity::parse("amount", 0), Ok(Quantity(0)));
-    assert_eq!(Quantity::parse("amount", 7), Ok(Quantity(7)));
+    assert_eq!(Quantity::parse("amount", 0).map(Quantity::get), Ok(0));
+    assert_eq!(Quantity::parse("amount", 7).map(Quantity::get), Ok(7));
     assert_eq!(invalid_field(Quantity::parse("amount", -1)), "amount");
 }
 
@@ -247,7 +247,10 @@ fn an_amount_must_be_zero_or_more() {
 fn an_amount_is_at_most_max_quantity() {
     let max = i128::from(MAX_QUANTITY);
 
-    assert_eq!(Quantity::parse("amount", max), Ok(Quantity(MAX_QUANTITY)));
+    assert_eq!(
+        Quantity::parse("amount", max).map(Quantity::get),
+        Ok(MAX_QUANTITY)
+    );
     assert_eq!(invalid_field(Quantity::parse("amount", max + 1)), "amount");
 }
 
@@ -360,7 +363,7 @@ fn creating_a_product_records_it() {
         vec![Change::created(Product {
             id,
             name: name("Widget"),
-            price: Money(250),
+            price: Money::from_minor(250).expect("an amount"),
         })]
     );
 }
@@ -377,7 +380,7 @@ fn updating_a_product_replaces_its_fields() {
         vec![Change::updated(Product {
             id: current.id,
             name: name("Gadget"),
-            price: Money(999),
+            price: Money::from_minor(999).expect("an amount"),
         })]
     );
 }
@@ -437,7 +440,7 @@ fn creating_inventory_records_the_stock_of_a_product() {
         vec![Change::created(Inventory {
             id,
             product_id: widget.id,
-            amount: Quantity(0),
+            amount: Quantity::new(0).expect("a quantity"),
         })]
     );
 }
@@ -493,7 +496,7 @@ fn updating_inventory_sets_the_new_amount() {
     assert_eq!(
         changes,
         vec![Change::updated(Inventory {
-            amount: Quantity(12),
+            amount: Quantity::new(12).expect("a quantity"),
             ..current
         })]
     );
@@ -738,11 +741,11 @@ fn an_order_takes_one_unit_per_listed_product() {
         BTreeMap::from([(a.id, 3), (b.id, 2)])
     );
     assert!(changes[1..].contains(&Change::updated(Inventory {
-        amount: Quantity(3),
+        amount: Quantity::new(3).expect("a quantity"),
         ..a_stock
     })));
     assert!(changes[1..].contains(&Change::updated(Inventory {
-        amount: Quantity(2),
+        amount: Quantity::new(2).expect("a quantity"),
         ..b_stock
     })));
 }
@@ -777,7 +780,10 @@ fn an_order_total_is_the_sum_of_its_prices_counting_repeats() {
     .unwrap();
 
     let (_, placed) = order_change(&changes);
-    assert_eq!(placed.total, Money(199 * 3 + 1_000));
+    assert_eq!(
+        placed.total,
+        Money::from_minor(199 * 3 + 1_000).expect("an amount")
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -826,7 +832,10 @@ fn updating_an_order_gives_back_old_units_and_takes_new_ones_as_a_net_move() {
     assert_eq!(action, Action::Updated);
     assert_eq!(changed.id, current.id);
     assert_eq!(changed.product_ids, vec![a.id, c.id]);
-    assert_eq!(changed.total, Money(100 + 300));
+    assert_eq!(
+        changed.total,
+        Money::from_minor(100 + 300).expect("an amount")
+    );
     // A: 2 held, 1 wanted -> +1; B: 1 held, 0 wanted -> +1; C: 0 held, 1 wanted -> -1.
     assert_eq!(
         stock_after(&changes),

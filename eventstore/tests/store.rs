@@ -29,7 +29,7 @@ fn product(price: u64) -> Product {
     Product {
         id: ProductId::new(),
         name: Name::parse("name", "widget").unwrap(),
-        price: Money(price),
+        price: Money::from_minor(price).expect("an amount"),
     }
 }
 
@@ -74,7 +74,7 @@ fn writer_change(writer: usize, n: usize) -> Change {
         _ => Change::created(Inventory {
             id: InventoryId::new(),
             product_id: ProductId::new(),
-            amount: Quantity(n as u32),
+            amount: Quantity::new(n as u32).expect("a quantity"),
         }),
     }
 }
@@ -257,7 +257,7 @@ async fn a_multi_entity_append_with_one_bad_expectation_appends_nothing() {
     let stock = Inventory {
         id: InventoryId::new(),
         product_id: widget.id,
-        amount: Quantity(5),
+        amount: Quantity::new(5).expect("a quantity"),
     };
     store
         .append_guarded(
@@ -350,7 +350,7 @@ async fn fifty_buyers_for_the_last_ten_units_never_oversell() {
     let stock = Inventory {
         id: InventoryId::new(),
         product_id: widget.id,
-        amount: Quantity(10),
+        amount: Quantity::new(10).expect("a quantity"),
     };
     store
         .append_guarded(
@@ -387,7 +387,10 @@ async fn fifty_buyers_for_the_last_ten_units_never_oversell() {
 
     // Stock ends at 0 and the log agrees: 10 orders, 10 decrements, never below zero.
     let head = store.head::<Inventory>(stock.id.0).await.unwrap();
-    assert_eq!(head.entity.map(|s| s.amount), Some(Quantity(0)));
+    assert_eq!(
+        head.entity.map(|s| s.amount),
+        Some(Quantity::new(0).expect("a quantity"))
+    );
     let log = store
         .replay(
             Stream::of_kind(EntityKind::Inventory).to_vec(),

@@ -93,19 +93,19 @@ pub fn entity_from_fields(
         EntityKind::Product => Entity::Product(Product {
             id: uuid("id")?.into(),
             name: name("name")?,
-            price: Money(number("price")?),
+            price: Money::from_minor(number("price")?).map_err(|e| fail(e.to_string()))?,
         }),
         EntityKind::Inventory => Entity::Inventory(Inventory {
             id: uuid("id")?.into(),
             product_id: uuid("product_id")?.into(),
-            amount: Quantity(
-                u32::try_from(number("amount")?).map_err(|_| fail("amount too large".into()))?,
-            ),
+            amount: u32::try_from(number("amount")?)
+                .map_err(|_| fail("amount too large".into()))
+                .and_then(|n| Quantity::new(n).map_err(|e| fail(e.to_string())))?,
         }),
         EntityKind::Order => Entity::Order(Order {
             id: uuid("id")?.into(),
             customer_id: uuid("customer_id")?.into(),
-            total: Money(number("total")?),
+            total: Money::from_minor(number("total")?).map_err(|e| fail(e.to_string()))?,
             product_ids: product_ids
                 .iter()
                 .map(|p| Uuid::parse_str(p).map(Into::into))
@@ -147,7 +147,7 @@ mod tests {
             id: OrderId::new(),
             product_ids: vec![p, p],
             customer_id: CustomerId::new(),
-            total: Money(500),
+            total: Money::from_minor(500).expect("an amount"),
         };
         let ids = order_product_ids(&order);
         round_trip(Entity::Order(order), &ids);

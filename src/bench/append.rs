@@ -13,7 +13,7 @@
 
 use super::{per_sec, workload::ShopModel, BenchEnv, BenchOptions, Better, Measurement, Target};
 use anyhow::Context;
-use ordershop_domain::{Action, Change, EntityKind, Order, OrderId};
+use ordershop_domain::{Action, Change, EntityKind, Order, OrderId, Quantity};
 use ordershop_eventstore::codec::encode_entity;
 use ordershop_eventstore::{Append, EventStore};
 use redis::aio::ConnectionManager;
@@ -193,7 +193,9 @@ async fn order_queues(
                 entity: order.into(),
             });
             for (inventory, version) in &mut stock {
-                inventory.amount.0 = inventory.amount.0.saturating_sub(1);
+                // One unit fewer is still a quantity.
+                inventory.amount =
+                    Quantity::new(inventory.amount.get().saturating_sub(1)).unwrap_or_default();
                 append = append
                     .expect(EntityKind::Inventory, inventory.id.0, *version)
                     .change(Change {

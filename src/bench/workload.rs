@@ -87,12 +87,12 @@ impl ShopModel {
             let product = Product {
                 id: ProductId::new(),
                 name: name(&words.join(" "))?,
-                price: Money(self.rng.random_range(100..=20_000)),
+                price: Money::from_minor(self.rng.random_range(100..=20_000))?,
             };
             let inventory = Inventory {
                 id: InventoryId::new(),
                 product_id: product.id,
-                amount: Quantity(START_STOCK),
+                amount: Quantity::new(START_STOCK)?,
             };
             appends.push(self.record(Append::new().change(created(product.clone().into()))));
             appends.push(
@@ -139,8 +139,10 @@ impl ShopModel {
             let Some(inventory) = self.inventory.get_mut(i) else {
                 continue;
             };
-            let amount = (i64::from(inventory.amount.0) + delta).clamp(0, i64::from(u32::MAX));
-            inventory.amount = Quantity(amount as u32);
+            let amount = (i64::from(inventory.amount.get()) + delta)
+                .clamp(0, i64::from(ordershop_domain::value::MAX_QUANTITY));
+            // Within 0..=MAX_QUANTITY, so always a quantity.
+            inventory.amount = Quantity::new(amount as u32).unwrap_or_default();
             let id = inventory.id.0;
             let version = self.versions.get(&id).copied().unwrap_or_default();
             append = append

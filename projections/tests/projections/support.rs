@@ -179,7 +179,7 @@ impl Shop {
         let current = self.entity::<Product>(product.0).await;
         let draft = InventoryDraft {
             product_id: product,
-            amount: Quantity(amount),
+            amount: Quantity::new(amount).expect("a quantity"),
         };
         let changes =
             decide::create_inventory(id, draft, current.as_ref(), None).expect("inventory decided");
@@ -366,7 +366,7 @@ pub fn customer_draft(name: &str) -> CustomerDraft {
 pub fn product_draft(name: &str, price: u64) -> ProductDraft {
     ProductDraft {
         name: Name::parse("name", name).expect("valid name"),
-        price: Money(price),
+        price: Money::from_minor(price).expect("an amount"),
     }
 }
 

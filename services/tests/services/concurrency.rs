@@ -47,7 +47,10 @@ async fn fifty_concurrent_orders_for_the_last_ten_units_sell_exactly_ten() {
 
     // Stock ends at 0; the log holds ten orders and ten decrements, never below zero.
     let head = shop.head::<Inventory>(stock).await;
-    assert_eq!(head.entity.map(|r| r.amount), Some(Quantity(0)));
+    assert_eq!(
+        head.entity.map(|r| r.amount),
+        Some(Quantity::new(0).expect("a quantity"))
+    );
     assert_eq!(head.version, 11);
     assert_eq!(shop.xlen(EntityKind::Order, Action::Created).await, 10);
     let amounts: Vec<u32> = shop

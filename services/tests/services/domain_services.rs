@@ -195,7 +195,10 @@ async fn inventory_service_keeps_one_record_per_product() {
     assert_eq!((reply.status, &reply.body), (StatusCode::OK, &json!(true)));
     assert_eq!(reply.versions(), vec![format!("inventory:{record}:2")]);
     let head = shop.head::<Inventory>(record).await;
-    assert_eq!(head.entity.map(|r| r.amount), Some(Quantity(7)));
+    assert_eq!(
+        head.entity.map(|r| r.amount),
+        Some(Quantity::new(7).expect("a quantity"))
+    );
 
     // Moving a record to another product is a validation error.
     let reply = shop
@@ -338,7 +341,7 @@ async fn order_service_moves_stock_in_the_same_append() {
             .entity
             .unwrap()
             .amount,
-        Quantity(4)
+        Quantity::new(4).expect("a quantity")
     );
     assert_eq!(
         shop.head::<Inventory>(gadget_stock)
@@ -346,7 +349,7 @@ async fn order_service_moves_stock_in_the_same_append() {
             .entity
             .unwrap()
             .amount,
-        Quantity(4)
+        Quantity::new(4).expect("a quantity")
     );
     assert_eq!(
         shop.head::<Order>(order)
@@ -369,7 +372,7 @@ async fn order_service_moves_stock_in_the_same_append() {
             .entity
             .unwrap()
             .amount,
-        Quantity(5)
+        Quantity::new(5).expect("a quantity")
     );
     assert_eq!(
         shop.head::<Inventory>(gadget_stock)
@@ -377,7 +380,7 @@ async fn order_service_moves_stock_in_the_same_append() {
             .entity
             .unwrap()
             .amount,
-        Quantity(5)
+        Quantity::new(5).expect("a quantity")
     );
     assert_eq!(shop.xlen(EntityKind::Order, Action::Deleted).await, 1);
     assert_eq!(shop.head::<Order>(order).await.version, 3);
@@ -417,7 +420,7 @@ async fn a_list_of_orders_shares_the_stock_and_lands_whole_or_not_at_all() {
     let head = shop.head::<Inventory>(stock).await;
     assert_eq!(
         (head.version, head.entity.unwrap().amount),
-        (3, Quantity(0))
+        (3, Quantity::new(0).expect("a quantity"))
     );
 }
 
