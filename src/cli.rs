@@ -2,7 +2,7 @@
 //! the function that does the work; nothing else happens in this module.
 
 use crate::events::{self, EventFilter};
-use crate::{admin, chaos, report, run};
+use crate::{admin, report, run};
 use clap::{Parser, Subcommand};
 use ordershop_domain::{Action, EntityKind};
 use ordershop_projections::ProjectionName;
@@ -75,23 +75,6 @@ pub enum Command {
         #[arg(long, default_value_t = 25)]
         limit: usize,
     },
-    /// Fault injection: start a private shop (one process per role), drive a mixed load while
-    /// killing and restarting the projector, the CRM and the order service, then check the
-    /// invariants. Exits 1 if one fails.
-    Chaos {
-        /// How long the load runs.
-        #[arg(long, default_value_t = 60)]
-        seconds: u64,
-        /// Concurrent clients.
-        #[arg(long, default_value_t = 8)]
-        clients: usize,
-        /// Milliseconds between two kills.
-        #[arg(long, default_value_t = 3000)]
-        kill_every_ms: u64,
-        /// Seed of the clients' random choices.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-    },
     /// Browse the event log: every stream merged in ID order, filtered, optionally followed.
     Events {
         /// Only these entity types (customer, product, inventory, order, billing); repeatable.
@@ -130,53 +113,6 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Drive a running shop over HTTP like real clients: fake customers, products and stock,
-    /// then orders (with some updates, deletes and billings) from concurrent connections.
-    Load {
-        /// The gateway's URL.
-        #[arg(long, default_value = "http://127.0.0.1:5000")]
-        url: String,
-        /// Concurrent connections (clients).
-        #[arg(long, short = 'c', default_value_t = 32)]
-        connections: usize,
-        /// Stop after this many requests (default 1000 when --duration is not given).
-        #[arg(long, short = 'n')]
-        requests: Option<u64>,
-        /// Stop after this many seconds.
-        #[arg(long, short = 's')]
-        duration: Option<u64>,
-        /// Customers to create first.
-        #[arg(long, default_value_t = 100)]
-        customers: usize,
-        /// Products (each with stock) to create first.
-        #[arg(long, default_value_t = 50)]
-        products: usize,
-        /// orders: only POST /orders; mixed: also order updates, deletes and billings.
-        #[arg(long, value_enum, default_value = "mixed")]
-        workload: crate::load::Workload,
-        /// Print JSON instead of text.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Measure each path of the shop next to its bare Redis / actix-web baseline, in the same
-    /// run, on a private redis-server; print both, the ratio and the target.
-    Bench {
-        /// Events in the log the rebuild and the CRM catch-up replay.
-        #[arg(long, default_value_t = 1_000_000)]
-        events: u64,
-        /// Small sizes everywhere (a smoke run: seconds, not minutes).
-        #[arg(long)]
-        quick: bool,
-        /// Runs per figure; the median is reported.
-        #[arg(long, default_value_t = 3)]
-        runs: usize,
-        /// Only these paths (repeatable).
-        #[arg(long, value_enum)]
-        only: Vec<crate::bench::BenchPath>,
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
 }
 
 fn parse_kind(s: &str) -> Result<EntityKind, String> {
@@ -203,13 +139,9 @@ fn rebuildable_projection() -> impl clap::builder::TypedValueParser<Value = Proj
 }
 
 impl Cli {
-    /// The log level when `RUST_LOG` is unset: `warn` for the measuring commands (their output
-    /// is the point, and logging would cost the shop they measure), `info` otherwise.
+    /// The log level when `RUST_LOG` is unset.
     pub fn default_log_level(&self) -> &'static str {
-        match self.command {
-            Command::Load { .. } | Command::Bench { .. } => "warn",
-            _ => "info",
-        }
+        "info"
     }
 }
 
@@ -228,59 +160,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rebuild { projection, yes } => admin::rebuild(projection, yes).await,
         Command::Health { listen } => admin::health(listen.as_deref()).await,
         Command::Status { max_lag, json } => admin::status(max_lag, json).await,
-        Command::Load {
-            url,
-            connections,
-            requests,
-            duration,
-            customers,
-            products,
-            workload,
-            json,
-        } => {
-            let options = crate::load::LoadOptions {
-                base_url: url,
-                connections,
-                requests,
-                duration: duration.map(std::time::Duration::from_secs),
-                customers,
-                products,
-                workload,
-                ..crate::load::LoadOptions::default()
-            };
-            crate::load::load(options, json).await
-        }
-        Command::Bench {
-            events,
-            quick,
-            runs,
-            only,
-            json,
-        } => {
-            let options = crate::bench::BenchOptions {
-                events: if quick { events.min(20_000) } else { events },
-                quick,
-                runs,
-                only,
-                progress: true,
-            };
-            crate::bench::bench(options, json).await
-        }
         Command::Report { json, limit } => report::run(json, limit).await,
-        Command::Chaos {
-            seconds,
-            clients,
-            kill_every_ms,
-            seed,
-        } => {
-            chaos::run(chaos::ChaosOptions {
-                seconds,
-                clients: clients.max(1),
-                kill_every: std::time::Duration::from_millis(kill_every_ms.max(100)),
-                seed,
-            })
-            .await
-        }
         Command::Events {
             kinds,
             actions,

@@ -103,7 +103,7 @@ fn bind(role: Role, addr: SocketAddr, change: &str) -> anyhow::Result<TcpListene
 /// Starts one role's HTTP server and worker on `tasks` (also used by the bench to run the shop
 /// in-process on free ports), with metrics of their own. Roles of one process should share one
 /// registry: see [`start_role_with_metrics`].
-pub(crate) fn start_role(
+pub fn start_role(
     tasks: &mut JoinSet<anyhow::Result<()>>,
     role: Role,
     config: &Config,

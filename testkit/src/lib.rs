@@ -8,6 +8,16 @@
 //! The binary is `redis-server` on the PATH, or the one [`SERVER_BIN_VAR`] names: a
 //! `valkey-server` works too (it takes the same options). [`server_bin`] tells which, and
 //! [`server_supports_tls`] whether that binary was built with TLS.
+//!
+//! Beside the server, what every suite needs against it: [`eventually`] (wait for a condition
+//! with a deadline) and, in [`keys`], a canonical [`dump`] of the keys matching some patterns
+//! and their deletion ([`wipe`], [`unlink_matching`]).
+
+pub mod keys;
+pub mod wait;
+
+pub use keys::{dump, try_dump, unlink_matching, wipe, KeyDump};
+pub use wait::eventually;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -3,6 +3,7 @@
 //! every role on a free loopback port.
 
 use ordershop_eventstore::{EventStore, RedisConfig, Stream};
+pub use ordershop_testkit::{dump, eventually};
 use ordershop_testkit::{free_port, RedisServer};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -233,17 +234,15 @@ impl Shop {
         let port = free_port();
         self.spawn_listening(name, &["serve", role], port);
         let url = format!("http://127.0.0.1:{port}/health");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            assert!(Instant::now() < deadline, "{name} did not become healthy");
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        eventually(
+            &format!("{name} to become healthy"),
+            Duration::from_secs(60),
+            || {
+                let check = self.http.get(&url).send();
+                async move { check.await.is_ok_and(|r| r.status().is_success()) }
+            },
+        )
+        .await;
     }
 
     /// Starts a role's process again (after `kill` or `stop`).
@@ -361,97 +360,6 @@ pub async fn wait_all_caught_up(shop: &Shop) {
     for projection in ordershop_projections::ProjectionName::ALL {
         wait_caught_up(shop, projection).await;
     }
-}
-
-/// Waits for an async condition with a deadline; never sleeps as synchronisation otherwise.
-pub async fn eventually<F, Fut>(what: &str, deadline: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let end = Instant::now() + deadline;
-    let mut pause = Duration::from_millis(5);
-    while !check().await {
-        if Instant::now() > end {
-            panic!("timed out after {deadline:?} waiting for {what}");
-        }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_millis(200));
-    }
-}
-
-/// A canonical dump of every key matching the patterns: Sets and Lists as arrays (Sets
-/// sorted), Hashes as sorted objects, Strings as strings, Streams as their entries' fields.
-pub async fn dump(
-    conn: &mut redis::aio::MultiplexedConnection,
-    patterns: &[&str],
-) -> BTreeMap<String, Value> {
-    let mut out = BTreeMap::new();
-    for pattern in patterns {
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(*pattern)
-            .query_async(conn)
-            .await
-            .expect("KEYS");
-        for key in keys {
-            let kind: String = redis::cmd("TYPE")
-                .arg(&key)
-                .query_async(conn)
-                .await
-                .expect("TYPE");
-            let value = match kind.as_str() {
-                "set" => {
-                    let mut members: Vec<String> = redis::cmd("SMEMBERS")
-                        .arg(&key)
-                        .query_async(conn)
-                        .await
-                        .expect("SMEMBERS");
-                    members.sort();
-                    serde_json::json!(members)
-                }
-                "hash" => {
-                    let map: BTreeMap<String, String> = redis::cmd("HGETALL")
-                        .arg(&key)
-                        .query_async(conn)
-                        .await
-                        .expect("HGETALL");
-                    serde_json::json!(map)
-                }
-                "list" => {
-                    let items: Vec<String> = redis::cmd("LRANGE")
-                        .arg(&key)
-                        .arg(0)
-                        .arg(-1)
-                        .query_async(conn)
-                        .await
-                        .expect("LRANGE");
-                    serde_json::json!(items)
-                }
-                "string" => {
-                    let s: String = redis::cmd("GET")
-                        .arg(&key)
-                        .query_async(conn)
-                        .await
-                        .expect("GET");
-                    serde_json::json!(s)
-                }
-                "zset" => {
-                    let items: Vec<(String, String)> = redis::cmd("ZRANGE")
-                        .arg(&key)
-                        .arg(0)
-                        .arg(-1)
-                        .arg("WITHSCORES")
-                        .query_async(conn)
-                        .await
-                        .expect("ZRANGE");
-                    serde_json::json!(items)
-                }
-                other => serde_json::json!(format!("<{other}>")),
-            };
-            out.insert(key, value);
-        }
-    }
-    out
 }
 
 /// True when a consumer group has been delivered every entry of its streams and acked them all.

@@ -1,7 +1,6 @@
 //! The integration suite: one test binary that drives the real `ordershop` binary as a client
 //! would, against a private redis-server per test.
 
-mod bench;
 mod compose;
 mod fuzz;
 mod helpers;

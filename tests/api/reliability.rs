@@ -269,34 +269,6 @@ async fn without_redis_commands_fail_fast_and_every_role_recovers() {
     assert_eq!(code, 0, "caught up: {out}");
 }
 
-#[test]
-fn a_short_chaos_run_verifies_every_invariant() {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ordershop"))
-        .args([
-            "chaos",
-            "--seconds",
-            "10",
-            "--clients",
-            "4",
-            "--kill-every-ms",
-            "1000",
-        ])
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("chaos runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "chaos failed:\n{stdout}\n{stderr}");
-    assert_eq!(stdout.matches("[ok]").count(), 5, "{stdout}");
-    assert!(!stdout.contains("FAILED"), "{stdout}");
-    for role in ["entity-cache", "crm-service", "order-service"] {
-        assert!(
-            stdout.contains(&format!("restarted {role}")),
-            "{role} was killed: {stdout}"
-        );
-    }
-}
-
 async fn post_with_key(
     shop: &Shop,
     path: &str,

@@ -4,7 +4,7 @@
 
 use crate::support::{
     assert_same_state, drain, dump, reset_group, shuffled, step_round_robin, step_stream_by_stream,
-    wipe, workload, Shop,
+    wipe, workload, KeyDump, Shop,
 };
 use ordershop_domain::{Action, EntityKind};
 use ordershop_eventstore::Stream;
@@ -26,7 +26,7 @@ fn batch_of_one(shop: &Shop, consumer: &str) -> RunnerOptions {
     }
 }
 
-async fn rebuilt_state<P: Replayable>(shop: &Shop, projection: P) -> BTreeMap<String, String> {
+async fn rebuilt_state<P: Replayable>(shop: &Shop, projection: P) -> KeyDump {
     let which: ProjectionName = projection.name().parse().expect("known projection");
     rebuild_projection(&shop.config, which, &mut |_, _| {})
         .await

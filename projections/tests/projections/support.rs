@@ -1,6 +1,6 @@
 //! Test support: a shop on a private redis-server that appends realistic events (decided by the
-//! domain, appended guarded like a service does), runners driven step by step, a canonical dump
-//! of a projection's keys, and an async wait-with-deadline.
+//! domain, appended guarded like a service does) and runners driven step by step; the canonical
+//! dump of a projection's keys and the async wait-with-deadline come from the testkit.
 
 use ordershop_domain::decide::{
     self, BillingDraft, CustomerDraft, InventoryDraft, OrderContext, OrderDraft, ProductDraft,
@@ -14,11 +14,11 @@ use ordershop_eventstore::store::connection_manager;
 use ordershop_eventstore::{Append, Appended, EventStore, RedisConfig, Stream, UniqueIndex};
 use ordershop_projections::{Projection, ProjectionName, Runner, RunnerOptions, StepReport};
 use ordershop_readmodel::keys;
+pub use ordershop_testkit::{dump, eventually, wipe, KeyDump};
 use ordershop_testkit::{RedisOptions, RedisServer};
 use redis::aio::ConnectionManager;
 use std::collections::{BTreeMap, BTreeSet};
-use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use uuid::Uuid;
 
 /// Logs to the test's output when `RUST_LOG` is set (e.g. `RUST_LOG=ordershop_projections=debug`).
@@ -388,103 +388,8 @@ pub async fn drain<P: Projection>(runner: &mut Runner<P>) -> StepReport {
     panic!("runner never caught up");
 }
 
-/// Waits until `check` holds, re-checking with a growing pause, or panics after `deadline`.
-pub async fn eventually<F, Fut>(what: &str, deadline: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let end = Instant::now() + deadline;
-    let mut pause = Duration::from_millis(5);
-    while !check().await {
-        assert!(
-            Instant::now() < end,
-            "timed out after {deadline:?} waiting for {what}"
-        );
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_millis(100));
-    }
-}
-
-/// Every key matching the patterns, with its value in a canonical text form (Hash fields and
-/// Set members sorted, Lists in order), so two states can be compared byte for byte.
-pub async fn dump(conn: &mut ConnectionManager, patterns: &[String]) -> BTreeMap<String, String> {
-    let mut keys_found = BTreeSet::new();
-    for pattern in patterns {
-        if !pattern.contains('*') {
-            keys_found.insert(pattern.clone());
-            continue;
-        }
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(conn)
-                .await
-                .expect("SCAN");
-            keys_found.extend(found);
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
-    }
-    let mut out = BTreeMap::new();
-    for key in keys_found {
-        let kind: String = redis::cmd("TYPE")
-            .arg(&key)
-            .query_async(conn)
-            .await
-            .expect("TYPE");
-        let value = match kind.as_str() {
-            "none" => continue,
-            "hash" => {
-                let map: BTreeMap<String, String> = redis::cmd("HGETALL")
-                    .arg(&key)
-                    .query_async(conn)
-                    .await
-                    .expect("HGETALL");
-                format!("hash {map:?}")
-            }
-            "set" => {
-                let set: BTreeSet<String> = redis::cmd("SMEMBERS")
-                    .arg(&key)
-                    .query_async(conn)
-                    .await
-                    .expect("SMEMBERS");
-                format!("set {set:?}")
-            }
-            "list" => {
-                let list: Vec<String> = redis::cmd("LRANGE")
-                    .arg(&key)
-                    .arg(0)
-                    .arg(-1)
-                    .query_async(conn)
-                    .await
-                    .expect("LRANGE");
-                format!("list {list:?}")
-            }
-            "string" => {
-                let s: String = redis::cmd("GET")
-                    .arg(&key)
-                    .query_async(conn)
-                    .await
-                    .expect("GET");
-                format!("string {s:?}")
-            }
-            other => other.to_owned(),
-        };
-        out.insert(key, value);
-    }
-    out
-}
-
 /// Asserts two dumps are equal, naming the first differing key.
-pub fn assert_same_state(left: &BTreeMap<String, String>, right: &BTreeMap<String, String>) {
+pub fn assert_same_state(left: &KeyDump, right: &KeyDump) {
     if left == right {
         return;
     }
@@ -712,18 +617,6 @@ pub async fn delivered_once_each(conn: &mut ConnectionManager) -> BTreeMap<&'sta
         }
     }
     per_kind
-}
-
-/// Deletes every key matching the patterns.
-pub async fn wipe(conn: &mut ConnectionManager, patterns: &[String]) {
-    let keys: Vec<String> = dump(conn, patterns).await.into_keys().collect();
-    for chunk in keys.chunks(500) {
-        let _: u64 = redis::cmd("DEL")
-            .arg(chunk)
-            .query_async(conn)
-            .await
-            .expect("DEL");
-    }
 }
 
 /// Drops a projection's group on every stream, so the next runner starts from the beginning.

@@ -6,11 +6,11 @@ use ordershop_domain::{Action, EntityKind, Head};
 use ordershop_eventstore::{EntryId, EventStore, RedisConfig, StoredEvent, Stream};
 use ordershop_readmodel::keys;
 use ordershop_services::config::{Config, Role};
+pub use ordershop_testkit::eventually as wait_for;
 use ordershop_testkit::RedisServer;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
-use std::future::Future;
 use std::net::TcpListener;
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -319,23 +319,5 @@ impl Reply {
             Some("application/json"),
             "{context}"
         );
-    }
-}
-
-/// Waits until the async `condition` holds, or panics after `deadline`.
-pub async fn wait_for<F, Fut>(what: &str, deadline: Duration, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let end = tokio::time::Instant::now() + deadline;
-    let mut pause = Duration::from_millis(2);
-    while !condition().await {
-        assert!(
-            tokio::time::Instant::now() < end,
-            "timed out after {deadline:?} waiting for {what}"
-        );
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_millis(100));
     }
 }

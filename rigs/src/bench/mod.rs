@@ -1,4 +1,4 @@
-//! `ordershop bench`: measures each of our paths next to its bare baseline, in the same run,
+//! `ordershop-rigs bench`: measures each of our paths next to its bare baseline, in the same run,
 //! against the same private redis-server, and prints both and their ratio.
 //!
 //! Machines are noisy and small (2 cores shared by the client, the shop and Redis), so absolute
@@ -22,10 +22,10 @@ pub mod memory;
 pub mod replay;
 pub mod workload;
 
-use crate::local_redis::LocalRedis;
 use anyhow::Context;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
 use indicatif::{ProgressBar, ProgressStyle};
+use ordershop::local_redis::LocalRedis;
 use ordershop_eventstore::{EventStore, RedisConfig};
 use redis::aio::ConnectionManager;
 use serde::Serialize;
@@ -382,14 +382,14 @@ pub fn table(report: &BenchReport) -> Table {
     table
 }
 
-/// `ordershop bench`: runs, then prints the table (or JSON).
+/// `ordershop-rigs bench`: runs, then prints the table (or JSON).
 pub async fn bench(options: BenchOptions, json: bool) -> anyhow::Result<ExitCode> {
     let report = run_bench(&options).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!(
-            "ordershop bench: {} events, {} run(s) per figure (median), {} CPUs, load average {} \
+            "ordershop-rigs bench: {} events, {} run(s) per figure (median), {} CPUs, load average {} \
              at start, {:.0} s",
             report.events,
             report.runs,

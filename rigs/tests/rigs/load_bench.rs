@@ -1,31 +1,33 @@
-//! Smoke tests of the speed tools: `ordershop load` against a real shop and `ordershop bench
-//! --quick`. They check that the output is well-formed and that nothing failed — never a speed.
+//! Smoke tests of the speed tools: `ordershop-rigs load` against a real shop and
+//! `ordershop-rigs bench --quick`. They check that the output is well-formed and that nothing
+//! failed — never a speed.
 
-use crate::helpers::{run_cli, Layout, Shop};
+use crate::helpers::{rigs, run_rigs, Shop};
+use ordershop_services::config::Role;
 use serde_json::Value;
 
 #[tokio::test]
 async fn load_drives_a_shop_without_errors_and_reports_latencies() {
-    let shop = Shop::start(Layout::OneProcess).await;
-    let gateway = shop.url("gateway");
-    let (code, stdout, stderr) = run_cli(
-        &shop,
-        &[
-            "load",
-            "--url",
-            &gateway,
-            "--requests",
-            "300",
-            "--connections",
-            "8",
-            "--customers",
-            "20",
-            "--products",
-            "10",
-            "--json",
-        ],
+    let shop = Shop::start().await;
+    let gateway = shop.url(Role::Gateway);
+    let (output, stdout, stderr) = run_rigs(&mut rigs(&[
+        "load",
+        "--url",
+        &gateway,
+        "--requests",
+        "300",
+        "--connections",
+        "8",
+        "--customers",
+        "20",
+        "--products",
+        "10",
+        "--json",
+    ]));
+    assert!(
+        output.status.success(),
+        "stdout: {stdout}\nstderr: {stderr}"
     );
-    assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
     let report: Value = serde_json::from_str(&stdout).expect("load prints JSON");
     assert_eq!(report["requests"], 300, "{report}");
     assert_eq!(report["successes"], 300, "{report}");
@@ -36,24 +38,21 @@ async fn load_drives_a_shop_without_errors_and_reports_latencies() {
     }
     assert!(latency["p50_ms"].as_f64() <= latency["max_ms"].as_f64());
     assert!(report["operations"]["create_order"].as_u64() > Some(0));
-    let (_, orders) = shop.get("/orders").await;
+    let orders: Value = reqwest::get(format!("{gateway}/orders"))
+        .await
+        .expect("GET /orders")
+        .json()
+        .await
+        .expect("a JSON answer");
     assert!(!orders.as_array().expect("a list").is_empty());
 }
 
 #[test]
 fn a_quick_bench_measures_every_path_next_to_its_baseline() {
     // The bench starts its own redis-server and shop: no environment needed.
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ordershop"))
-        .args([
-            "bench", "--quick", "--events", "5000", "--runs", "1", "--json",
-        ])
-        .env_remove("REDIS_URL")
-        .env("NO_COLOR", "1")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("the ordershop binary runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let (output, stdout, stderr) = run_rigs(&mut rigs(&[
+        "bench", "--quick", "--events", "5000", "--runs", "1", "--json",
+    ]));
     assert!(
         output.status.success(),
         "stdout: {stdout}\nstderr: {stderr}"

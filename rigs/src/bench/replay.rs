@@ -10,7 +10,8 @@
 //!   pipeline per chunk of `HSET bench:bare:<type>_entity:<id> <its scalar fields>` and
 //!   `SADD bench:bare:<type>_ids <id>` — the writes an entity cache cannot avoid, with none of
 //!   the ordering, versioning, indexes or acknowledgement;
-//! - peak RSS: `ordershop rebuild entity-cache` in a child process against the bench's Redis,
+//! - peak RSS: `ordershop rebuild entity-cache` (run by `ordershop-rigs shop`, through the
+//!   `ordershop` library) in a child process against the bench's Redis,
 //!   its `VmHWM` read from `/proc/<pid>/status` while it runs, at [`BenchOptions::small_log`]
 //!   events and at `--events`.
 //!
@@ -23,6 +24,7 @@ use ordershop_eventstore::Stream;
 use ordershop_projections::{
     rebuild_projection, Crm, EntityCache, ProjectionName, Replayable, Runner, RunnerOptions,
 };
+use ordershop_testkit::unlink_matching;
 use redis::aio::ConnectionManager;
 use redis::streams::StreamRangeReply;
 use redis::Value;
@@ -35,46 +37,11 @@ const BARE_PREFIX: &str = "bench:bare:";
 /// Longest a child rebuild may take.
 const CHILD_DEADLINE: Duration = Duration::from_secs(1800);
 
-/// Deletes every key matching `pattern` (SCAN + UNLINK); returns how many.
-pub async fn unlink_matching(conn: &ConnectionManager, pattern: &str) -> anyhow::Result<u64> {
+/// Deletes every key matching the patterns (SCAN + UNLINK).
+async fn wipe(conn: &ConnectionManager, patterns: &[impl AsRef<str>]) -> anyhow::Result<()> {
     let mut conn = conn.clone();
-    if !pattern.contains('*') {
-        let n: u64 = redis::cmd("UNLINK")
-            .arg(pattern)
-            .query_async(&mut conn)
-            .await?;
-        return Ok(n);
-    }
-    let mut cursor: u64 = 0;
-    let mut deleted = 0;
-    // SCAN ends when the cursor comes back to 0; the bound only guards against a broken server.
-    for _ in 0..10_000_000u64 {
-        let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(pattern)
-            .arg("COUNT")
-            .arg(5_000)
-            .query_async(&mut conn)
-            .await?;
-        if !found.is_empty() {
-            let n: u64 = redis::cmd("UNLINK")
-                .arg(&found)
-                .query_async(&mut conn)
-                .await?;
-            deleted += n;
-        }
-        if next == 0 {
-            break;
-        }
-        cursor = next;
-    }
-    Ok(deleted)
-}
-
-async fn wipe(conn: &ConnectionManager, patterns: &[String]) -> anyhow::Result<()> {
     for pattern in patterns {
-        unlink_matching(conn, pattern).await?;
+        unlink_matching(&mut conn, pattern.as_ref()).await?;
     }
     Ok(())
 }
@@ -156,11 +123,11 @@ async fn bare_replay(conn: &ConnectionManager, streams: &[Stream]) -> anyhow::Re
 
 /// Time of one bare replay, started from no bare keys.
 async fn time_bare(conn: &ConnectionManager, streams: &[Stream]) -> anyhow::Result<(u64, f64)> {
-    unlink_matching(conn, &format!("{BARE_PREFIX}*")).await?;
+    wipe(conn, &[format!("{BARE_PREFIX}*")]).await?;
     let started = Instant::now();
     let n = bare_replay(conn, streams).await?;
     let elapsed = started.elapsed();
-    unlink_matching(conn, &format!("{BARE_PREFIX}*")).await?;
+    wipe(conn, &[format!("{BARE_PREFIX}*")]).await?;
     Ok((n, per_sec(n, elapsed)))
 }
 
@@ -186,7 +153,7 @@ async fn time_crm_catch_up(env: &BenchEnv, events: u64) -> anyhow::Result<f64> {
             .await;
     }
     // The view and the mailer (outbox, sent ids, waiting messages): everything under `crm:`.
-    unlink_matching(&env.conn, "crm:*").await?;
+    wipe(&env.conn, &["crm:*"]).await?;
     let options = RunnerOptions {
         consumer: "bench".to_owned(),
         block: Duration::ZERO,
@@ -213,9 +180,7 @@ async fn time_crm_catch_up(env: &BenchEnv, events: u64) -> anyhow::Result<f64> {
 
 /// Peak RSS in MiB of `ordershop rebuild entity-cache` against the bench's Redis.
 async fn child_rebuild_rss(env: &BenchEnv) -> anyhow::Result<f64> {
-    let exe = std::env::current_exe().context("cannot find the ordershop binary")?;
-    let mut child = tokio::process::Command::new(exe)
-        .args(["rebuild", "entity-cache", "--yes"])
+    let mut child = crate::cli::shop_command(&["rebuild", "entity-cache", "--yes"])?
         .env("REDIS_URL", &env.url)
         .env("RUST_LOG", "warn")
         .stdin(std::process::Stdio::null())

@@ -16,7 +16,8 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 use anyhow::Context;
 use ordershop_domain::EntityKind;
 use ordershop_eventstore::store::load_library;
-use ordershop_readmodel::keys;
+use ordershop_projections::ProjectionName;
+use ordershop_readmodel::CacheReader;
 use ordershop_services::config::{Config, Role};
 use redis::aio::ConnectionManager;
 use std::collections::HashMap;
@@ -67,7 +68,7 @@ impl InProcessShop {
             if role == Role::Gateway {
                 gateway = format!("http://{addr}");
             }
-            crate::run::start_role(&mut tasks, role, &config, l, &shutdown)?;
+            ordershop::run::start_role(&mut tasks, role, &config, l, &shutdown)?;
         }
         let shop = Self {
             gateway,
@@ -160,25 +161,30 @@ fn load_options(base_url: String, requests: u64, seed: bool) -> LoadOptions {
     }
 }
 
-/// Waits until the entity cache lists `orders` orders and every projection has caught up.
+/// Waits until every projection has caught up, then checks through the gateway's cache reader
+/// that the entity cache lists at least `orders` orders.
 async fn wait_projected(env: &BenchEnv, orders: u64) -> anyhow::Result<()> {
     let deadline = Instant::now() + WAIT;
     loop {
-        let listed: u64 = redis::cmd("SCARD")
-            .arg(keys::entity_ids(EntityKind::Order))
-            .query_async(&mut env.conn.clone())
-            .await?;
-        if listed >= orders {
-            let groups = ordershop_projections::group_status(&env.redis).await?;
-            if groups.iter().all(|g| g.lag == 0 && g.pending == 0) {
-                return Ok(());
-            }
+        let groups = ordershop_projections::group_status(&env.redis).await?;
+        if groups.len() == ProjectionName::ALL.len() && groups.iter().all(|g| g.behind() == 0) {
+            break;
         }
         if Instant::now() > deadline {
-            anyhow::bail!("the entity cache did not reach {orders} orders in time");
+            anyhow::bail!("the projections did not catch up in time");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    if orders > 0 {
+        let listed = CacheReader::new(env.conn.clone())
+            .list(EntityKind::Order)
+            .await?
+            .len() as u64;
+        if listed < orders {
+            anyhow::bail!("the entity cache lists {listed} orders, not {orders}");
+        }
+    }
+    Ok(())
 }
 
 /// Latency in ms of `count` sequential GETs of `path` (all must succeed).

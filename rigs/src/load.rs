@@ -1,4 +1,4 @@
-//! `ordershop load`: a load generator that drives a running shop over HTTP as real clients do.
+//! `ordershop-rigs load`: a load generator that drives a running shop over HTTP as real clients do.
 //!
 //! It first creates fake customers, products and stock through the gateway (the `fake` crate
 //! makes the names, emails and prices), then sends orders from `connections` concurrent
@@ -489,7 +489,7 @@ async fn create_all(
     Ok(ids)
 }
 
-/// `ordershop load`: runs the load and prints the report (text or JSON).
+/// `ordershop-rigs load`: runs the load and prints the report (text or JSON).
 pub async fn load(options: LoadOptions, json: bool) -> anyhow::Result<std::process::ExitCode> {
     let report = run_load(&options).await?;
     if json {

@@ -1,25 +1,32 @@
-//! `ordershop chaos`: a bounded fault-injection run. It starts a private redis-server and every
-//! role as its own process, drives a mixed load over HTTP, kills (SIGKILL) and restarts the
+//! `ordershop-rigs chaos`: a bounded fault-injection run. It starts a private redis-server and
+//! every role as its own process (`ordershop-rigs shop serve <role>`: the `ordershop serve` of the
+//! `ordershop` library), drives a mixed load over HTTP, kills (SIGKILL) and restarts the
 //! projector, the CRM and the order service over and over, then checks the invariants the shop
 //! promises and prints what it did and what it verified. Exit status 1 if an invariant fails.
+//!
+//! The checks read the shop the way its own parts do: the log through the event store's replay,
+//! the stock in the entity cache through the gateway's [`CacheReader`], the delivered messages
+//! through the message service's `GET /emails`, and each projection's state against a rebuild
+//! through the projections' own rebuild.
 
-use crate::local_redis::LocalRedis;
 use anyhow::{bail, Context};
+use ordershop::local_redis::LocalRedis;
 use ordershop_domain::{Action, Entity, EntityKind, Head, Inventory, Order};
 use ordershop_eventstore::{EntryId, EventStore, RedisConfig, Stream};
 use ordershop_projections::{
     group_status, rebuild_projection, Crm, EntityCache, ProjectionName, Replayable,
 };
+use ordershop_readmodel::CacheReader;
 use ordershop_services::config::Role;
+use ordershop_testkit::try_dump;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use redis::aio::ConnectionManager;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::process::{ExitCode, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 /// The roles killed and restarted, in turn.
 const VICTIMS: [Role; 3] = [Role::EntityCache, Role::CrmService, Role::OrderService];
@@ -37,7 +44,6 @@ pub struct ChaosOptions {
 
 /// The shop's processes, on free loopback ports.
 struct Processes {
-    exe: std::path::PathBuf,
     env: Vec<(String, String)>,
     ports: HashMap<Role, u16>,
     children: HashMap<Role, Child>,
@@ -54,8 +60,7 @@ impl Processes {
             .create(true)
             .append(true)
             .open(self.logs.join(format!("{role}.log")))?;
-        let child = Command::new(&self.exe)
-            .args(["serve", role.as_str()])
+        let child = crate::cli::shop_command(&["serve", role.as_str()])?
             .envs(self.env.iter().cloned())
             .env(
                 "ORDERSHOP_LISTEN",
@@ -247,51 +252,6 @@ async fn client(
     }
 }
 
-/// Every key matching the patterns, canonically: what "equal state" means here.
-pub async fn dump_keys(
-    conn: &mut ConnectionManager,
-    patterns: &[String],
-) -> anyhow::Result<BTreeMap<String, Value>> {
-    let mut out = BTreeMap::new();
-    for pattern in patterns {
-        let keys: Vec<String> = redis::cmd("KEYS").arg(pattern).query_async(conn).await?;
-        for key in keys {
-            let kind: String = redis::cmd("TYPE").arg(&key).query_async(conn).await?;
-            let value = match kind.as_str() {
-                "set" => {
-                    let mut m: Vec<String> =
-                        redis::cmd("SMEMBERS").arg(&key).query_async(conn).await?;
-                    m.sort();
-                    json!(m)
-                }
-                "hash" => json!(
-                    redis::cmd("HGETALL")
-                        .arg(&key)
-                        .query_async::<BTreeMap<String, String>>(conn)
-                        .await?
-                ),
-                "list" => json!(
-                    redis::cmd("LRANGE")
-                        .arg(&key)
-                        .arg(0)
-                        .arg(-1)
-                        .query_async::<Vec<String>>(conn)
-                        .await?
-                ),
-                "string" => json!(
-                    redis::cmd("GET")
-                        .arg(&key)
-                        .query_async::<String>(conn)
-                        .await?
-                ),
-                other => json!(format!("<{other}>")),
-            };
-            out.insert(key, value);
-        }
-    }
-    Ok(out)
-}
-
 async fn wait_caught_up(redis: &RedisConfig) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
@@ -307,9 +267,15 @@ async fn wait_caught_up(redis: &RedisConfig) -> anyhow::Result<()> {
 }
 
 /// Checks the invariants against the log, the projections and the mail sink.
-async fn verify(redis: &RedisConfig, ledger: &Ledger) -> anyhow::Result<Vec<Check>> {
+async fn verify(
+    redis: &RedisConfig,
+    http: &reqwest::Client,
+    msg_service: &str,
+    ledger: &Ledger,
+) -> anyhow::Result<Vec<Check>> {
     let store = EventStore::connect(redis).await?;
     let mut conn = store.connection();
+    let cache = CacheReader::new(conn.clone());
     let mut checks = Vec::new();
 
     // The log, replayed: final heads of orders and inventory, and ids created per kind.
@@ -373,14 +339,10 @@ async fn verify(redis: &RedisConfig, ledger: &Ledger) -> anyhow::Result<Vec<Chec
                 .get(&record.product_id.to_string())
                 .copied()
                 .unwrap_or(0);
-        let cached: Option<i64> = redis::cmd("HGET")
-            .arg(ordershop_readmodel::keys::entity(
-                EntityKind::Inventory,
-                record.id.0,
-            ))
-            .arg("amount")
-            .query_async(&mut conn)
-            .await?;
+        let cached = match cache.get(EntityKind::Inventory, record.id.0).await? {
+            Some(Entity::Inventory(cached)) => Some(i64::from(cached.amount.get())),
+            _ => None,
+        };
         if i64::from(record.amount.get()) != expected || cached != Some(expected) {
             wrong.push(format!(
                 "{}: log {}, cache {cached:?}, expected {expected}",
@@ -407,9 +369,9 @@ async fn verify(redis: &RedisConfig, ledger: &Ledger) -> anyhow::Result<Vec<Chec
         ),
         ("CRM view", Crm.state_patterns(), ProjectionName::Crm),
     ] {
-        let live = dump_keys(&mut conn, &patterns).await?;
+        let live = try_dump(&mut conn, &patterns).await?;
         let report = rebuild_projection(redis, projection, &mut |_, _| {}).await?;
-        let rebuilt = dump_keys(&mut conn, &patterns).await?;
+        let rebuilt = try_dump(&mut conn, &patterns).await?;
         let differing = live
             .iter()
             .filter(|(k, v)| rebuilt.get(*k) != Some(v))
@@ -427,17 +389,20 @@ async fn verify(redis: &RedisConfig, ledger: &Ledger) -> anyhow::Result<Vec<Chec
     }
 
     // Each customer message delivered exactly once.
-    let delivered: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-        .arg(ordershop_readmodel::keys::delivered())
-        .arg("-")
-        .arg("+")
-        .query_async(&mut conn)
-        .await?;
+    let delivered: Vec<Value> = http
+        .get(format!("{msg_service}/emails"))
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .context("GET /emails from the message service")?
+        .json()
+        .await
+        .context("GET /emails: not a list of messages")?;
     let mut seen = HashSet::new();
     let mut duplicates = 0;
     let mut kinds: HashMap<String, u64> = HashMap::new();
-    for entry in &delivered.ids {
-        let field = |name: &str| entry.get::<String>(name).unwrap_or_default();
+    for message in &delivered {
+        let field = |name: &str| message[name].as_str().unwrap_or_default().to_owned();
         if !seen.insert(field("msg_id")) {
             duplicates += 1;
         }
@@ -477,7 +442,7 @@ async fn verify(redis: &RedisConfig, ledger: &Ledger) -> anyhow::Result<Vec<Chec
         what: "each customer message delivered exactly once".into(),
         ok: duplicates == 0 && mismatched.is_empty(),
         detail: if mismatched.is_empty() {
-            format!("{} messages, {duplicates} duplicates", delivered.ids.len())
+            format!("{} messages, {duplicates} duplicates", delivered.len())
         } else {
             mismatched.join("; ")
         },
@@ -492,7 +457,6 @@ pub async fn run(options: ChaosOptions) -> anyhow::Result<ExitCode> {
     let redis = LocalRedis::start(dir.path(), "always", None).await?;
     let redis_config = RedisConfig::new(redis.url())?;
     let mut processes = Processes {
-        exe: std::env::current_exe()?,
         env: Vec::new(),
         ports: HashMap::new(),
         children: HashMap::new(),
@@ -617,7 +581,8 @@ async fn drive(
     wait_caught_up(redis).await?;
 
     let ledger = ledger.into_inner().unwrap_or_else(|e| e.into_inner());
-    let checks = verify(redis, &ledger).await?;
+    let msg_service = processes.url(Role::MsgService);
+    let checks = verify(redis, &http, &msg_service, &ledger).await?;
 
     println!("Did:");
     let requests: u64 = ledger.statuses.values().sum();

@@ -13,7 +13,6 @@
 
 use super::{per_sec, workload::ShopModel, BenchEnv, BenchOptions, Better, Measurement, Target};
 use anyhow::Context;
-use ordershop_domain::{Action, Change, EntityKind, Order, OrderId, Quantity};
 use ordershop_eventstore::codec::encode_entity;
 use ordershop_eventstore::{Append, EventStore};
 use redis::aio::ConnectionManager;
@@ -137,8 +136,9 @@ fn sign_ups(model: &mut ShopModel, n: u64) -> anyhow::Result<Vec<Append>> {
     model.seed(n as usize, 0)
 }
 
-/// Orders of two units with their two stock changes; each queue has its own two products, so
-/// the queues never contend, and versions follow each other within a queue.
+/// Orders of two units with their two stock changes, decided by the domain; each queue has its
+/// own two products, so the queues never contend, and versions follow each other within a
+/// queue.
 async fn order_queues(
     env: &BenchEnv,
     tasks: usize,
@@ -147,64 +147,13 @@ async fn order_queues(
     let mut model = ShopModel::new();
     let seed = model.seed(1, tasks * 2)?;
     super::workload::append_all(&env.store, &seed).await?;
-    let customer = seed
-        .first()
-        .and_then(|a| a.events.first())
-        .map(|e| e.change.entity.clone())
-        .context("no customer seeded")?;
+    let customer = *model.customer_ids().first().context("no customer seeded")?;
+    let products = model.product_ids();
     let mut queues = Vec::with_capacity(tasks);
-    for t in 0..tasks {
-        // The product and inventory appends of this task: seed[1 + 2k] and seed[2 + 2k].
-        let mut products = Vec::new();
-        let mut stock = Vec::new();
-        for k in [2 * t, 2 * t + 1] {
-            let product = seed
-                .get(1 + 2 * k)
-                .and_then(|a| a.events.first())
-                .map(|e| e.change.entity.clone());
-            let inventory = seed
-                .get(2 + 2 * k)
-                .and_then(|a| a.events.first())
-                .map(|e| e.change.entity.clone());
-            match (product, inventory) {
-                (
-                    Some(ordershop_domain::Entity::Product(p)),
-                    Some(ordershop_domain::Entity::Inventory(i)),
-                ) => {
-                    products.push(p);
-                    stock.push((i, 1u64));
-                }
-                _ => anyhow::bail!("the seed is not products then stock"),
-            }
-        }
-        let ordershop_domain::Entity::Customer(customer) = &customer else {
-            anyhow::bail!("the seed does not start with a customer");
-        };
+    for own in products.chunks(2).take(tasks) {
         let mut queue = Vec::with_capacity(per_task as usize);
         for _ in 0..per_task {
-            let order = Order {
-                id: OrderId::new(),
-                product_ids: products.iter().map(|p| p.id).collect(),
-                customer_id: customer.id,
-                total: products.iter().map(|p| p.price).sum(),
-            };
-            let mut append = Append::new().change(Change {
-                action: Action::Created,
-                entity: order.into(),
-            });
-            for (inventory, version) in &mut stock {
-                // One unit fewer is still a quantity.
-                inventory.amount =
-                    Quantity::new(inventory.amount.get().saturating_sub(1)).unwrap_or_default();
-                append = append
-                    .expect(EntityKind::Inventory, inventory.id.0, *version)
-                    .change(Change {
-                        action: Action::Updated,
-                        entity: inventory.clone().into(),
-                    });
-                *version += 1;
-            }
-            queue.push(append);
+            queue.push(model.order(customer, own.to_vec())?);
         }
         queues.push(queue);
     }
