@@ -6,14 +6,12 @@
 //! ([`replay`]), and how to connect to Redis ([`connect`]). Services append through it;
 //! projections read through it; neither formats a log key or parses an entry by itself. What
 //! is built from the log (the entity cache, the CRM view) lives in `ordershop-readmodel`.
-//! The process's [`metrics`] registry still lives here until it gets a crate of its own.
 
 pub mod append;
 pub mod codec;
 pub mod connect;
 pub mod entry_id;
 pub mod keys;
-pub mod metrics;
 pub mod replay;
 pub mod store;
 
@@ -24,6 +22,5 @@ pub use connect::{
 };
 pub use entry_id::EntryId;
 pub use keys::{Stream, UniqueIndex};
-pub use metrics::Metrics;
 pub use replay::Replay;
 pub use store::{EventStore, StoreError};

@@ -34,15 +34,3 @@ impl ProjectionError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown projection `{0}` (expected entity-cache, crm or msg-service)")]
 pub struct UnknownProjection(pub String);
-
-/// Formats an error with its whole cause chain, for logs.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}

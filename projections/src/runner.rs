@@ -15,13 +15,15 @@
 //! once Redis has delivered it `max_deliveries` times it is moved to the projection's dead-letter
 //! stream. docs/projections.md spells out what each step guarantees.
 
-use crate::error::{error_chain, ProjectionError};
+use crate::error::ProjectionError;
 use crate::projection::{CallOutcome, Entry, Mode, Projection};
 use crate::read::{pairs, parse_xautoclaim, parse_xreadgroup, text, Read};
 use crate::{Crm, EntityCache, MsgDelivery, ProjectionName};
 use ordershop_eventstore::store::{connection_manager, is_missing_function, load_library};
-use ordershop_eventstore::{EntryId, Metrics, RedisConfig};
+use ordershop_eventstore::{EntryId, RedisConfig};
 use ordershop_readmodel::keys;
+use ordershop_telemetry::error_chain;
+use ordershop_telemetry::Metrics;
 use redis::aio::ConnectionManager;
 use redis::{ErrorKind, Value};
 use std::collections::{BTreeMap, HashMap};

@@ -6,9 +6,9 @@
 //! if Redis lost it (the append reloads it too).
 
 use crate::config::Role;
-use crate::error::error_chain;
 use ordershop_eventstore::keys::FUNCTION_LIBRARY;
 use ordershop_eventstore::{EventStore, RedisConfig, StoreError};
+use ordershop_telemetry::error_chain;
 use redis::aio::ConnectionManager;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;

@@ -12,6 +12,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use ordershop_domain::DomainError;
 use ordershop_readmodel::ReadError;
+use ordershop_telemetry::error_chain;
 use serde::Serialize;
 use std::fmt;
 
@@ -201,21 +202,6 @@ fn is_unavailable(err: &(dyn std::error::Error + 'static)) -> bool {
         current = e.source();
     }
     false
-}
-
-/// An error and all its sources, outermost first: `a: b: c`.
-pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut chain = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !chain.ends_with(&text) {
-            chain.push_str(": ");
-            chain.push_str(&text);
-        }
-        source = cause.source();
-    }
-    chain
 }
 
 /// The app's answer to a path no route matches.

@@ -362,7 +362,7 @@ fn operation(route: &GatewayRoute) -> utoipa::openapi::path::Operation {
                 ResponseBuilder::new()
                     .description("the metrics, OpenMetrics text format")
                     .content(
-                        ordershop_eventstore::metrics::CONTENT_TYPE,
+                        ordershop_telemetry::metrics::CONTENT_TYPE,
                         json(String::schema()),
                     )
                     .build(),

@@ -257,10 +257,14 @@ impl Shop {
             .expect("store connects")
     }
 
+    /// A connection for the test's own checks. Replies may take long on a loaded machine (the
+    /// client library's default gives up after 500 ms); a test's deadline bounds the wait.
     pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
+        let config =
+            redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(30)));
         redis::Client::open(self.redis.url())
             .expect("url")
-            .get_multiplexed_async_connection()
+            .get_multiplexed_async_connection_with_config(&config)
             .await
             .expect("redis connects")
     }

@@ -6,12 +6,12 @@ pub mod consistency;
 pub mod forward;
 
 use crate::config::{Config, Role};
-use crate::error::error_chain;
 use crate::headers;
 use crate::versions::parse_header;
 use consistency::{wait_until_applied, Consistency};
 use forward::{Forwarder, Outgoing, Relayed, Unreachable};
 use ordershop_readmodel::CacheReader;
+use ordershop_telemetry::error_chain;
 use redis::aio::ConnectionManager;
 use std::time::Duration;
 

@@ -8,13 +8,14 @@ pub mod msg;
 
 use crate::config::Role;
 use crate::connection::Health;
-use crate::error::{self, error_chain, ApiError};
+use crate::error::{self, ApiError};
 use crate::routes::{HEALTH, METRICS};
 use actix_web::dev::Payload;
 use actix_web::web::{self, Bytes};
 use actix_web::ResponseError;
 use actix_web::{FromRequest, HttpRequest, HttpResponse};
-use ordershop_eventstore::Metrics;
+use ordershop_telemetry::error_chain;
+use ordershop_telemetry::Metrics;
 use serde_json::json;
 use std::future::Future;
 use std::pin::Pin;
@@ -89,7 +90,7 @@ async fn health(health: web::Data<Health>) -> HttpResponse {
 async fn metrics(metrics: web::Data<Arc<Metrics>>) -> HttpResponse {
     match metrics.encode() {
         Ok(text) => HttpResponse::Ok()
-            .content_type(ordershop_eventstore::metrics::CONTENT_TYPE)
+            .content_type(ordershop_telemetry::metrics::CONTENT_TYPE)
             .body(text),
         Err(e) => {
             tracing::error!(error = %e, "cannot encode the metrics");

@@ -2,7 +2,7 @@
 //! (as an `Arc`) to every HTTP role and every projection worker it runs, which all serve the same
 //! registry on `GET /metrics`.
 //!
-//! It lives in the shared store layer so that `services` and `projections` both record into it
+//! It lives in its own crate so that `services` and `projections` both record into it
 //! without depending on each other. No global registry: whoever needs it is given it. Labels are
 //! bounded: routes are recorded by their template (`/order/{id}`), never by the raw path.
 //!
