@@ -15,6 +15,7 @@ pub mod entry_id;
 pub mod keys;
 pub mod metrics;
 pub mod replay;
+pub mod retry;
 pub mod store;
 
 pub use append::{Append, AppendError, Appended, Expectation, UniqueClaim};
@@ -26,4 +27,5 @@ pub use entry_id::EntryId;
 pub use keys::{Stream, UniqueIndex};
 pub use metrics::Metrics;
 pub use replay::Replay;
+pub use retry::Backoff;
 pub use store::{EventStore, StoreError};

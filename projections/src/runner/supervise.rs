@@ -7,34 +7,16 @@ use super::metrics::Observed;
 use super::{Runner, RunnerOptions};
 use crate::error::{error_chain, ProjectionError};
 use crate::projection::Projection;
-use ordershop_eventstore::RedisConfig;
+use ordershop_eventstore::{Backoff, RedisConfig};
 use redis::ErrorKind;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-/// Exponential back-off between retries after errors.
-struct Backoff {
-    next: Duration,
-}
-
-impl Backoff {
-    const FIRST: Duration = Duration::from_millis(100);
-    const MAX: Duration = Duration::from_secs(5);
-
-    fn new() -> Self {
-        Self { next: Self::FIRST }
-    }
-
-    fn next(&mut self) -> Duration {
-        let now = self.next;
-        self.next = (self.next * 2).min(Self::MAX);
-        now
-    }
-
-    fn reset(&mut self) {
-        self.next = Self::FIRST;
-    }
+/// The pauses between retries after errors: short enough to notice Redis coming back soon,
+/// long enough not to flood the log while it stays away.
+fn retry_backoff() -> Backoff {
+    Backoff::new(Duration::from_millis(100), Duration::from_secs(5))
 }
 
 /// How often a paused runner retries its held batch.
@@ -61,7 +43,7 @@ pub(super) async fn run<P: Projection>(
 ) -> Result<(), ProjectionError> {
     let group = projection.name();
     let consumer = options.consumer.clone();
-    let mut backoff = Backoff::new();
+    let mut backoff = retry_backoff();
     let mut runner = loop {
         if shutdown.is_cancelled() {
             return Ok(());
@@ -72,7 +54,7 @@ pub(super) async fn run<P: Projection>(
                 return Err(e.into());
             }
             Err(e) => {
-                let pause = backoff.next();
+                let pause = backoff.next_pause();
                 warn!(group, consumer, url = %redis.redacted_url(), error = %error_chain(&e),
                       retry_in = ?pause, "cannot start the projection; retrying");
                 if sleep_or_stop(pause, &shutdown).await {
@@ -103,7 +85,7 @@ pub(super) async fn run<P: Projection>(
                 }
             }
             Err(e) => {
-                let pause = backoff.next();
+                let pause = backoff.next_pause();
                 warn!(group, consumer, error = %error_chain(&e), retry_in = ?pause,
                       "projection step failed; retrying");
                 if sleep_or_stop(pause, &shutdown).await {
@@ -122,14 +104,14 @@ mod tests {
 
     #[test]
     fn backoff_doubles_up_to_a_ceiling_and_resets() {
-        let mut backoff = Backoff::new();
-        assert_eq!(backoff.next(), Duration::from_millis(100));
-        assert_eq!(backoff.next(), Duration::from_millis(200));
+        let mut backoff = retry_backoff();
+        assert_eq!(backoff.next_pause(), Duration::from_millis(100));
+        assert_eq!(backoff.next_pause(), Duration::from_millis(200));
         for _ in 0..10 {
-            backoff.next();
+            backoff.next_pause();
         }
-        assert_eq!(backoff.next(), Backoff::MAX);
+        assert_eq!(backoff.next_pause(), backoff.max());
         backoff.reset();
-        assert_eq!(backoff.next(), Backoff::FIRST);
+        assert_eq!(backoff.next_pause(), backoff.first());
     }
 }
