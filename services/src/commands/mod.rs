@@ -192,11 +192,6 @@ impl CommandService {
         service
     }
 
-    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
-        self.retry = retry;
-        self
-    }
-
     pub fn store(&self) -> &EventStore {
         &self.store
     }
