@@ -15,7 +15,7 @@
 //! once Redis has delivered it `max_deliveries` times it is moved to the projection's dead-letter
 //! stream. docs/projections.md spells out what each step guarantees.
 //!
-//! Where each part lives: [`options`] (how a consumer consumes, and its name), `step` (where a
+//! Where each part lives: `options` (how a consumer consumes, and its name), `step` (where a
 //! batch comes from), `apply` (what happens to a batch), `consumers` (the group's consumer
 //! list, shared with `status`), `supervise` (keeping a consumer running through errors) and
 //! `metrics` (what a running consumer records). This module holds the runner itself and the
@@ -24,7 +24,7 @@
 mod apply;
 pub(crate) mod consumers;
 mod metrics;
-pub mod options;
+mod options;
 mod step;
 mod supervise;
 
