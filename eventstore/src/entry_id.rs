@@ -21,11 +21,6 @@ impl EntryId {
         Self { ms, seq }
     }
 
-    /// The smallest ID at or after the given unix time in milliseconds.
-    pub const fn at_ms(ms: u64) -> Self {
-        Self { ms, seq: 0 }
-    }
-
     /// The microseconds since the epoch this ID stands for (exact while `seq` < 1000).
     pub fn micros(&self) -> u64 {
         self.ms

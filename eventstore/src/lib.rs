@@ -13,6 +13,7 @@ pub mod connect;
 pub mod entry_id;
 pub mod keys;
 pub mod replay;
+pub mod retry;
 pub mod store;
 
 pub use append::{Append, AppendError, Appended, Expectation, UniqueClaim};
@@ -23,4 +24,5 @@ pub use connect::{
 pub use entry_id::EntryId;
 pub use keys::{Stream, UniqueIndex};
 pub use replay::Replay;
+pub use retry::Backoff;
 pub use store::{EventStore, StoreError};

@@ -25,7 +25,6 @@ pub struct Replay {
     store: EventStore,
     cursors: Vec<Cursor>,
     until: EntryId,
-    chunk: usize,
 }
 
 impl Replay {
@@ -43,13 +42,7 @@ impl Replay {
             store,
             cursors,
             until,
-            chunk: DEFAULT_CHUNK,
         }
-    }
-
-    pub fn with_chunk(mut self, chunk: usize) -> Self {
-        self.chunk = chunk.max(1);
-        self
     }
 
     /// The last ID this replay will reach.
@@ -105,9 +98,9 @@ impl Replay {
             }
             let entries = self
                 .store
-                .read_stream(cursor.stream, cursor.last, Some(self.until), self.chunk)
+                .read_stream(cursor.stream, cursor.last, Some(self.until), DEFAULT_CHUNK)
                 .await?;
-            if entries.len() < self.chunk {
+            if entries.len() < DEFAULT_CHUNK {
                 cursor.exhausted = true;
             }
             if let Some(last) = entries.last() {

@@ -12,7 +12,6 @@
 use crate::error::ProjectionError;
 use crate::projection::{Entry, Mode, Projection, Replayable};
 use crate::read::{pairs, text};
-use crate::ProjectionName;
 use ordershop_domain::{Entity, EntityKind};
 use ordershop_eventstore::{StoredEvent, Stream};
 use ordershop_readmodel::keys::{self, CrmSegment};
@@ -21,7 +20,7 @@ use redis::Value;
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
-const NAME: &str = ProjectionName::Crm.name();
+const NAME: &str = ordershop_readmodel::names::CRM;
 const LIBRARY: &str = include_str!("lua/crm.lua");
 
 /// The kinds whose events the CRM reads.
@@ -72,11 +71,15 @@ impl Projection for Crm {
     }
 
     fn streams(&self) -> Vec<String> {
-        ProjectionName::Crm.streams()
+        self.event_streams().iter().map(Stream::key).collect()
     }
 
     fn library(&self) -> &'static str {
         LIBRARY
+    }
+
+    fn library_name(&self) -> &'static str {
+        keys::CRM_LIBRARY
     }
 
     fn decode(&self, entry: &Entry) -> Result<StoredEvent, String> {
@@ -135,7 +138,7 @@ const OUTBOX_CHUNK: usize = 1_000;
 
 impl Replayable for Crm {
     fn event_streams(&self) -> Vec<Stream> {
-        ProjectionName::Crm.event_streams()
+        KINDS.into_iter().flat_map(Stream::of_kind).collect()
     }
 
     /// The view only: the outbox and the mailer's bookkeeping (`crm:mail:*`) are not wiped, so

@@ -8,12 +8,11 @@
 //! versions for read-your-writes.
 
 use crate::projection::{Entry, Mode, Projection, Replayable};
-use crate::ProjectionName;
 use ordershop_domain::{Entity, EntityKind};
 use ordershop_eventstore::{StoredEvent, Stream};
 use ordershop_readmodel::{cache, keys};
 
-const NAME: &str = ProjectionName::EntityCache.name();
+const NAME: &str = ordershop_readmodel::names::ENTITY_CACHE;
 const LIBRARY: &str = include_str!("lua/entity_cache.lua");
 
 /// The entity-cache projection.
@@ -36,11 +35,15 @@ impl Projection for EntityCache {
     }
 
     fn streams(&self) -> Vec<String> {
-        ProjectionName::EntityCache.streams()
+        self.event_streams().iter().map(Stream::key).collect()
     }
 
     fn library(&self) -> &'static str {
         LIBRARY
+    }
+
+    fn library_name(&self) -> &'static str {
+        keys::ENTITY_CACHE_LIBRARY
     }
 
     fn decode(&self, entry: &Entry) -> Result<StoredEvent, String> {
@@ -95,7 +98,7 @@ impl Projection for EntityCache {
 
 impl Replayable for EntityCache {
     fn event_streams(&self) -> Vec<Stream> {
-        ProjectionName::EntityCache.event_streams()
+        Stream::all()
     }
 
     fn state_patterns(&self) -> Vec<String> {

@@ -33,18 +33,49 @@ pub use runner::{run_until_stopped, Runner, RunnerOptions, Source, StepReport};
 pub use status::{group_status, ConsumerStatus, GroupStatus};
 
 use ordershop_eventstore::Stream;
-use ordershop_readmodel::{keys, names};
+use ordershop_readmodel::keys;
 use std::fmt;
 use std::str::FromStr;
 
-/// The projections the shop runs. `name()` is also the consumer group's name, and the prefix of
-/// the projection's bookkeeping keys, so it must never change.
+/// The projections the shop runs, by name: how the command line, the roles and the operator
+/// commands pick one. What a projection is (its group, streams and Functions) is said once, by
+/// its type's [`Projection`] implementation; these methods ask it through `with_projection!`.
+/// `name()` is also the consumer group's name, and the prefix of the projection's bookkeeping
+/// keys, so it must never change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ProjectionName {
     EntityCache,
     Crm,
     MsgDelivery,
 }
+
+/// Evaluates a body with the projection a [`ProjectionName`] names bound to a variable of its
+/// type, so that generic code (the runner, the rebuild, status) is reached from a name in one
+/// place. With one body every projection takes it; with two, views of the log (which implement
+/// [`Replayable`]) take the first and sinks the second, so that code needing a replay cannot be
+/// handed a sink.
+macro_rules! with_projection {
+    ($name:expr, $p:ident => $body:expr) => {
+        $crate::with_projection!($name, $p => $body, $p => $body)
+    };
+    ($name:expr, $view:ident => $if_view:expr, $sink:ident => $if_sink:expr) => {
+        match $name {
+            $crate::ProjectionName::EntityCache => {
+                let $view = $crate::EntityCache;
+                $if_view
+            }
+            $crate::ProjectionName::Crm => {
+                let $view = $crate::Crm;
+                $if_view
+            }
+            $crate::ProjectionName::MsgDelivery => {
+                let $sink = $crate::MsgDelivery;
+                $if_sink
+            }
+        }
+    };
+}
+pub(crate) use with_projection;
 
 impl ProjectionName {
     pub const ALL: [ProjectionName; 3] = [
@@ -53,46 +84,31 @@ impl ProjectionName {
         ProjectionName::MsgDelivery,
     ];
 
-    pub const fn name(self) -> &'static str {
-        match self {
-            ProjectionName::EntityCache => names::ENTITY_CACHE,
-            ProjectionName::Crm => names::CRM,
-            ProjectionName::MsgDelivery => names::MSG_SERVICE,
-        }
+    pub fn name(self) -> &'static str {
+        with_projection!(self, p => p.name())
     }
 
     /// The streams this projection's group reads.
     pub fn streams(self) -> Vec<String> {
-        match self {
-            ProjectionName::EntityCache | ProjectionName::Crm => {
-                self.event_streams().iter().map(Stream::key).collect()
-            }
-            ProjectionName::MsgDelivery => vec![keys::outbox()],
-        }
+        with_projection!(self, p => p.streams())
     }
 
     /// The event streams this projection derives its state from (none for the message sink).
     pub fn event_streams(self) -> Vec<Stream> {
-        match self {
-            ProjectionName::EntityCache => Stream::all(),
-            ProjectionName::Crm => crm::KINDS.into_iter().flat_map(Stream::of_kind).collect(),
-            ProjectionName::MsgDelivery => Vec::new(),
-        }
+        with_projection!(self, view => view.event_streams(), _sink => Vec::new())
     }
 
     /// The Function libraries a consumer of this projection loads (its readiness).
     pub fn libraries(self) -> [&'static str; 2] {
-        let own = match self {
-            ProjectionName::EntityCache => keys::ENTITY_CACHE_LIBRARY,
-            ProjectionName::Crm => keys::CRM_LIBRARY,
-            ProjectionName::MsgDelivery => keys::MSG_LIBRARY,
-        };
-        [keys::RUNNER_LIBRARY, own]
+        [
+            keys::RUNNER_LIBRARY,
+            with_projection!(self, p => p.library_name()),
+        ]
     }
 
     /// Whether `rebuild` applies: the message sink is not a view of the log.
     pub fn is_rebuildable(self) -> bool {
-        !matches!(self, ProjectionName::MsgDelivery)
+        with_projection!(self, _view => true, _sink => false)
     }
 }
 

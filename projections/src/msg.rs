@@ -7,10 +7,10 @@
 //! gateway would sit behind the same dedupe.
 
 use crate::projection::{Entry, Mode, Projection};
-use crate::ProjectionName;
-use ordershop_readmodel::keys;
+use ordershop_readmodel::{keys, names};
+use ordershop_telemetry::Metrics;
 
-const NAME: &str = ProjectionName::MsgDelivery.name();
+const NAME: &str = names::MSG_SERVICE;
 const LIBRARY: &str = include_str!("lua/msg.lua");
 
 /// An outbox entry: `msg_id`, `to`, `msg` (required), `kind` (`direct` when absent), and the
@@ -37,11 +37,15 @@ impl Projection for MsgDelivery {
     }
 
     fn streams(&self) -> Vec<String> {
-        ProjectionName::MsgDelivery.streams()
+        vec![keys::outbox()]
     }
 
     fn library(&self) -> &'static str {
         LIBRARY
+    }
+
+    fn library_name(&self) -> &'static str {
+        keys::MSG_LIBRARY
     }
 
     fn decode(&self, entry: &Entry) -> Result<OutboxMessage, String> {
@@ -83,6 +87,12 @@ impl Projection for MsgDelivery {
                 .arg(&m.request_id);
         }
         cmd
+    }
+
+    /// Each message applied is one delivered: the count the operator watches.
+    fn record_applied(&self, metrics: &Metrics, applied: u64) {
+        metrics.events_applied(NAME, applied);
+        metrics.messages_delivered(applied);
     }
 }
 

@@ -1,10 +1,13 @@
 //! The small traits a projection implements so that one runner (and one rebuilder) serves them
-//! all: a stable name, the streams it reads, its Function library, how an entry decodes, and the
-//! one Function call that applies a batch atomically.
+//! all: a stable name, the streams it reads, its Function library, how an entry decodes, the
+//! one Function call that applies a batch atomically, and what its work means to the metrics.
+//! Each projection says these things about itself here and nowhere else; a
+//! [`ProjectionName`](crate::ProjectionName) reaches them through `with_projection!`.
 
 use crate::error::ProjectionError;
 use ordershop_eventstore::codec::RawEntry;
 use ordershop_eventstore::{EntryId, StoredEvent, Stream};
+use ordershop_telemetry::Metrics;
 use redis::aio::ConnectionManager;
 use redis::Value;
 use std::collections::HashMap;
@@ -142,6 +145,9 @@ pub trait Projection: Clone + Send + Sync + 'static {
     /// The source of its Function library, loaded with `FUNCTION LOAD REPLACE`.
     fn library(&self) -> &'static str;
 
+    /// The name that library registers (what a health check looks for).
+    fn library_name(&self) -> &'static str;
+
     /// Decodes one entry, or says why it is poison (it will be retried, then dead-lettered).
     fn decode(&self, entry: &Entry) -> Result<Self::Event, String>;
 
@@ -149,6 +155,12 @@ pub trait Projection: Clone + Send + Sync + 'static {
     /// the record of what was applied, after checking the pause lease for `mode`. It must
     /// answer as [`CallOutcome`] parses.
     fn apply_call(&self, mode: Mode<'_>, events: &[&Self::Event]) -> redis::Cmd;
+
+    /// Counts `applied` events a live consumer applied. A projection whose applying is itself
+    /// an effect the operator watches (a delivery) counts that too.
+    fn record_applied(&self, metrics: &Metrics, applied: u64) {
+        metrics.events_applied(self.name(), applied);
+    }
 }
 
 /// A projection that is a pure view of the log, so it can be wiped and rebuilt by a replay.

@@ -16,9 +16,9 @@
 //! after [`LEASE`] and the consumers resume on a partial state: run the rebuild again.
 
 use crate::error::ProjectionError;
-use crate::projection::{CallOutcome, Entry, Mode, Replayable};
+use crate::projection::{CallOutcome, Entry, Mode, Projection, Replayable};
 use crate::runner::{MAX_EVENTS_PER_CALL, RUNNER_LIBRARY_SOURCE};
-use crate::{Crm, EntityCache, ProjectionName};
+use crate::{with_projection, ProjectionName};
 use ordershop_eventstore::store::{connection_manager, load_library};
 use ordershop_eventstore::{EntryId, EventStore, RedisConfig};
 use ordershop_readmodel::keys;
@@ -77,11 +77,11 @@ impl fmt::Display for RebuildReport {
 /// The key patterns a rebuild of `projection` deletes before it replays the log (for the
 /// operator to confirm). The message service's delivered log is not rebuildable.
 pub fn wiped_key_patterns(projection: ProjectionName) -> Result<Vec<String>, ProjectionError> {
-    match projection {
-        ProjectionName::EntityCache => Ok(EntityCache.state_patterns()),
-        ProjectionName::Crm => Ok(Crm.state_patterns()),
-        ProjectionName::MsgDelivery => Err(ProjectionError::NotRebuildable(projection.name())),
-    }
+    with_projection!(
+        projection,
+        view => Ok(view.state_patterns()),
+        sink => Err(ProjectionError::NotRebuildable(sink.name()))
+    )
 }
 
 /// Wipes and rebuilds one projection from the log, calling `progress(done, total)` as it goes.
@@ -93,11 +93,11 @@ pub async fn rebuild_projection(
     projection: ProjectionName,
     progress: &mut (dyn FnMut(u64, u64) + Send),
 ) -> Result<RebuildReport, ProjectionError> {
-    match projection {
-        ProjectionName::EntityCache => rebuild(redis, projection, EntityCache, progress).await,
-        ProjectionName::Crm => rebuild(redis, projection, Crm, progress).await,
-        ProjectionName::MsgDelivery => Err(ProjectionError::NotRebuildable(projection.name())),
-    }
+    with_projection!(
+        projection,
+        view => rebuild(redis, projection, view, progress).await,
+        sink => Err(ProjectionError::NotRebuildable(sink.name()))
+    )
 }
 
 async fn rebuild<P: Replayable>(

@@ -4,6 +4,7 @@
 
 use crate::error::ProjectionError;
 use crate::read::{pairs, text};
+use crate::runner::consumers;
 use crate::ProjectionName;
 use ordershop_eventstore::store::connection_manager;
 use ordershop_eventstore::{EntryId, RedisConfig};
@@ -105,7 +106,7 @@ pub(crate) async fn status_of(
         dead_lettered: 0,
         paused: false,
     };
-    let mut consumers: BTreeMap<String, ConsumerStatus> = BTreeMap::new();
+    let mut by_name: BTreeMap<String, ConsumerStatus> = BTreeMap::new();
     for stream in &streams {
         let groups: Result<Value, redis::RedisError> = redis::cmd("XINFO")
             .arg("GROUPS")
@@ -155,41 +156,20 @@ pub(crate) async fn status_of(
             None => count_after(conn, stream, last).await?,
         };
 
-        let listed: Value = redis::cmd("XINFO")
-            .arg("CONSUMERS")
-            .arg(stream)
-            .arg(group)
-            .query_async(conn)
-            .await?;
-        let Value::Array(listed) = listed else {
-            return Err(ProjectionError::protocol(
-                "XINFO CONSUMERS",
-                format!("{listed:?}"),
-            ));
-        };
-        for consumer in &listed {
-            let Some(fields) = pairs(consumer) else {
-                continue;
-            };
-            let fields: BTreeMap<String, &Value> = fields
-                .into_iter()
-                .filter_map(|(k, v)| Some((text(k)?, v)))
-                .collect();
-            let Some(name) = fields.get("name").and_then(|n| text(n)) else {
-                continue;
-            };
-            let pending = int(fields.get("pending")).unwrap_or(0);
-            let idle_ms = int(fields.get("idle")).unwrap_or(0);
-            let entry = consumers.entry(name.clone()).or_insert(ConsumerStatus {
-                name,
-                pending: 0,
-                idle_ms,
-            });
-            entry.pending += pending;
+        for consumer in consumers::list(conn, stream, group).await? {
+            let idle_ms = consumer.idle_ms.unwrap_or(0);
+            let entry = by_name
+                .entry(consumer.name.clone())
+                .or_insert(ConsumerStatus {
+                    name: consumer.name,
+                    pending: 0,
+                    idle_ms,
+                });
+            entry.pending += consumer.pending.unwrap_or(0);
             entry.idle_ms = entry.idle_ms.min(idle_ms);
         }
     }
-    status.consumers = consumers.into_values().collect();
+    status.consumers = by_name.into_values().collect();
     status.dead_lettered = redis::cmd("XLEN")
         .arg(keys::dead_letters(group))
         .query_async(conn)

@@ -7,7 +7,7 @@
 
 use crate::config::Role;
 use ordershop_eventstore::keys::FUNCTION_LIBRARY;
-use ordershop_eventstore::{EventStore, RedisConfig, StoreError};
+use ordershop_eventstore::{Backoff, EventStore, RedisConfig, StoreError};
 use ordershop_telemetry::error_chain;
 use redis::aio::ConnectionManager;
 use std::time::Duration;
@@ -100,7 +100,7 @@ async fn is_loaded(conn: &mut ConnectionManager, library: &str) -> Result<bool, 
 /// Loads the store's Function library as soon as Redis answers, retrying with a growing pause
 /// until it succeeds or `shutdown` is cancelled.
 pub async fn load_functions_when_ready(store: EventStore, role: Role, shutdown: CancellationToken) {
-    let mut pause = Duration::from_millis(50);
+    let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
     let mut attempts = 0u32;
     loop {
         match store.load_functions().await {
@@ -117,8 +117,7 @@ pub async fn load_functions_when_ready(store: EventStore, role: Role, shutdown: 
         }
         tokio::select! {
             () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(pause) => {}
+            () = tokio::time::sleep(backoff.next_pause()) => {}
         }
-        pause = (pause * 2).min(Duration::from_secs(2));
     }
 }

@@ -116,6 +116,12 @@ fn servers_serving(dir: &Path) -> Vec<u32> {
         .collect()
 }
 
+/// Whether some process holds the shop folder's lock.
+fn lock_is_held(folder: &Path) -> bool {
+    std::fs::File::open(folder.join("lock"))
+        .is_ok_and(|f| matches!(f.try_lock_shared(), Err(std::fs::TryLockError::WouldBlock)))
+}
+
 fn wait_exit(child: &mut Child, deadline: Duration) -> i32 {
     let end = Instant::now() + deadline;
     loop {
@@ -172,8 +178,10 @@ async fn killing_up_takes_its_redis_down_and_a_restart_reuses_the_folder() {
 
     up.0.kill().expect("SIGKILL ordershop up");
     let _ = up.0.wait();
+    // Gone means: no server works in the folder any more, and the kernel has released the
+    // folder's lock (an exiting process drops its cwd a moment before its files' locks).
     let end = Instant::now() + Duration::from_secs(15);
-    while !servers_serving(&redis_dir).is_empty() {
+    while !servers_serving(&redis_dir).is_empty() || lock_is_held(&shop.folder()) {
         assert!(
             Instant::now() < end,
             "the private server outlived `up`: pids {:?}",

@@ -16,7 +16,7 @@ use crate::versions::VersionStamp;
 use ordershop_domain::entity::EntityState;
 use ordershop_domain::{DomainError, EntityKind, Head};
 use ordershop_eventstore::append::IdempotencyRecord;
-use ordershop_eventstore::{Append, AppendError, EventStore, StoreError, UniqueIndex};
+use ordershop_eventstore::{Append, AppendError, Backoff, EventStore, StoreError, UniqueIndex};
 use ordershop_telemetry::Metrics;
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -78,18 +78,19 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// A random pause before retry `retry` (1-based): full jitter, so that writers that collided
-    /// spread out instead of colliding again.
-    fn backoff(&self, retry: u32) -> Duration {
-        let ceiling = self
-            .first_backoff
-            .saturating_mul(1u32 << retry.saturating_sub(1).min(16))
-            .min(self.max_backoff);
-        let micros = u64::try_from(ceiling.as_micros()).unwrap_or(u64::MAX);
-        // A v4 UUID is 122 random bits: enough randomness without another dependency.
-        let random = Uuid::new_v4().as_u128() as u64;
-        Duration::from_micros(random % micros.saturating_add(1))
+    /// The longest pause before each retry in turn.
+    fn backoff(&self) -> Backoff {
+        Backoff::new(self.first_backoff, self.max_backoff)
     }
+}
+
+/// A random pause up to `ceiling`: full jitter, so that writers that collided spread out instead
+/// of colliding again.
+fn full_jitter(ceiling: Duration) -> Duration {
+    let micros = u64::try_from(ceiling.as_micros()).unwrap_or(u64::MAX);
+    // A v4 UUID is 122 random bits: enough randomness without another dependency.
+    let random = Uuid::new_v4().as_u128() as u64;
+    Duration::from_micros(random % micros.saturating_add(1))
 }
 
 /// What a successful command wrote.
@@ -190,11 +191,6 @@ impl CommandService {
         service
     }
 
-    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
-        self.retry = retry;
-        self
-    }
-
     pub fn store(&self) -> &EventStore {
         &self.store
     }
@@ -257,9 +253,10 @@ impl CommandService {
             return Ok(answer);
         }
         let mut last = String::new();
+        let mut backoff = self.retry.backoff();
         for attempt in 0..self.retry.attempts {
             if attempt > 0 {
-                tokio::time::sleep(self.retry.backoff(attempt)).await;
+                tokio::time::sleep(full_jitter(backoff.next_pause())).await;
             }
             let mut append = plan().await?.request_id(self.request_id.as_deref());
             if append.events.is_empty() {
@@ -388,9 +385,10 @@ mod tests {
     #[test]
     fn backoff_stays_within_the_ceiling() {
         let policy = RetryPolicy::default();
-        for retry in 1..40 {
-            assert!(policy.backoff(retry) <= policy.max_backoff);
+        let mut backoff = policy.backoff();
+        assert!(full_jitter(backoff.next_pause()) <= policy.first_backoff);
+        for _retry in 2..40 {
+            assert!(full_jitter(backoff.next_pause()) <= policy.max_backoff);
         }
-        assert!(policy.backoff(1) <= policy.first_backoff);
     }
 }

@@ -7,6 +7,7 @@
 
 use crate::versions::VersionStamp;
 use ordershop_domain::EntityKind;
+use ordershop_eventstore::Backoff;
 use ordershop_readmodel::{keys, names};
 use redis::aio::ConnectionManager;
 use std::collections::BTreeMap;
@@ -43,7 +44,7 @@ pub async fn wait_until_applied(
         *version = (*version).max(stamp.version);
     }
     let deadline = Instant::now() + timeout;
-    let mut pause = FIRST_PAUSE;
+    let mut backoff = Backoff::new(FIRST_PAUSE, MAX_PAUSE);
     loop {
         let behind = count_behind(conn, &wanted).await?;
         if behind == 0 {
@@ -53,8 +54,7 @@ pub async fn wait_until_applied(
         if now >= deadline {
             return Ok(Consistency::TimedOut { behind });
         }
-        tokio::time::sleep(pause.min(deadline - now)).await;
-        pause = (pause * 2).min(MAX_PAUSE);
+        tokio::time::sleep(backoff.next_pause().min(deadline - now)).await;
     }
 }
 
