@@ -9,11 +9,8 @@ use crate::entity::{Billing, Customer, Entity, Inventory, Order, Product};
 use crate::error::DomainError;
 use crate::ids::{BillingId, CustomerId, InventoryId, OrderId, ProductId};
 use crate::kind::{Action, EntityKind};
-use crate::value::{Email, Money, Name, Quantity};
+use crate::value::{Email, Money, Name, Quantity, MAX_ORDER_ITEMS};
 use std::collections::BTreeMap;
-
-/// Most units one order may list.
-pub const MAX_ORDER_ITEMS: usize = 1_000;
 
 /// One change to append: an action and the whole entity after it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -15,7 +15,9 @@ pub const MAX_PRICE_MINOR: u64 = 1_000_000_000;
 pub const MAX_QUANTITY: u32 = 1_000_000_000;
 /// Largest amount of money the shop holds, in minor units: an order of the most units at the
 /// highest price (prices and totals are checked against it wherever they are read).
-pub const MAX_AMOUNT_MINOR: u64 = MAX_PRICE_MINOR * crate::decide::MAX_ORDER_ITEMS as u64;
+pub const MAX_AMOUNT_MINOR: u64 = MAX_PRICE_MINOR * MAX_ORDER_ITEMS as u64;
+/// Most units one order may list.
+pub const MAX_ORDER_ITEMS: usize = 1_000;
 
 /// A non-empty, trimmed display name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -6,9 +6,10 @@
 
 use ordershop_domain::decide::{
     self, BillingDraft, CustomerDraft, InventoryDraft, OrderContext, OrderDraft, ProductDraft,
-    MAX_ORDER_ITEMS,
 };
-use ordershop_domain::value::{MAX_EMAIL_CHARS, MAX_NAME_CHARS, MAX_PRICE_MINOR, MAX_QUANTITY};
+use ordershop_domain::value::{
+    MAX_EMAIL_CHARS, MAX_NAME_CHARS, MAX_ORDER_ITEMS, MAX_PRICE_MINOR, MAX_QUANTITY,
+};
 use ordershop_domain::{
     Action, Billing, BillingId, Change, Customer, CustomerId, DomainError, Email, Entity,
     EntityKind, Head, Inventory, InventoryId, Money, Name, Order, OrderId, Product, ProductId,

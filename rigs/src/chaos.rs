@@ -60,7 +60,7 @@ impl Processes {
             .create(true)
             .append(true)
             .open(self.logs.join(format!("{role}.log")))?;
-        let child = crate::cli::shop_command(&["serve", role.as_str()])?
+        let child = crate::shop::shop_command(&["serve", role.as_str()])?
             .envs(self.env.iter().cloned())
             .env(
                 "ORDERSHOP_LISTEN",

@@ -6,9 +6,11 @@
 //! per role, kills and restarts roles under load and checks the invariants. They reach the shop
 //! only through its public paths: HTTP, the `ordershop` library's role starters and commands,
 //! the event store's guarded append and replay, the domain's decide functions and the entity
-//! cache's reader. [`cli`] turns the command line into calls.
+//! cache's reader. [`cli`] turns the command line into calls; [`shop`] starts the shop's own
+//! commands as processes.
 
 pub mod bench;
 pub mod chaos;
 pub mod cli;
 pub mod load;
+pub mod shop;

@@ -180,7 +180,7 @@ async fn time_crm_catch_up(env: &BenchEnv, events: u64) -> anyhow::Result<f64> {
 
 /// Peak RSS in MiB of `ordershop rebuild entity-cache` against the bench's Redis.
 async fn child_rebuild_rss(env: &BenchEnv) -> anyhow::Result<f64> {
-    let mut child = crate::cli::shop_command(&["rebuild", "entity-cache", "--yes"])?
+    let mut child = crate::shop::shop_command(&["rebuild", "entity-cache", "--yes"])?
         .env("REDIS_URL", &env.url)
         .env("RUST_LOG", "warn")
         .stdin(std::process::Stdio::null())
