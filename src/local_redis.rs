@@ -92,18 +92,21 @@ impl LocalRedis {
         &self.dir
     }
 
-    /// Waits until the server answers on its port, and checks that the one answering is this
-    /// child (`INFO server`'s `process_id`): another server that took the port first (two
-    /// `up`s starting at once both like 6380) must never be mistaken for ours.
+    /// Waits until the server answers on its port and has loaded its data (PING answers PONG,
+    /// not LOADING), and checks that the one answering is this child (`INFO server`'s
+    /// `process_id`): another server that took the port first (two `up`s starting at once both
+    /// like 6380) must never be mistaken for ours.
     async fn wait_ready(&mut self) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(30);
         let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
         loop {
             if let Some(pid) = answering_pid(addr).await {
-                if Some(pid) == self.child.id() {
+                if Some(pid) != self.child.id() {
+                    bail!("port {} is served by another server (pid {pid})", self.port);
+                }
+                if answers_pong(addr).await {
                     return Ok(());
                 }
-                bail!("port {} is served by another server (pid {pid})", self.port);
             }
             if let Some(status) = self.child.try_wait()? {
                 bail!(
@@ -237,6 +240,23 @@ fn pick_port(preferred: bool) -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .unwrap_or(PREFERRED_PORT)
+}
+
+/// Whether the server on `addr` answers PING with PONG (while it loads its data it answers
+/// LOADING).
+async fn answers_pong(addr: SocketAddr) -> bool {
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+        stream.write_all(b"PING\r\n").await.ok()?;
+        let mut buf = [0u8; 64];
+        let n = stream.read(&mut buf).await.ok()?;
+        Some(buf[..n].starts_with(b"+PONG"))
+    };
+    tokio::time::timeout(Duration::from_millis(700), exchange)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(false)
 }
 
 /// The `process_id` of the server answering on `addr`, if one answers `INFO server`.
