@@ -21,7 +21,11 @@ use std::collections::BTreeMap;
 use uuid::Uuid;
 
 const NAME: &str = ordershop_readmodel::names::CRM;
-const LIBRARY: &str = include_str!("lua/crm.lua");
+const LIBRARY: &str = concat!(
+    "#!lua name=ordershop_crm\n",
+    include_str!("lua/lease.lua"),
+    include_str!("lua/crm.lua")
+);
 
 /// The kinds whose events the CRM reads.
 pub const KINDS: [EntityKind; 4] = [

@@ -13,7 +13,11 @@ use ordershop_eventstore::{StoredEvent, Stream};
 use ordershop_readmodel::{cache, keys};
 
 const NAME: &str = ordershop_readmodel::names::ENTITY_CACHE;
-const LIBRARY: &str = include_str!("lua/entity_cache.lua");
+const LIBRARY: &str = concat!(
+    "#!lua name=ordershop_entity_cache\n",
+    include_str!("lua/lease.lua"),
+    include_str!("lua/entity_cache.lua")
+);
 
 /// The entity-cache projection.
 #[derive(Debug, Clone, Copy, Default)]

@@ -5,7 +5,8 @@
 //!   entries, dead-letter a poison entry, stop on shutdown).
 //! - [`entity_cache`]: the entity cache the gateway answers queries from.
 //! - [`crm`]: the customer-relationship view and the customer messages (through an outbox).
-//! - [`msg`]: the message service's delivery of the outbox, exactly once per message id.
+//! - [`msg`]: the message service's delivery of the outbox, exactly once per message id;
+//!   [`message_text`]: the wording of the CRM's messages, rendered from the facts it writes.
 //! - [`rebuild`] and [`status`]: the operator commands (rebuild a projection, show lag).
 //!
 //! Each projection applies a batch in one Redis Function call that checks each entity's version,
@@ -16,6 +17,7 @@
 pub mod crm;
 pub mod entity_cache;
 pub mod error;
+pub mod message_text;
 pub mod msg;
 pub mod projection;
 mod read;

@@ -6,6 +6,7 @@
 //! "Delivering" here means appending to the mail sink that `GET /emails` lists; a real mail
 //! gateway would sit behind the same dedupe.
 
+use crate::message_text::CustomerMessage;
 use crate::projection::{Entry, Mode, Projection};
 use ordershop_readmodel::{keys, names};
 use ordershop_telemetry::Metrics;
@@ -13,7 +14,8 @@ use ordershop_telemetry::Metrics;
 const NAME: &str = names::MSG_SERVICE;
 const LIBRARY: &str = include_str!("lua/msg.lua");
 
-/// An outbox entry: `msg_id`, `to`, `msg` (required), `kind` (`direct` when absent), and the
+/// An outbox entry: `msg_id`, `to` (required), `kind` (`direct` when absent), the text — `msg`
+/// for a direct message, else rendered from the CRM's facts ([`crate::message_text`]) — and the
 /// `event_id` and `request_id` that caused it, if known (copied to the delivered message).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxMessage {
@@ -56,15 +58,21 @@ impl Projection for MsgDelivery {
                 .map(str::to_owned)
                 .ok_or_else(|| format!("outbox entry has no `{name}`"))
         };
+        let kind = entry
+            .text("kind")
+            .filter(|k| !k.is_empty())
+            .unwrap_or("direct")
+            .to_owned();
+        let msg = match entry.text("msg").filter(|m| !m.trim().is_empty()) {
+            Some(text) => text.to_owned(),
+            None if kind == "direct" => return Err("outbox entry has no `msg`".into()),
+            None => CustomerMessage::from_facts(&kind, |name| entry.text(name))?.text(),
+        };
         Ok(OutboxMessage {
             msg_id: required("msg_id")?,
             to: required("to")?,
-            msg: required("msg")?,
-            kind: entry
-                .text("kind")
-                .filter(|k| !k.is_empty())
-                .unwrap_or("direct")
-                .to_owned(),
+            msg,
+            kind,
             event_id: entry.text("event_id").unwrap_or_default().to_owned(),
             request_id: entry.text("request_id").unwrap_or_default().to_owned(),
         })
@@ -123,6 +131,32 @@ mod tests {
             .decode(&entry(&[("to", "a@b.co"), ("msg", "hi")]))
             .unwrap_err();
         assert!(err.contains("msg_id"), "{err}");
+    }
+
+    #[test]
+    fn a_crm_message_is_rendered_from_its_facts() {
+        let receipt = MsgDelivery
+            .decode(&entry(&[
+                ("msg_id", "e1:receipt"),
+                ("to", "ada@example.com"),
+                ("kind", "receipt"),
+                ("name", "Ada"),
+                ("order_id", "o1"),
+                ("total", "1250"),
+            ]))
+            .unwrap();
+        assert_eq!(
+            receipt.msg,
+            "Hello Ada, we received your payment of 12.50 for order o1. Thank you!"
+        );
+        let err = MsgDelivery
+            .decode(&entry(&[
+                ("msg_id", "m"),
+                ("to", "a@b.co"),
+                ("kind", "receipt"),
+            ]))
+            .unwrap_err();
+        assert!(err.contains("`name`"), "{err}");
     }
 
     #[test]

@@ -1,10 +1,12 @@
-#!lua name=ordershop_crm
+-- (The library's `#!lua name=` line and the shared lease check, lua/lease.lua, are put ahead
+-- of this source when it is compiled in: see crm.rs / entity_cache.rs.)
 
 -- The CRM's one write path. A batch of events is applied in one atomic step that
 --   1. updates the CRM view (per-customer Hashes, segment Sets, the CRM's copies of orders,
 --      billings and product names) and the versions applied, and
 --   2. in live mode only, decides the customer messages those events trigger and writes each
---      one to the outbox at most once (the mailer).
+--      one's facts to the outbox at most once (the mailer); the message service renders the
+--      text (projections/src/message_text.rs).
 --
 -- The view converges whatever order the events arrive in: each entity is applied iff its version
 -- is above the one applied (events carry the whole entity), an order's contribution to its
@@ -43,17 +45,6 @@ local function int(n)
   return string.format('%.0f', n)
 end
 
-local function lease_ok(keys, args)
-  if args[1] == 'live' then
-    return redis.call('EXISTS', keys[1]) == 0, -1
-  end
-  if redis.call('GET', keys[1]) ~= args[2] then
-    return false, -2
-  end
-  redis.call('PEXPIRE', keys[1], args[3])
-  return true, 0
-end
-
 -- Adds delta to a counter field, removing the field at zero so that a field exists iff it is
 -- non-zero: the view's layout then depends only on its values, not on the path taken.
 local function hincr(key, field, delta)
@@ -72,10 +63,6 @@ local function later(a, b)
   return tonumber(aseq) > tonumber(bseq)
 end
 
-local function money(minor)
-  minor = tonumber(minor) or 0
-  return string.format('%d.%02d', math.floor(minor / 100), minor % 100)
-end
 
 -- ------------------------------------------------------------------------------------------
 -- View
@@ -145,41 +132,39 @@ end
 -- ------------------------------------------------------------------------------------------
 -- Mailer (live mode only)
 
--- A message carries the event (and the request, when known) that caused it, so that delivery
--- can be traced back to the request.
-local function send(msg_id, customer, to, text, kind, event_id, request_id)
+-- A message carries its facts, not its text: the message service renders the wording in Rust
+-- (projections/src/message_text.rs). It also carries the event (and the request, when known)
+-- that caused it, so that delivery can be traced back to the request. `facts` is a flat list of
+-- field, value pairs.
+local function send(msg_id, customer, to, kind, event_id, request_id, facts)
   if redis.call('SADD', K[2], msg_id) == 0 then return end
+  local fields = {'msg_id', msg_id, 'to', to, 'kind', kind, 'customer_id', customer,
+    'event_id', event_id}
   if request_id and request_id ~= '' then
-    redis.call('XADD', K[3], '*', 'msg_id', msg_id, 'to', to, 'msg', text, 'kind', kind,
-      'customer_id', customer, 'event_id', event_id, 'request_id', request_id)
-  else
-    redis.call('XADD', K[3], '*', 'msg_id', msg_id, 'to', to, 'msg', text, 'kind', kind,
-      'customer_id', customer, 'event_id', event_id)
+    fields[#fields + 1] = 'request_id'
+    fields[#fields + 1] = request_id
   end
+  for _, v in ipairs(facts) do fields[#fields + 1] = v end
+  redis.call('XADD', K[3], '*', unpack(fields))
   redis.call('HINCRBY', P.customer .. customer, 'messages_sent', 1)
 end
 
-local function render(m, name)
+-- The facts of a message about an order: the names of the units ordered (from the CRM's copy
+-- of product names, kept after deletes), or the amount.
+local function order_facts(m, name)
+  local facts = {'name', name, 'order_id', m.order_id}
   if m.kind == 'order_confirmation' then
-    local counts, listed = {}, {}
+    local items = {}
     for p in string.gmatch(m.products or '', '%S+') do
-      if not counts[p] then listed[#listed + 1] = p end
-      counts[p] = (counts[p] or 0) + 1
+      items[#items + 1] = redis.call('HGET', K[12], p) or p
     end
-    local lines = {}
-    for _, p in ipairs(listed) do
-      local product = redis.call('HGET', K[12], p) or p
-      lines[#lines + 1] = counts[p] .. ' x ' .. product
-    end
-    return 'Hello ' .. name .. ', thank you for your order ' .. m.order_id .. ': '
-      .. table.concat(lines, ', ') .. '.'
-  elseif m.kind == 'payment_request' then
-    return 'Hello ' .. name .. ', please pay ' .. money(m.total) .. ' for your order '
-      .. m.order_id .. '.'
+    facts[#facts + 1] = 'items'
+    facts[#facts + 1] = cjson.encode(items)
   else
-    return 'Hello ' .. name .. ', we received your payment of ' .. money(m.total)
-      .. ' for order ' .. m.order_id .. '. Thank you!'
+    facts[#facts + 1] = 'total'
+    facts[#facts + 1] = tostring(m.total)
   end
+  return facts
 end
 
 -- Sends a message to its customer, or parks it until the customer's address is known.
@@ -189,7 +174,7 @@ local function to_customer(m)
     redis.call('HSET', P.waiting_customer .. m.customer_id, m.id, cjson.encode(m))
     return
   end
-  send(m.id, m.customer_id, c[2], render(m, c[1]), m.kind, m.event_id, m.request_id)
+  send(m.id, m.customer_id, c[2], m.kind, m.event_id, m.request_id, order_facts(m, c[1]))
 end
 
 -- Routes a message about an order: a receipt first needs its order's customer and total.
@@ -229,12 +214,11 @@ local function customer_event(ev)
   end
   if live then
     if ev.action == 'created' then
-      send(ev.event_id .. ':welcome', ev.id, ev.b, 'Hello ' .. ev.a .. ', welcome to OrderShop!',
-        'welcome', ev.event_id, ev.request_id)
+      send(ev.event_id .. ':welcome', ev.id, ev.b, 'welcome', ev.event_id, ev.request_id,
+        {'name', ev.a})
     elseif deleted then
-      send(ev.event_id .. ':goodbye', ev.id, ev.b,
-        'Goodbye ' .. ev.a .. ', we hope to see you again at OrderShop!', 'goodbye', ev.event_id,
-        ev.request_id)
+      send(ev.event_id .. ':goodbye', ev.id, ev.b, 'goodbye', ev.event_id, ev.request_id,
+        {'name', ev.a})
     end
     flush(P.waiting_customer .. ev.id)
   end

@@ -1,4 +1,5 @@
-#!lua name=ordershop_entity_cache
+-- (The library's `#!lua name=` line and the shared lease check, lua/lease.lua, are put ahead
+-- of this source when it is compiled in: see crm.rs / entity_cache.rs.)
 
 -- The entity cache's one write path: applies a batch of events to the cache and records, in the
 -- same atomic step, the version applied for each entity (the gateway polls those versions for
@@ -26,17 +27,6 @@
 
 local ORDER = 4
 local BILLING = 5
-
-local function lease_ok(keys, args)
-  if args[1] == 'live' then
-    return redis.call('EXISTS', keys[1]) == 0, -1
-  end
-  if redis.call('GET', keys[1]) ~= args[2] then
-    return false, -2
-  end
-  redis.call('PEXPIRE', keys[1], args[3])
-  return true, 0
-end
 
 -- One more live billing for an order: it is billed, hence not unbilled.
 local function billing_added(keys, order_id)

@@ -4,6 +4,7 @@
 use crate::support::{delivered, drain, eventually, step_stream_by_stream, stream_entries, Shop};
 use ordershop_domain::{Action, EntityKind};
 use ordershop_eventstore::Stream;
+use ordershop_projections::message_text::CustomerMessage;
 use ordershop_projections::{
     group_status, run_until_stopped, Crm, MsgDelivery, ProjectionName, RunnerOptions,
 };
@@ -208,7 +209,12 @@ async fn the_crm_view_tracks_orders_amounts_billings_and_segments() {
         .await
         .into_iter()
         .filter(|m| m["customer_id"] == ada.to_string())
-        .map(|m| (m["kind"].clone(), m["msg"].clone()))
+        .map(|m| {
+            let text = CustomerMessage::from_facts(&m["kind"], |f| m.get(f).map(String::as_str))
+                .map(|message| message.text())
+                .unwrap_or_else(|e| panic!("{e}: {m:?}"));
+            (m["kind"].clone(), text)
+        })
         .collect();
     let has = |kind: &str, text: &str| texts.iter().any(|(k, t)| k == kind && t.contains(text));
     assert!(
@@ -261,7 +267,10 @@ async fn messages_about_orders_read_before_their_customer_wait_for_the_customer(
     );
     assert!(outbox.iter().all(|m| m["to"] == "ada@example.com"));
     let receipt = outbox.iter().find(|m| m["kind"] == "receipt").unwrap();
-    assert!(receipt["msg"].contains("payment of 1.99"), "{receipt:?}");
+    let text = CustomerMessage::from_facts("receipt", |f| receipt.get(f).map(String::as_str))
+        .map(|message| message.text())
+        .unwrap_or_else(|e| panic!("{e}: {receipt:?}"));
+    assert!(text.contains("payment of 1.99"), "{receipt:?}");
     let view: BTreeMap<String, String> = conn.hgetall(keys::crm_customer(ada.0)).await.unwrap();
     assert_eq!(view["messages_sent"], "4");
     assert_eq!(view["amount_billed"], "199");
