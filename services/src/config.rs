@@ -20,6 +20,8 @@ pub const BODY_LIMIT: &str = "ORDERSHOP_BODY_LIMIT";
 pub const HTTP_WORKERS: &str = "ORDERSHOP_HTTP_WORKERS";
 pub const CONSISTENCY_TIMEOUT_MS: &str = "ORDERSHOP_CONSISTENCY_TIMEOUT_MS";
 pub const API_TOKEN: &str = "ORDERSHOP_API_TOKEN";
+/// Shortest API token accepted (a shorter one is a start-up error, not a weak lock).
+pub const MIN_API_TOKEN_CHARS: usize = 16;
 
 pub const DEFAULT_BODY_LIMIT: usize = 256 * 1024;
 pub const DEFAULT_HTTP_WORKERS: usize = 2;
@@ -91,7 +93,7 @@ impl Config {
     }
 
     /// Reads `role`'s configuration through `lookup` (variable name -> value). Unset and empty
-    /// variables take their defaults.
+    /// variables take their defaults, but for `ORDERSHOP_API_TOKEN`: set and blank is an error.
     pub fn from_lookup(
         role: Role,
         lookup: impl Fn(&str) -> Option<String>,
@@ -99,7 +101,8 @@ impl Config {
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
         let redis = RedisConfig::new(get(REDIS_URL).unwrap_or_else(|| DEFAULT_REDIS_URL.into()))?
             .with_tls_from(get)?;
-        let api_token = match get(API_TOKEN) {
+        // Set means set: a blank token must not quietly turn authentication off.
+        let api_token = match lookup(API_TOKEN) {
             Some(token) => Some(parse_token(&token)?),
             None => None,
         };
@@ -216,15 +219,28 @@ impl fmt::Debug for Config {
 /// sends can equal it.
 fn parse_token(value: &str) -> Result<ApiToken, ConfigError> {
     let token = value.trim();
-    if token.bytes().all(|b| b.is_ascii_graphic()) {
-        Ok(ApiToken::new(token))
-    } else {
-        Err(ConfigError::Invalid {
-            var: API_TOKEN,
-            value: "***".to_owned(),
-            reason: "expected printable ASCII without spaces".to_owned(),
-        })
+    let invalid = |reason: String| ConfigError::Invalid {
+        var: API_TOKEN,
+        value: "***".to_owned(),
+        reason,
+    };
+    if token.is_empty() {
+        return Err(invalid(format!(
+            "it is set but blank; set a token of at least {MIN_API_TOKEN_CHARS} characters, or \
+             unset it to run without authentication"
+        )));
     }
+    if token.chars().count() < MIN_API_TOKEN_CHARS {
+        return Err(invalid(format!(
+            "a token needs at least {MIN_API_TOKEN_CHARS} characters"
+        )));
+    }
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(invalid(
+            "expected printable ASCII without spaces".to_owned(),
+        ));
+    }
+    Ok(ApiToken::new(token))
 }
 
 fn parse_listen(value: &str) -> Result<SocketAddr, ConfigError> {
@@ -376,7 +392,7 @@ mod tests {
         let c = config(&[
             ("REDIS_URL", "redis://shop:s3cret@redis:6379"),
             ("CRM_SERVICE_URL", "http://admin:hunter2@crm:5007"),
-            ("ORDERSHOP_API_TOKEN", "t0ken-xyz"),
+            ("ORDERSHOP_API_TOKEN", "t0ken-xyz-0123456789"),
         ])
         .unwrap();
         let debug = format!("{c:?}");
@@ -385,11 +401,24 @@ mod tests {
         assert!(!debug.contains("t0ken-xyz"), "{debug}");
         assert_eq!(
             c.api_token.as_ref().map(ApiToken::expose),
-            Some("t0ken-xyz")
+            Some("t0ken-xyz-0123456789")
         );
         assert_eq!(config(&[]).unwrap().api_token, None);
-        let err = config(&[("ORDERSHOP_API_TOKEN", "has space")]).unwrap_err();
+        let err = config(&[("ORDERSHOP_API_TOKEN", "has space in it, long enough")]).unwrap_err();
         assert!(!err.to_string().contains("has space"), "{err}");
+    }
+
+    #[test]
+    fn a_blank_or_short_api_token_is_a_start_up_error_not_no_authentication() {
+        for blank in ["", "   "] {
+            let err = config(&[("ORDERSHOP_API_TOKEN", blank)]).unwrap_err();
+            let text = err.to_string();
+            assert!(text.starts_with("ORDERSHOP_API_TOKEN="), "{text}");
+            assert!(text.contains("set but blank"), "{text}");
+        }
+        let err = config(&[("ORDERSHOP_API_TOKEN", "short")]).unwrap_err();
+        assert!(err.to_string().contains("at least 16 characters"), "{err}");
+        assert!(!err.to_string().contains("short\""), "{err}");
     }
 
     #[test]
