@@ -252,7 +252,10 @@ fn operation(route: &GatewayRoute) -> utoipa::openapi::path::Operation {
         }
         if with_body {
             op = op
-                .response("413", error("the body is larger than ORDERSHOP_BODY_LIMIT"))
+                .response(
+                    "413",
+                    error("the body is larger than ORDERSHOP_BODY_LIMIT, or lists more than 1000 items"),
+                )
                 .response(
                     "422",
                     error("failed validation, or a reference to an unknown entity"),

@@ -55,10 +55,23 @@ fn parse_object<B: DeserializeOwned>(value: Value) -> Result<B, ApiError> {
     B::deserialize(value).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
+/// Most items one POST may create: every answer stays small, and the service's internal
+/// versions header (about 48 bytes per entity) stays well within what HTTP clients accept.
+pub const MAX_BATCH: usize = 1_000;
+
 /// A create body: one object or a list of them. Every item is checked before any is accepted,
 /// so a list is taken whole or not at all. The error names the failing item (`[2]: ...`).
 pub fn create_drafts<B: WireBody>(value: Value) -> Result<Vec<B::Draft>, ApiError> {
     match value {
+        Value::Array(items) if items.len() > MAX_BATCH => Err(ApiError::new(
+            actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
+            "batch_too_large",
+            format!(
+                "a request creates at most {MAX_BATCH} items; this one lists {}: send them in \
+                 smaller batches",
+                items.len()
+            ),
+        )),
         Value::Array(items) => {
             let bodies = items
                 .into_iter()

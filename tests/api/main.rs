@@ -4,6 +4,7 @@
 mod compose;
 mod fuzz;
 mod helpers;
+mod limits;
 mod local_shop;
 mod msrv;
 mod observability;

@@ -12,10 +12,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// How long a service may take to answer a command.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Response headers relayed back to the client besides the body.
-const RELAYED_HEADERS: [&str; 5] = [
+/// Response headers relayed back to the client besides the body. The service's versions header
+/// is internal: the gateway reads it ([`Relayed::versions`]) and never passes it on.
+const RELAYED_HEADERS: [&str; 4] = [
     "content-type",
-    crate::headers::VERSIONS,
     crate::headers::IDEMPOTENT_REPLAYED,
     "retry-after",
     "allow",
@@ -40,6 +40,8 @@ pub struct Relayed {
     pub status: u16,
     /// The relayed headers that were present, lower-case names.
     pub headers: Vec<(&'static str, Vec<u8>)>,
+    /// The service's internal versions header, for read-your-writes; not for the client.
+    pub versions: Option<Vec<u8>>,
     pub body: Bytes,
 }
 
@@ -132,10 +134,15 @@ impl Forwarder {
                 Some((name, value.as_bytes().to_vec()))
             })
             .collect();
+        let versions = response
+            .headers()
+            .get(crate::headers::VERSIONS)
+            .map(|v| v.as_bytes().to_vec());
         let body = response.bytes().await.map_err(unreachable)?;
         Ok(Relayed {
             status,
             headers,
+            versions,
             body,
         })
     }

@@ -56,7 +56,7 @@ impl Gateway {
     /// A command already succeeded: whatever happens here, the client gets the answer; a
     /// cache that lags or cannot be read is logged.
     async fn wait_for_cache(&self, owner: Role, relayed: &Relayed) {
-        let Some(header) = relayed.header(headers::VERSIONS) else {
+        let Some(header) = relayed.versions.as_deref() else {
             return;
         };
         let versions = match std::str::from_utf8(header)
