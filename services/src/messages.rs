@@ -16,7 +16,8 @@ pub const MAX_MESSAGE_CHARS: usize = 10_000;
 /// Delivered messages read per round trip.
 const PAGE: usize = 1_000;
 
-/// A non-empty message text.
+/// A non-empty message text without control characters but line breaks and tabs (the rule
+/// names follow, so no NUL or terminal escape reaches a reader through a message).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageText(String);
 
@@ -29,6 +30,15 @@ impl MessageText {
             return Err(DomainError::invalid(
                 "msg",
                 format!("must be at most {MAX_MESSAGE_CHARS} characters"),
+            ));
+        }
+        if raw
+            .chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\t')
+        {
+            return Err(DomainError::invalid(
+                "msg",
+                "must not contain control characters (line breaks and tabs are fine)",
             ));
         }
         Ok(Self(raw.to_owned()))

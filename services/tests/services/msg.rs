@@ -59,6 +59,16 @@ async fn bad_messages_are_refused_and_nothing_is_appended() {
             "bad_request",
         ),
         (json!(["ada@example.com", "Hello"]), 400, "bad_request"),
+        (
+            json!({"to": "ada@example.com", "msg": "Hello\u{0}Ada"}),
+            422,
+            "invalid",
+        ),
+        (
+            json!({"to": "ada@example.com", "msg": "Hello \u{1b}[31mAda"}),
+            422,
+            "invalid",
+        ),
     ];
     for (body, status, code) in cases {
         shop.post(&url, &body)
