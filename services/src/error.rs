@@ -84,6 +84,15 @@ impl ApiError {
     /// Logs an infrastructure failure with its whole cause chain and returns the opaque answer.
     pub fn infrastructure(context: &str, err: &(dyn std::error::Error + 'static)) -> Self {
         tracing::error!(error = %error_chain(err), "{context}");
+        if let Some(refusal) = out_of_memory(err) {
+            return Self::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "storage_full",
+                format!(
+                    "Redis is out of memory and refuses writes ({refusal}); nothing was appended"
+                ),
+            );
+        }
         if is_unavailable(err) {
             Self::unavailable("Redis is unavailable; retry later")
         } else {
@@ -193,6 +202,21 @@ impl From<Unreachable> for ApiError {
 
 /// True when the failure is Redis being unreachable or failing (somewhere in the chain), as
 /// opposed to a bug or corrupt data.
+/// Redis's own words when it refused a write for lack of memory (`OOM`, at `maxmemory` with
+/// `noeviction`): a full store, not an unreachable one.
+fn out_of_memory(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut current = Some(err);
+    while let Some(e) = current {
+        if let Some(redis) = e.downcast_ref::<redis::RedisError>() {
+            if redis.code() == Some("OOM") {
+                return Some(redis.detail().unwrap_or("OOM").trim().to_owned());
+            }
+        }
+        current = e.source();
+    }
+    None
+}
+
 fn is_unavailable(err: &(dyn std::error::Error + 'static)) -> bool {
     let mut current = Some(err);
     while let Some(e) = current {

@@ -246,6 +246,10 @@ fn operation(route: &GatewayRoute) -> utoipa::openapi::path::Operation {
                 ),
             )
             .response("503", error(UNAVAILABLE))
+            .response(
+                "507",
+                error("Redis is out of memory and refuses writes (`storage_full`); nothing was appended"),
+            )
             .response("401", error(UNAUTHORIZED));
         if by_id {
             op = op.response("404", error("no such entity"));

@@ -219,3 +219,44 @@ async fn the_consistency_wait_ends_once_the_cache_applied_every_version() {
         "no versions: nothing to wait for"
     );
 }
+
+/// Redis at `maxmemory` refuses writes: the client is told the store is full (507
+/// `storage_full`, with Redis's words), not that Redis is unreachable, and nothing is appended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_out_of_memory_is_reported_as_storage_full_and_appends_nothing() {
+    let shop = Shop::start(&[Role::CustomerService, Role::Gateway]).await;
+    let gateway = shop.url(Role::Gateway).to_owned();
+    let mut conn = shop.redis().await;
+    let before = shop.stream_lengths().await;
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg(1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let reply = shop
+        .post(
+            &format!("{gateway}/customers"),
+            &json!({"name": "Ada", "email": "ada@example.com"}),
+        )
+        .await;
+    reply.assert_error(507, "storage_full", "a write at maxmemory");
+    let detail = reply.body["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("maxmemory"), "Redis's words: {detail}");
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg(0)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(shop.stream_lengths().await, before, "nothing appended");
+    let reply = shop
+        .post(
+            &format!("{gateway}/customers"),
+            &json!({"name": "Ada", "email": "ada@example.com"}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+}
