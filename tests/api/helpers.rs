@@ -86,8 +86,12 @@ impl Shop {
             ports,
             processes: std::sync::Mutex::new(HashMap::new()),
             log_dir: tempfile::tempdir().expect("log folder"),
+            // Idle connections are dropped before the server's keep-alive (5 s) closes them, so
+            // a request after a pause (a test running a CLI command) never lands on a
+            // connection the server is closing ("IncompleteMessage").
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
+                .pool_idle_timeout(Duration::from_secs(2))
                 .build()
                 .expect("http client"),
         };
