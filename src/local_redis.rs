@@ -245,45 +245,42 @@ fn pick_port(preferred: bool) -> u16 {
 /// Whether the server on `addr` answers PING with PONG (while it loads its data it answers
 /// LOADING).
 async fn answers_pong(addr: SocketAddr) -> bool {
-    let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
-        stream.write_all(b"PING\r\n").await.ok()?;
-        let mut buf = [0u8; 64];
-        let n = stream.read(&mut buf).await.ok()?;
-        Some(buf[..n].starts_with(b"+PONG"))
-    };
-    tokio::time::timeout(Duration::from_millis(700), exchange)
+    ask(addr, b"PING\r\n", |reply| reply.ends_with(b"\r\n"))
         .await
-        .ok()
-        .flatten()
-        .unwrap_or(false)
+        .is_some_and(|reply| reply.starts_with(b"+PONG"))
 }
 
 /// The `process_id` of the server answering on `addr`, if one answers `INFO server`.
 async fn answering_pid(addr: SocketAddr) -> Option<u32> {
+    // The line is whole once its `\r` arrived.
+    let pid_line = |reply: &[u8]| {
+        String::from_utf8_lossy(reply)
+            .split('\n')
+            .find_map(|l| l.strip_prefix("process_id:")?.strip_suffix('\r'))
+            .map(|pid| pid.trim().to_owned())
+    };
+    let reply = ask(addr, b"INFO server\r\n", |reply| {
+        reply.starts_with(b"-") || pid_line(reply).is_some()
+    })
+    .await?;
+    pid_line(&reply)?.parse().ok()
+}
+
+/// Sends one command on a new connection and reads until `whole(reply so far)`, within 700 ms.
+async fn ask(addr: SocketAddr, command: &[u8], whole: impl Fn(&[u8]) -> bool) -> Option<Vec<u8>> {
     let exchange = async {
         let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
-        stream.write_all(b"INFO server\r\n").await.ok()?;
+        stream.write_all(command).await.ok()?;
         let mut reply = Vec::new();
         let mut buf = [0u8; 4096];
-        loop {
+        while !whole(&reply) {
             let n = stream.read(&mut buf).await.ok()?;
-            if n == 0 {
+            if n == 0 || reply.len() > 64 * 1024 {
                 return None;
             }
             reply.extend_from_slice(&buf[..n]);
-            let text = String::from_utf8_lossy(&reply);
-            // The line is whole once its `\r` arrived.
-            let pid = text
-                .split('\n')
-                .find_map(|l| l.strip_prefix("process_id:")?.strip_suffix('\r'));
-            if let Some(pid) = pid {
-                return pid.trim().parse().ok();
-            }
-            if reply.starts_with(b"-") || reply.len() > 64 * 1024 {
-                return None;
-            }
         }
+        Some(reply)
     };
     tokio::time::timeout(Duration::from_millis(700), exchange)
         .await

@@ -142,7 +142,7 @@ pub fn locate(cwd: &Path, lookup: impl Fn(&str) -> Option<String>) -> anyhow::Re
             .ok_or(ShopError::NotFound)?,
     };
     let folder = folder.canonicalize().unwrap_or(folder);
-    if !is_locked(&folder) {
+    if !is_running(&folder) {
         return Err(ShopError::NotRunning(folder).into());
     }
     let file = folder.join(URL_FILE);
@@ -155,9 +155,9 @@ pub fn locate(cwd: &Path, lookup: impl Fn(&str) -> Option<String>) -> anyhow::Re
     })
 }
 
-/// Whether an `up` (or its redis-server) holds the folder's lock. Opens the lock file read-only
-/// and never creates it.
-fn is_locked(folder: &Path) -> bool {
+/// Whether a shop runs from `folder`: an `up` (or its redis-server) holds the folder's lock.
+/// Opens the lock file read-only and never creates it.
+pub fn is_running(folder: &Path) -> bool {
     let Ok(file) = File::open(folder.join(LOCK_FILE)) else {
         return false;
     };

@@ -200,32 +200,26 @@ impl From<Unreachable> for ApiError {
     }
 }
 
-/// True when the failure is Redis being unreachable or failing (somewhere in the chain), as
-/// opposed to a bug or corrupt data.
 /// Redis's own words when it refused a write for lack of memory (`OOM`, at `maxmemory` with
 /// `noeviction`): a full store, not an unreachable one.
 fn out_of_memory(err: &(dyn std::error::Error + 'static)) -> Option<String> {
-    let mut current = Some(err);
-    while let Some(e) = current {
-        if let Some(redis) = e.downcast_ref::<redis::RedisError>() {
-            if redis.code() == Some("OOM") {
-                return Some(redis.detail().unwrap_or("OOM").trim().to_owned());
-            }
-        }
-        current = e.source();
-    }
-    None
+    redis_errors(err)
+        .find(|e| e.code() == Some("OOM"))
+        .map(|e| e.detail().unwrap_or("OOM").trim().to_owned())
 }
 
+/// True when the failure is Redis being unreachable or failing (somewhere in the chain), as
+/// opposed to a bug or corrupt data.
 fn is_unavailable(err: &(dyn std::error::Error + 'static)) -> bool {
-    let mut current = Some(err);
-    while let Some(e) = current {
-        if e.is::<redis::RedisError>() {
-            return true;
-        }
-        current = e.source();
-    }
-    false
+    redis_errors(err).next().is_some()
+}
+
+/// The Redis errors in an error's chain, outermost first.
+fn redis_errors<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a redis::RedisError> {
+    std::iter::successors(Some(err), |e| e.source())
+        .filter_map(|e| e.downcast_ref::<redis::RedisError>())
 }
 
 /// The app's answer to a path no route matches.

@@ -55,7 +55,8 @@ pub struct Shop {
     pub http: reqwest::Client,
 }
 
-fn env_var_of(role: &str) -> String {
+/// The variable that holds a role's URL, e.g. `CUSTOMER_SERVICE_URL`.
+pub fn env_var_of(role: &str) -> String {
     format!("{}_URL", role.to_uppercase().replace('-', "_"))
 }
 

@@ -3,7 +3,7 @@
 //! operator command ever falls back to some other Redis, `rebuild` asks first, and start-up
 //! refuses what it cannot work with (a Redis that does not answer, a taken port, an old server).
 
-use crate::helpers::{eventually, run_cli, wait_caught_up, Layout, Shop, ROLES};
+use crate::helpers::{env_var_of, eventually, run_cli, wait_caught_up, Layout, Shop, ROLES};
 use ordershop_testkit::{free_ports, RedisServer};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};
@@ -53,8 +53,7 @@ impl LocalShop {
             .env("RUST_LOG", "info")
             .stdin(Stdio::null());
         for (role, port) in ROLES.iter().zip(&self.ports).skip(1) {
-            let var = format!("{}_URL", role.to_uppercase().replace('-', "_"));
-            command.env(var, format!("http://127.0.0.1:{port}"));
+            command.env(env_var_of(role), format!("http://127.0.0.1:{port}"));
         }
         let log = self.root.path().join(format!("{name}.log"));
         let file = std::fs::File::create(&log).expect("log file");
@@ -116,12 +115,6 @@ fn servers_serving(dir: &Path) -> Vec<u32> {
         .collect()
 }
 
-/// Whether some process holds the shop folder's lock.
-fn lock_is_held(folder: &Path) -> bool {
-    std::fs::File::open(folder.join("lock"))
-        .is_ok_and(|f| matches!(f.try_lock_shared(), Err(std::fs::TryLockError::WouldBlock)))
-}
-
 fn wait_exit(child: &mut Child, deadline: Duration) -> i32 {
     let end = Instant::now() + deadline;
     loop {
@@ -181,7 +174,9 @@ async fn killing_up_takes_its_redis_down_and_a_restart_reuses_the_folder() {
     // Gone means: no server works in the folder any more, and the kernel has released the
     // folder's lock (an exiting process drops its cwd a moment before its files' locks).
     let end = Instant::now() + Duration::from_secs(15);
-    while !servers_serving(&redis_dir).is_empty() || lock_is_held(&shop.folder()) {
+    while !servers_serving(&redis_dir).is_empty()
+        || ordershop::local_shop::is_running(&shop.folder())
+    {
         assert!(
             Instant::now() < end,
             "the private server outlived `up`: pids {:?}",
