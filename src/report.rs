@@ -102,7 +102,7 @@ impl Report {
 
 /// Reads the report from the read models.
 pub async fn load(redis: &RedisConfig) -> anyhow::Result<Report> {
-    let conn = ordershop_eventstore::store::connection_manager(redis).await?;
+    let conn = ordershop_eventstore::RedisConnection::connect(redis).await?;
     let crm = CrmReader::new(conn.clone());
     let mut customers: Vec<CustomerRow> = crm
         .customers()

@@ -6,6 +6,7 @@
 //! Every connection of the shop is made from [`RedisConfig::client`], so TLS settings apply to
 //! all of them. TLS is rustls with the `ring` provider (no C toolchain beyond `cc`, no cmake).
 
+use crate::connection::RedisConnection;
 use redis::IntoConnectionInfo;
 use std::fmt;
 use std::path::Path;
@@ -24,12 +25,120 @@ pub const CLIENT_KEY: &str = "REDIS_CLIENT_KEY";
 #[derive(Clone)]
 pub struct RedisConfig {
     url: String,
+    target: Target,
     /// The CA and client certificate read from the TLS files, when any is set.
     tls: Option<redis::TlsCertificates>,
     /// How long a reply may take before the call fails (redis-rs's default is 500 ms).
     pub response_timeout: Duration,
     /// How long establishing a connection may take.
     pub connection_timeout: Duration,
+}
+
+/// Which server a [`RedisConfig`] names.
+#[derive(Clone, Debug)]
+pub(crate) enum Target {
+    /// The one server of the URL.
+    Direct,
+    /// Whichever server the sentinels name as the primary.
+    Sentinel(SentinelTarget),
+}
+
+/// `redis+sentinel://[user:password@]host:port[,host:port...]/<primary name>`.
+#[derive(Clone)]
+pub(crate) struct SentinelTarget {
+    /// `(host, port)` of each sentinel; the port defaults to 26379.
+    pub sentinels: Vec<(String, u16)>,
+    /// The name the sentinels monitor the primary under.
+    pub master: String,
+    pub tls: bool,
+    /// Credentials for the primary (the sentinels themselves are asked without any).
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+impl fmt::Debug for SentinelTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SentinelTarget")
+            .field("sentinels", &self.sentinels)
+            .field("master", &self.master)
+            .field("tls", &self.tls)
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SentinelTarget {
+    /// Parses what follows `redis+sentinel://`.
+    fn parse(rest: &str, tls: bool) -> Result<Self, String> {
+        let (userinfo, rest) = match rest.rsplit_once('@') {
+            Some((userinfo, rest)) => (Some(userinfo), rest),
+            None => (None, rest),
+        };
+        let (username, password) = match userinfo.map(|u| u.split_once(':')) {
+            None => (None, None),
+            Some(None) => (userinfo.map(str::to_owned), None),
+            Some(Some((user, password))) => (
+                (!user.is_empty()).then(|| user.to_owned()),
+                (!password.is_empty()).then(|| password.to_owned()),
+            ),
+        };
+        let Some((hosts, master)) = rest.split_once('/') else {
+            return Err(
+                "a Sentinel URL ends with /<primary name>, the name the sentinels \
+                        monitor it under"
+                    .into(),
+            );
+        };
+        let master = master.trim_end_matches('/');
+        if master.is_empty() || master.contains(['/', '?']) {
+            return Err(format!(
+                "`{master}` is not a primary name: a Sentinel URL ends with /<primary name>"
+            ));
+        }
+        let sentinels = hosts
+            .split(',')
+            .map(|host| {
+                let (name, port) = match host.rsplit_once(':') {
+                    Some((name, port)) => (
+                        name,
+                        port.parse::<u16>()
+                            .map_err(|_| format!("`{host}`: the port is not a number"))?,
+                    ),
+                    None => (host, 26379),
+                };
+                if name.is_empty() {
+                    return Err(format!("`{host}` names no sentinel host"));
+                }
+                Ok((name.to_owned(), port))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(Self {
+            sentinels,
+            master: master.to_owned(),
+            tls,
+            username,
+            password,
+        })
+    }
+
+    /// The sentinels' addresses for redis-rs.
+    pub fn addresses(&self) -> Vec<redis::ConnectionAddr> {
+        self.sentinels
+            .iter()
+            .map(|(host, port)| {
+                if self.tls {
+                    redis::ConnectionAddr::TcpTls {
+                        host: host.clone(),
+                        port: *port,
+                        insecure: false,
+                        tls_params: None,
+                    }
+                } else {
+                    redis::ConnectionAddr::Tcp(host.clone(), *port)
+                }
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -48,26 +157,63 @@ impl RedisConfig {
     pub fn new(url: impl Into<String>) -> Result<Self, RedisConfigError> {
         let url = url.into();
         let redacted = redact(&url);
-        if !(url.starts_with("redis://")
-            || url.starts_with("rediss://")
-            || url.starts_with("unix://"))
+        let invalid = |reason: String| RedisConfigError::Invalid {
+            url: redacted.clone(),
+            reason,
+        };
+        let target = if let Some(rest) = url
+            .strip_prefix("redis+sentinel://")
+            .or_else(|| url.strip_prefix("rediss+sentinel://"))
         {
-            return Err(RedisConfigError::Invalid {
-                url: redacted,
-                reason: "expected redis://, rediss:// or unix://".into(),
-            });
-        }
+            Target::Sentinel(
+                SentinelTarget::parse(rest, url.starts_with("rediss")).map_err(invalid)?,
+            )
+        } else if ["redis://", "rediss://", "unix://"]
+            .iter()
+            .any(|scheme| url.starts_with(scheme))
+        {
+            Target::Direct
+        } else {
+            return Err(invalid(
+                "expected redis://, rediss://, unix://, redis+sentinel:// or rediss+sentinel://"
+                    .into(),
+            ));
+        };
         let config = Self {
             url,
+            target,
             tls: None,
             response_timeout: Duration::from_secs(5),
             connection_timeout: Duration::from_secs(2),
         };
-        config.client().map_err(|e| RedisConfigError::Invalid {
-            url: redacted,
-            reason: e.to_string(),
-        })?;
+        config.validate().map_err(|e| invalid(e.to_string()))?;
         Ok(config)
+    }
+
+    /// Builds what [`RedisConnection`] would, so a bad URL or certificate fails at start-up.
+    fn validate(&self) -> Result<(), redis::RedisError> {
+        RedisConnection::new(self).map(drop)
+    }
+
+    pub(crate) fn target(&self) -> &Target {
+        &self.target
+    }
+
+    pub(crate) fn tls_certificates(&self) -> Option<&redis::TlsCertificates> {
+        self.tls.as_ref()
+    }
+
+    /// The database number the URL selects (0 when it selects none, and with Sentinel).
+    pub(crate) fn db(&self) -> i64 {
+        match (&self.target, self.url.as_str().into_connection_info()) {
+            (Target::Direct, Ok(info)) => info.redis_settings().db(),
+            _ => 0,
+        }
+    }
+
+    /// Whether the URL asks the sentinels for the primary.
+    pub fn uses_sentinel(&self) -> bool {
+        matches!(self.target, Target::Sentinel(_))
     }
 
     /// Adds the TLS files named by `REDIS_CA_FILE`, `REDIS_CLIENT_CERT` and `REDIS_CLIENT_KEY`
@@ -90,13 +236,13 @@ impl RedisConfig {
         let first = [(CA_FILE, &ca), (CLIENT_CERT, &cert), (CLIENT_KEY, &key)]
             .into_iter()
             .find_map(|(var, v)| Some((var, v.clone()?)));
-        if !self.url.starts_with("rediss://") {
+        if !self.url.starts_with("rediss") {
             let (var, path) = first.unwrap_or((CA_FILE, String::new()));
             return Err(tls_error(
                 var,
                 &path,
                 format!(
-                    "TLS files need a rediss:// REDIS_URL, but it is `{}`",
+                    "TLS files need a rediss:// or rediss+sentinel:// REDIS_URL, but it is `{}`",
                     self.redacted_url()
                 ),
             ));
@@ -131,7 +277,7 @@ impl RedisConfig {
             root_cert,
         });
         // Parses the certificates now: a file that is not PEM fails here, not at first use.
-        if let Err(e) = self.client() {
+        if let Err(e) = self.validate() {
             let (var, path) = first.unwrap_or((CA_FILE, String::new()));
             return Err(tls_error(var, &path, e.to_string()));
         }
@@ -143,11 +289,18 @@ impl RedisConfig {
         redact(&self.url)
     }
 
-    /// `host:port` (or the socket path) of the server, for messages.
+    /// `host:port` (or the socket path) of the server, for messages; with Sentinel, the
+    /// sentinels and the primary's name.
     pub fn server(&self) -> String {
         let rest = self.url.split_once("://").map_or("", |(_, rest)| rest);
         let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
-        rest.split(['/', '?']).next().unwrap_or(rest).to_owned()
+        let hosts = rest.split(['/', '?']).next().unwrap_or(rest).to_owned();
+        match &self.target {
+            Target::Direct => hosts,
+            Target::Sentinel(sentinel) => {
+                format!("the primary `{}` of sentinels {hosts}", sentinel.master)
+            }
+        }
     }
 
     /// The user the URL names (`default` when it names none).
@@ -163,13 +316,22 @@ impl RedisConfig {
         }
     }
 
-    pub fn client(&self) -> Result<redis::Client, redis::RedisError> {
-        if self.url.starts_with("rediss://") {
+    /// A client for a `redis://`, `rediss://` or `unix://` URL (a Sentinel URL names no one
+    /// server: [`RedisConnection`] asks the sentinels).
+    pub(crate) fn client(&self) -> Result<redis::Client, redis::RedisError> {
+        if self.url.starts_with("rediss") {
             // The process-wide rustls provider; an error only means one is installed already.
             let _ = rustls::crypto::ring::default_provider().install_default();
         }
         // No `CLIENT SETINFO` on connect: the shop's ACL user is not allowed it, and Redis 7.2+
         // and Valkey would log every connection's refusal in `ACL LOG`.
+        if let Target::Sentinel(sentinel) = &self.target {
+            return Err(redis::RedisError::from((
+                redis::ErrorKind::InvalidClientConfig,
+                "a Sentinel URL names no single server",
+                sentinel.master.clone(),
+            )));
+        }
         let info = self.url.as_str().into_connection_info()?;
         let handshake = info.redis_settings().clone().set_skip_set_lib_name();
         let info = info.set_redis_settings(handshake);
@@ -190,23 +352,17 @@ impl RedisConfig {
             refusal,
             reason,
         };
-        let client = self
-            .client()
-            .map_err(|e| denied(Refusal::Certificate, e.to_string()))?;
-        let timeouts = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.connection_timeout))
-            .set_response_timeout(Some(self.connection_timeout));
+        let conn =
+            RedisConnection::new(self).map_err(|e| denied(Refusal::Certificate, e.to_string()))?;
         let ping = async {
-            let mut conn = client
-                .get_multiplexed_async_connection_with_config(&timeouts)
-                .await?;
+            let mut conn = conn.clone();
             redis::cmd("PING").query_async::<String>(&mut conn).await?;
             redis::cmd("INFO")
                 .arg("server")
                 .query_async::<String>(&mut conn)
                 .await
         };
-        let result = tokio::time::timeout(self.connection_timeout * 2, ping).await;
+        let result = tokio::time::timeout(self.connection_timeout * 3, ping).await;
         match result {
             Ok(Ok(info)) => match ServerVersion::from_info(&info) {
                 Ok(version) => Ok(Reachability::Answered(version)),
@@ -218,7 +374,7 @@ impl RedisConfig {
             },
             Err(_) => Ok(Reachability::Unreachable(format!(
                 "no answer within {:?}",
-                self.connection_timeout * 2
+                self.connection_timeout * 3
             ))),
         }
     }
@@ -477,6 +633,41 @@ mod tests {
         assert!(old_valkey.contains("found Valkey 7.0.2"), "{old_valkey}");
         let none = ServerVersion::from_info("# Server\r\nfoo:bar\r\n").unwrap_err();
         assert!(none.contains("not Redis or Valkey"), "{none}");
+    }
+
+    #[test]
+    fn sentinel_urls_name_the_sentinels_and_the_primary() {
+        let config =
+            RedisConfig::new("redis+sentinel://shop:pw@10.0.0.1:26379,sentinel-2/shop-primary")
+                .unwrap();
+        let Target::Sentinel(sentinel) = config.target() else {
+            panic!("not a Sentinel target: {config:?}");
+        };
+        assert_eq!(
+            sentinel.sentinels,
+            [
+                ("10.0.0.1".to_owned(), 26379),
+                ("sentinel-2".to_owned(), 26379)
+            ]
+        );
+        assert_eq!(sentinel.master, "shop-primary");
+        assert_eq!(sentinel.username.as_deref(), Some("shop"));
+        assert_eq!(sentinel.password.as_deref(), Some("pw"));
+        assert!(config.uses_sentinel());
+        assert!(!format!("{config:?}").contains("pw@"), "{config:?}");
+        assert_eq!(
+            config.server(),
+            "the primary `shop-primary` of sentinels 10.0.0.1:26379,sentinel-2"
+        );
+        for bad in [
+            "redis+sentinel://127.0.0.1:26379",
+            "redis+sentinel://127.0.0.1:26379/",
+            "redis+sentinel://127.0.0.1:x/shop",
+            "redis+sentinel://:26379/shop",
+        ] {
+            let err = RedisConfig::new(bad).unwrap_err().to_string();
+            assert!(err.contains("REDIS_URL"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@
 pub mod append;
 pub mod codec;
 pub mod connect;
+pub mod connection;
 pub mod entry_id;
 pub mod keys;
 pub mod replay;
@@ -21,6 +22,7 @@ pub use codec::{DecodeError, RawEntry, StoredEvent};
 pub use connect::{
     AccessDenied, Reachability, RedisConfig, RedisConfigError, ServerKind, ServerVersion,
 };
+pub use connection::RedisConnection;
 pub use entry_id::EntryId;
 pub use keys::{Stream, UniqueIndex};
 pub use replay::Replay;

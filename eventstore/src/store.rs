@@ -4,12 +4,12 @@
 use crate::append::{Append, AppendError, Appended};
 use crate::codec::{encode_entity, RawEntry};
 use crate::connect::RedisConfig;
+use crate::connection::RedisConnection;
 use crate::entry_id::EntryId;
 use crate::keys::{self, Stream, UniqueIndex};
 use crate::replay::Replay;
 use ordershop_domain::entity::EntityState;
 use ordershop_domain::{Action, EntityKind, Head};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::streams::StreamRangeReply;
 use redis::Value;
 use std::collections::HashMap;
@@ -38,27 +38,27 @@ pub enum StoreError {
     Decode(#[from] crate::codec::DecodeError),
 }
 
-/// A cheap, cloneable handle on the store (one multiplexed, self-reconnecting connection).
+/// A cheap, cloneable handle on the store (one multiplexed, self-healing connection).
 #[derive(Clone)]
 pub struct EventStore {
-    conn: ConnectionManager,
+    conn: RedisConnection,
 }
 
 impl EventStore {
     /// Connects, then loads the store's Function library (idempotently).
     pub async fn connect(config: &RedisConfig) -> Result<Self, StoreError> {
-        let conn = connection_manager(config).await?;
+        let conn = RedisConnection::connect(config).await?;
         let store = Self { conn };
         store.load_functions().await?;
         Ok(store)
     }
 
     /// Wraps an existing connection; call [`load_functions`](Self::load_functions) once.
-    pub fn from_connection(conn: ConnectionManager) -> Self {
+    pub fn from_connection(conn: RedisConnection) -> Self {
         Self { conn }
     }
 
-    pub fn connection(&self) -> ConnectionManager {
+    pub fn connection(&self) -> RedisConnection {
         self.conn.clone()
     }
 
@@ -227,38 +227,9 @@ impl EventStore {
     }
 }
 
-/// The store's timeouts and reconnection policy, shared by every connection it makes.
-fn manager_config(config: &RedisConfig) -> ConnectionManagerConfig {
-    ConnectionManagerConfig::new()
-        .set_response_timeout(Some(config.response_timeout))
-        .set_connection_timeout(Some(config.connection_timeout))
-        .set_number_of_retries(1)
-        .set_max_delay(std::time::Duration::from_millis(200))
-}
-
-/// A self-reconnecting connection, connected now.
-pub async fn connection_manager(
-    config: &RedisConfig,
-) -> Result<ConnectionManager, redis::RedisError> {
-    config
-        .client()?
-        .get_connection_manager_with_config(manager_config(config))
-        .await
-}
-
-/// A self-reconnecting connection that connects on first use, so a process can start while
-/// Redis is down. Must be called inside a tokio runtime, which then drives reconnections.
-pub fn lazy_connection_manager(
-    config: &RedisConfig,
-) -> Result<ConnectionManager, redis::RedisError> {
-    config
-        .client()?
-        .get_connection_manager_lazy(manager_config(config))
-}
-
 /// `FUNCTION LOAD REPLACE` of a library's source.
 pub async fn load_library(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConnection,
     source: &str,
 ) -> Result<(), redis::RedisError> {
     let _: String = redis::cmd("FUNCTION")
@@ -408,7 +379,7 @@ impl FcallArgs {
         cmd
     }
 
-    async fn invoke(&self, conn: &mut ConnectionManager) -> Result<Value, redis::RedisError> {
+    async fn invoke(&self, conn: &mut RedisConnection) -> Result<Value, redis::RedisError> {
         self.command().query_async(conn).await
     }
 }

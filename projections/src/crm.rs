@@ -13,9 +13,9 @@ use crate::error::ProjectionError;
 use crate::projection::{Entry, Mode, Projection, Replayable};
 use crate::read::{pairs, text};
 use ordershop_domain::{Entity, EntityKind};
+use ordershop_eventstore::RedisConnection;
 use ordershop_eventstore::{StoredEvent, Stream};
 use ordershop_readmodel::keys::{self, CrmSegment};
-use redis::aio::ConnectionManager;
 use redis::Value;
 use std::collections::BTreeMap;
 use uuid::Uuid;
@@ -162,7 +162,7 @@ impl Replayable for Crm {
 
     /// `messages_sent` counts what the mailer wrote to the outbox, which a replay does not
     /// re-do: recount it from the outbox itself (the CRM's messages carry `customer_id`).
-    async fn after_replay(&self, conn: &mut ConnectionManager) -> Result<(), ProjectionError> {
+    async fn after_replay(&self, conn: &mut RedisConnection) -> Result<(), ProjectionError> {
         let mut sent: BTreeMap<Uuid, u64> = BTreeMap::new();
         let mut start = "-".to_owned();
         loop {

@@ -6,9 +6,9 @@
 
 use crate::error::ProjectionError;
 use ordershop_eventstore::codec::RawEntry;
+use ordershop_eventstore::RedisConnection;
 use ordershop_eventstore::{EntryId, StoredEvent, Stream};
 use ordershop_telemetry::Metrics;
-use redis::aio::ConnectionManager;
 use redis::Value;
 use std::collections::HashMap;
 use std::future::Future;
@@ -176,7 +176,7 @@ pub trait Replayable: Projection {
     /// Work after the log was replayed, still under the pause lease.
     fn after_replay(
         &self,
-        conn: &mut ConnectionManager,
+        conn: &mut RedisConnection,
     ) -> impl Future<Output = Result<(), ProjectionError>> + Send {
         let _ = conn;
         async { Ok(()) }

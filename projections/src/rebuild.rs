@@ -19,10 +19,10 @@ use crate::error::ProjectionError;
 use crate::projection::{CallOutcome, Entry, Mode, Projection, Replayable};
 use crate::runner::{MAX_EVENTS_PER_CALL, RUNNER_LIBRARY_SOURCE};
 use crate::{with_projection, ProjectionName};
-use ordershop_eventstore::store::{connection_manager, load_library};
+use ordershop_eventstore::store::load_library;
+use ordershop_eventstore::RedisConnection;
 use ordershop_eventstore::{EntryId, EventStore, RedisConfig};
 use ordershop_readmodel::keys;
-use redis::aio::ConnectionManager;
 use redis::Value;
 use serde::Serialize;
 use std::fmt;
@@ -107,7 +107,7 @@ async fn rebuild<P: Replayable>(
     progress: &mut (dyn FnMut(u64, u64) + Send),
 ) -> Result<RebuildReport, ProjectionError> {
     let name = projection.name();
-    let mut conn = connection_manager(redis).await?;
+    let mut conn = ordershop_eventstore::RedisConnection::connect(redis).await?;
     load_library(&mut conn, RUNNER_LIBRARY_SOURCE).await?;
     load_library(&mut conn, projection.library()).await?;
 
@@ -156,7 +156,7 @@ impl Lease {
 
     async fn renew(
         &self,
-        conn: &mut ConnectionManager,
+        conn: &mut RedisConnection,
         name: &'static str,
     ) -> Result<(), ProjectionError> {
         let renewed: i64 = redis::cmd("FCALL")
@@ -174,7 +174,7 @@ impl Lease {
         }
     }
 
-    async fn release(&self, conn: &mut ConnectionManager) -> Result<(), redis::RedisError> {
+    async fn release(&self, conn: &mut RedisConnection) -> Result<(), redis::RedisError> {
         let _: i64 = redis::cmd("FCALL")
             .arg("lease_release")
             .arg(1)
@@ -187,7 +187,7 @@ impl Lease {
 }
 
 async fn rebuild_paused<P: Replayable>(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConnection,
     which: ProjectionName,
     projection: &P,
     lease: &Lease,
@@ -261,7 +261,7 @@ async fn rebuild_paused<P: Replayable>(
 
 /// Deletes every key of the projection's state (SCAN by pattern, UNLINK in chunks).
 async fn wipe<P: Replayable>(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConnection,
     projection: &P,
     lease: &Lease,
 ) -> Result<u64, ProjectionError> {

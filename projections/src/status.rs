@@ -6,10 +6,9 @@ use crate::error::ProjectionError;
 use crate::read::{pairs, text};
 use crate::runner::consumers;
 use crate::ProjectionName;
-use ordershop_eventstore::store::connection_manager;
+use ordershop_eventstore::RedisConnection;
 use ordershop_eventstore::{EntryId, RedisConfig};
 use ordershop_readmodel::keys;
-use redis::aio::ConnectionManager;
 use redis::Value;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -72,7 +71,7 @@ fn as_text<S: serde::Serializer>(id: &Option<EntryId>, s: S) -> Result<S::Ok, S:
 
 /// The status of every projection's group.
 pub async fn group_status(redis: &RedisConfig) -> Result<Vec<GroupStatus>, ProjectionError> {
-    let mut conn = connection_manager(redis).await?;
+    let mut conn = ordershop_eventstore::RedisConnection::connect(redis).await?;
     let mut all = Vec::with_capacity(ProjectionName::ALL.len());
     for projection in ProjectionName::ALL {
         all.push(status_of(&mut conn, projection).await?);
@@ -92,7 +91,7 @@ fn int(value: Option<&&Value>) -> Option<u64> {
 const COUNT_PAGE: u64 = 10_000;
 
 pub(crate) async fn status_of(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConnection,
     projection: ProjectionName,
 ) -> Result<GroupStatus, ProjectionError> {
     let group = projection.name();
@@ -210,7 +209,7 @@ pub(crate) async fn status_of(
 
 /// Entries of a stream after `after`, counted up to [`COUNT_PAGE`].
 async fn count_after(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConnection,
     stream: &str,
     after: EntryId,
 ) -> Result<u64, ProjectionError> {

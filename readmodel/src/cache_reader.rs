@@ -9,7 +9,7 @@
 use crate::cache::{entity_from_fields, CacheDecodeError};
 use crate::keys;
 use ordershop_domain::{Entity, EntityKind};
-use redis::aio::ConnectionManager;
+use ordershop_eventstore::RedisConnection;
 use redis::Value;
 use std::collections::HashMap;
 use uuid::Uuid;
@@ -38,11 +38,11 @@ pub struct CacheReport {
 /// Reads entities from the entity cache.
 #[derive(Clone)]
 pub struct CacheReader {
-    conn: ConnectionManager,
+    conn: RedisConnection,
 }
 
 impl CacheReader {
-    pub fn new(conn: ConnectionManager) -> Self {
+    pub fn new(conn: RedisConnection) -> Self {
         Self { conn }
     }
 

@@ -4,7 +4,7 @@
 
 use crate::cache_reader::ReadError;
 use crate::keys::{self, CrmSegment};
-use redis::aio::ConnectionManager;
+use ordershop_eventstore::RedisConnection;
 use std::collections::{BTreeMap, HashMap};
 use uuid::Uuid;
 
@@ -57,11 +57,11 @@ impl CrmCustomer {
 /// Reads the CRM view.
 #[derive(Clone)]
 pub struct CrmReader {
-    conn: ConnectionManager,
+    conn: RedisConnection,
 }
 
 impl CrmReader {
-    pub fn new(conn: ConnectionManager) -> Self {
+    pub fn new(conn: RedisConnection) -> Self {
         Self { conn }
     }
 

@@ -7,9 +7,9 @@
 
 use crate::config::Role;
 use ordershop_eventstore::keys::FUNCTION_LIBRARY;
+use ordershop_eventstore::RedisConnection;
 use ordershop_eventstore::{Backoff, EventStore, RedisConfig, StoreError};
 use ordershop_telemetry::error_chain;
-use redis::aio::ConnectionManager;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -18,8 +18,8 @@ const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A self-reconnecting connection that connects on first use. Must be called inside a tokio
 /// runtime, which then drives reconnections; it does not touch the network.
-pub fn lazy_connection(config: &RedisConfig) -> Result<ConnectionManager, redis::RedisError> {
-    ordershop_eventstore::store::lazy_connection_manager(config)
+pub fn lazy_connection(config: &RedisConfig) -> Result<RedisConnection, redis::RedisError> {
+    ordershop_eventstore::RedisConnection::new(config)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -38,7 +38,7 @@ pub enum HealthError {
 #[derive(Clone)]
 pub struct Health {
     pub role: Role,
-    conn: ConnectionManager,
+    conn: RedisConnection,
     /// Set for the roles that append: their store's Function must be loaded.
     store: Option<EventStore>,
     /// Function libraries a worker of this process loads; ready only once they are there.
@@ -46,7 +46,7 @@ pub struct Health {
 }
 
 impl Health {
-    pub fn new(role: Role, conn: ConnectionManager, store: Option<EventStore>) -> Self {
+    pub fn new(role: Role, conn: RedisConnection, store: Option<EventStore>) -> Self {
         Self {
             role,
             conn,
@@ -87,7 +87,7 @@ impl Health {
     }
 }
 
-async fn is_loaded(conn: &mut ConnectionManager, library: &str) -> Result<bool, redis::RedisError> {
+async fn is_loaded(conn: &mut RedisConnection, library: &str) -> Result<bool, redis::RedisError> {
     let libraries: redis::Value = redis::cmd("FUNCTION")
         .arg("LIST")
         .arg("LIBRARYNAME")

@@ -3,8 +3,8 @@
 //! consumer), and `GET /emails` lists what was delivered, in delivery order.
 
 use ordershop_domain::{DomainError, Email};
+use ordershop_eventstore::RedisConnection;
 use ordershop_readmodel::keys;
-use redis::aio::ConnectionManager;
 use redis::streams::StreamRangeReply;
 use serde::Serialize;
 use uuid::Uuid;
@@ -69,11 +69,11 @@ pub struct DeliveredMessage {
 /// Sends and lists messages.
 #[derive(Clone)]
 pub struct MessageService {
-    conn: ConnectionManager,
+    conn: RedisConnection,
 }
 
 impl MessageService {
-    pub fn new(conn: ConnectionManager) -> Self {
+    pub fn new(conn: RedisConnection) -> Self {
         Self { conn }
     }
 

@@ -4,7 +4,7 @@
 
 use crate::error::ProjectionError;
 use crate::read::{pairs, text};
-use redis::aio::ConnectionManager;
+use ordershop_eventstore::RedisConnection;
 use redis::Value;
 use std::time::Duration;
 use tracing::info;
@@ -37,7 +37,7 @@ impl Consumer {
 
 /// The consumers of `group` on `stream`.
 pub(crate) async fn list(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConnection,
     stream: &str,
     group: &str,
 ) -> Result<Vec<Consumer>, ProjectionError> {
@@ -80,7 +80,7 @@ fn parse_consumer(value: &Value) -> Option<Consumer> {
 /// [`FORGET_AFTER`] (instances that stopped for good), never `me`. Harmless to a consumer that
 /// was only quiet: Redis re-creates it at its next read.
 pub(super) async fn forget_gone(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConnection,
     stream: &str,
     group: &str,
     me: &str,

@@ -6,9 +6,9 @@
 use super::StepReport;
 use crate::projection::Projection;
 use crate::ProjectionName;
+use ordershop_eventstore::RedisConnection;
 use ordershop_telemetry::error_chain;
 use ordershop_telemetry::Metrics;
-use redis::aio::ConnectionManager;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::debug;
@@ -44,7 +44,7 @@ impl Observed {
 
     /// Reads the group's pending and lag once [`BACKLOG_REFRESH`] has passed since the last
     /// time (at once the first time); a failure only leaves the gauges as they were.
-    pub async fn refresh_backlog_if_due(&mut self, conn: &mut ConnectionManager) {
+    pub async fn refresh_backlog_if_due(&mut self, conn: &mut RedisConnection) {
         if Instant::now() < self.next_refresh {
             return;
         }

@@ -36,10 +36,10 @@ pub use step::{Source, StepReport};
 use crate::error::ProjectionError;
 use crate::projection::{Entry, Projection};
 use crate::{with_projection, ProjectionName};
-use ordershop_eventstore::store::{connection_manager, load_library};
+use ordershop_eventstore::store::load_library;
+use ordershop_eventstore::RedisConnection;
 use ordershop_eventstore::{EntryId, RedisConfig};
 use ordershop_telemetry::Metrics;
-use redis::aio::ConnectionManager;
 use redis::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -56,7 +56,7 @@ pub(crate) const MAX_EVENTS_PER_CALL: usize = 256;
 /// One consumer of one projection's group, driven step by step.
 pub struct Runner<P: Projection> {
     projection: P,
-    conn: ConnectionManager,
+    conn: RedisConnection,
     options: RunnerOptions,
     streams: Vec<String>,
     /// Some while re-reading this consumer's own pending entries: the last ID read per stream.
@@ -84,14 +84,14 @@ impl<P: Projection> Runner<P> {
                   "read block longer than the Redis response timeout allows; shortened");
             options.block = longest;
         }
-        let conn = connection_manager(redis).await?;
+        let conn = ordershop_eventstore::RedisConnection::connect(redis).await?;
         let mut runner = Self::from_connection(conn, projection, options);
         runner.setup().await?;
         Ok(runner)
     }
 
     /// Wraps a connection; the first step loads the Functions and creates the groups.
-    pub fn from_connection(conn: ConnectionManager, projection: P, options: RunnerOptions) -> Self {
+    pub fn from_connection(conn: RedisConnection, projection: P, options: RunnerOptions) -> Self {
         let streams = projection.streams();
         Self {
             projection,

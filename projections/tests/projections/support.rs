@@ -10,13 +10,12 @@ use ordershop_domain::{
     Billing, BillingId, Change, Customer, CustomerId, Email, EntityKind, Inventory, InventoryId,
     Money, Name, Order, OrderId, Product, ProductId, Quantity,
 };
-use ordershop_eventstore::store::connection_manager;
+use ordershop_eventstore::RedisConnection;
 use ordershop_eventstore::{Append, Appended, EventStore, RedisConfig, Stream, UniqueIndex};
 use ordershop_projections::{Projection, ProjectionName, Runner, RunnerOptions, StepReport};
 use ordershop_readmodel::keys;
 pub use ordershop_testkit::{dump, eventually, wipe, KeyDump};
 use ordershop_testkit::{RedisOptions, RedisServer};
-use redis::aio::ConnectionManager;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 use uuid::Uuid;
@@ -54,8 +53,10 @@ impl Shop {
         }
     }
 
-    pub async fn conn(&self) -> ConnectionManager {
-        connection_manager(&self.config).await.expect("connects")
+    pub async fn conn(&self) -> RedisConnection {
+        ordershop_eventstore::RedisConnection::connect(&self.config)
+            .await
+            .expect("connects")
     }
 
     pub fn options(&self, consumer: &str) -> RunnerOptions {
@@ -407,12 +408,12 @@ pub fn assert_same_state(left: &KeyDump, right: &KeyDump) {
 }
 
 /// The delivered messages (`GET /emails`), as (msg_id, kind, to) in delivery order.
-pub async fn delivered(conn: &mut ConnectionManager) -> Vec<BTreeMap<String, String>> {
+pub async fn delivered(conn: &mut RedisConnection) -> Vec<BTreeMap<String, String>> {
     stream_entries(conn, &keys::delivered()).await
 }
 
 pub async fn stream_entries(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConnection,
     key: &str,
 ) -> Vec<BTreeMap<String, String>> {
     let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
@@ -440,7 +441,7 @@ pub async fn stream_entries(
 
 /// Makes every entry of a projection's streams new again for its group (as if nothing had been
 /// delivered): the strongest redelivery there is.
-pub async fn redeliver_everything(conn: &mut ConnectionManager, projection: ProjectionName) {
+pub async fn redeliver_everything(conn: &mut RedisConnection, projection: ProjectionName) {
     for stream in projection.streams() {
         let _: () = redis::cmd("XGROUP")
             .arg("SETID")
@@ -599,7 +600,7 @@ pub async fn expected_messages(shop: &Shop) -> BTreeMap<&'static str, u64> {
 }
 
 /// Counts delivered messages per kind, asserting no message id was delivered twice.
-pub async fn delivered_once_each(conn: &mut ConnectionManager) -> BTreeMap<&'static str, u64> {
+pub async fn delivered_once_each(conn: &mut RedisConnection) -> BTreeMap<&'static str, u64> {
     let mut ids = BTreeSet::new();
     let mut per_kind: BTreeMap<&'static str, u64> = BTreeMap::new();
     for kind in ordershop_projections::crm::MESSAGE_KINDS {
@@ -620,7 +621,7 @@ pub async fn delivered_once_each(conn: &mut ConnectionManager) -> BTreeMap<&'sta
 }
 
 /// Drops a projection's group on every stream, so the next runner starts from the beginning.
-pub async fn reset_group(conn: &mut ConnectionManager, projection: ProjectionName) {
+pub async fn reset_group(conn: &mut RedisConnection, projection: ProjectionName) {
     for stream in projection.streams() {
         // A stream nobody wrote to has no group to drop.
         let _: Result<u64, _> = redis::cmd("XGROUP")

@@ -1,5 +1,5 @@
 //! Guarded appends through the store next to bare XADDs of the same payload, from the same
-//! client library (redis-rs, one multiplexed `ConnectionManager` shared by every task) at the
+//! client library (redis-rs, one multiplexed `RedisConnection` shared by every task) at the
 //! same concurrency.
 //!
 //! - single event: a customer sign-up (`append_guarded`: one FCALL that checks the head, issues
@@ -14,8 +14,8 @@
 use super::{per_sec, workload::ShopModel, BenchEnv, BenchOptions, Better, Measurement, Target};
 use anyhow::Context;
 use ordershop_eventstore::codec::encode_entity;
+use ordershop_eventstore::RedisConnection;
 use ordershop_eventstore::{Append, EventStore};
-use redis::aio::ConnectionManager;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
@@ -112,7 +112,7 @@ async fn guarded(store: &EventStore, queues: Vec<Vec<Append>>) -> anyhow::Result
 }
 
 /// Bare: each item is one command (one XADD) or, with several payloads, one MULTI/EXEC.
-async fn bare(conn: &ConnectionManager, queues: Vec<Vec<Vec<Payload>>>) -> anyhow::Result<f64> {
+async fn bare(conn: &RedisConnection, queues: Vec<Vec<Vec<Payload>>>) -> anyhow::Result<f64> {
     let conn = conn.clone();
     drive(queues, move |events: Vec<Payload>| {
         let mut conn = conn.clone();

@@ -16,10 +16,10 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 use anyhow::Context;
 use ordershop_domain::EntityKind;
 use ordershop_eventstore::store::load_library;
+use ordershop_eventstore::RedisConnection;
 use ordershop_projections::ProjectionName;
 use ordershop_readmodel::CacheReader;
 use ordershop_services::config::{Config, Role};
-use redis::aio::ConnectionManager;
 use std::collections::HashMap;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
@@ -110,7 +110,7 @@ impl InProcessShop {
 /// The bare baseline: `POST /orders` parses the JSON body, makes one FCALL, answers an id.
 async fn bare_order(
     _body: web::Json<serde_json::Value>,
-    conn: web::Data<ConnectionManager>,
+    conn: web::Data<RedisConnection>,
 ) -> HttpResponse {
     let called: redis::RedisResult<i64> = redis::cmd("FCALL")
         .arg("bench_noop")

@@ -6,8 +6,8 @@
 
 use super::{BenchEnv, Better, Measurement, Target};
 use ordershop_domain::EntityKind;
+use ordershop_eventstore::RedisConnection;
 use ordershop_eventstore::{keys, Stream};
-use redis::aio::ConnectionManager;
 use redis::streams::StreamRangeReply;
 use redis::Value;
 
@@ -16,7 +16,7 @@ const CHUNK: usize = 2_000;
 /// Prefix of the bare copies.
 const BARE_PREFIX: &str = "bench:bare:";
 
-async fn memory_usage(conn: &mut ConnectionManager, key: &str) -> anyhow::Result<u64> {
+async fn memory_usage(conn: &mut RedisConnection, key: &str) -> anyhow::Result<u64> {
     let bytes: Option<u64> = redis::cmd("MEMORY")
         .arg("USAGE")
         .arg(key)
@@ -28,7 +28,7 @@ async fn memory_usage(conn: &mut ConnectionManager, key: &str) -> anyhow::Result
 }
 
 /// Copies a stream's entries to `<bare prefix><stream>` with auto IDs; returns the count.
-async fn copy_bare(conn: &mut ConnectionManager, stream: &str) -> anyhow::Result<u64> {
+async fn copy_bare(conn: &mut RedisConnection, stream: &str) -> anyhow::Result<u64> {
     let length: u64 = redis::cmd("XLEN").arg(stream).query_async(conn).await?;
     let mut after = "-".to_owned();
     let mut copied = 0;

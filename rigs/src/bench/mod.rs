@@ -26,8 +26,8 @@ use anyhow::Context;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
 use indicatif::{ProgressBar, ProgressStyle};
 use ordershop::local_redis::LocalRedis;
+use ordershop_eventstore::RedisConnection;
 use ordershop_eventstore::{EventStore, RedisConfig};
-use redis::aio::ConnectionManager;
 use serde::Serialize;
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -228,7 +228,7 @@ pub struct BenchEnv {
     pub url: String,
     pub redis: RedisConfig,
     pub store: EventStore,
-    pub conn: ConnectionManager,
+    pub conn: RedisConnection,
     pub progress: Progress,
 }
 
@@ -304,7 +304,7 @@ async fn run_paths(options: &BenchOptions, url: &str) -> anyhow::Result<Vec<Meas
     let store = EventStore::connect(&redis)
         .await
         .context("connecting to the bench's redis-server")?;
-    let conn = ordershop_eventstore::store::connection_manager(&redis).await?;
+    let conn = ordershop_eventstore::RedisConnection::connect(&redis).await?;
     let env = BenchEnv {
         url: url.to_owned(),
         redis,

@@ -20,12 +20,12 @@
 use super::workload::{append_all, write_until, ShopModel};
 use super::{per_sec, BenchEnv, BenchOptions, BenchPath, Better, Measurement, Target};
 use anyhow::Context;
+use ordershop_eventstore::RedisConnection;
 use ordershop_eventstore::Stream;
 use ordershop_projections::{
     rebuild_projection, Crm, EntityCache, ProjectionName, Replayable, Runner, RunnerOptions,
 };
 use ordershop_testkit::unlink_matching;
-use redis::aio::ConnectionManager;
 use redis::streams::StreamRangeReply;
 use redis::Value;
 use std::time::{Duration, Instant};
@@ -38,7 +38,7 @@ const BARE_PREFIX: &str = "bench:bare:";
 const CHILD_DEADLINE: Duration = Duration::from_secs(1800);
 
 /// Deletes every key matching the patterns (SCAN + UNLINK).
-async fn wipe(conn: &ConnectionManager, patterns: &[impl AsRef<str>]) -> anyhow::Result<()> {
+async fn wipe(conn: &RedisConnection, patterns: &[impl AsRef<str>]) -> anyhow::Result<()> {
     let mut conn = conn.clone();
     for pattern in patterns {
         unlink_matching(&mut conn, pattern.as_ref()).await?;
@@ -46,7 +46,7 @@ async fn wipe(conn: &ConnectionManager, patterns: &[impl AsRef<str>]) -> anyhow:
     Ok(())
 }
 
-async fn stream_lengths(conn: &ConnectionManager, streams: &[Stream]) -> anyhow::Result<u64> {
+async fn stream_lengths(conn: &RedisConnection, streams: &[Stream]) -> anyhow::Result<u64> {
     let mut pipe = redis::pipe();
     for s in streams {
         pipe.cmd("XLEN").arg(s.key());
@@ -56,7 +56,7 @@ async fn stream_lengths(conn: &ConnectionManager, streams: &[Stream]) -> anyhow:
 }
 
 /// The bare baseline over `streams`; returns the entries it read.
-async fn bare_replay(conn: &ConnectionManager, streams: &[Stream]) -> anyhow::Result<u64> {
+async fn bare_replay(conn: &RedisConnection, streams: &[Stream]) -> anyhow::Result<u64> {
     let mut conn = conn.clone();
     let mut entries = 0u64;
     for stream in streams {
@@ -122,7 +122,7 @@ async fn bare_replay(conn: &ConnectionManager, streams: &[Stream]) -> anyhow::Re
 }
 
 /// Time of one bare replay, started from no bare keys.
-async fn time_bare(conn: &ConnectionManager, streams: &[Stream]) -> anyhow::Result<(u64, f64)> {
+async fn time_bare(conn: &RedisConnection, streams: &[Stream]) -> anyhow::Result<(u64, f64)> {
     wipe(conn, &[format!("{BARE_PREFIX}*")]).await?;
     let started = Instant::now();
     let n = bare_replay(conn, streams).await?;

@@ -8,8 +8,8 @@
 use crate::versions::VersionStamp;
 use ordershop_domain::EntityKind;
 use ordershop_eventstore::Backoff;
+use ordershop_eventstore::RedisConnection;
 use ordershop_readmodel::{keys, names};
-use redis::aio::ConnectionManager;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -29,7 +29,7 @@ pub enum Consistency {
 
 /// Waits until the entity cache has applied each of these versions (or a later one).
 pub async fn wait_until_applied(
-    conn: &ConnectionManager,
+    conn: &RedisConnection,
     versions: &[VersionStamp],
     timeout: Duration,
 ) -> Result<Consistency, redis::RedisError> {
@@ -59,7 +59,7 @@ pub async fn wait_until_applied(
 }
 
 async fn count_behind(
-    conn: &ConnectionManager,
+    conn: &RedisConnection,
     wanted: &BTreeMap<EntityKind, BTreeMap<Uuid, u64>>,
 ) -> Result<usize, redis::RedisError> {
     if wanted.is_empty() {

@@ -10,9 +10,9 @@ use crate::headers;
 use crate::versions::parse_header;
 use consistency::{wait_until_applied, Consistency};
 use forward::{Forwarder, Outgoing, Relayed, Unreachable};
+use ordershop_eventstore::RedisConnection;
 use ordershop_readmodel::CacheReader;
 use ordershop_telemetry::error_chain;
-use redis::aio::ConnectionManager;
 use std::time::Duration;
 
 /// The gateway: a forwarder for commands, a reader for queries.
@@ -20,12 +20,12 @@ use std::time::Duration;
 pub struct Gateway {
     forwarder: Forwarder,
     cache: CacheReader,
-    conn: ConnectionManager,
+    conn: RedisConnection,
     consistency_timeout: Duration,
 }
 
 impl Gateway {
-    pub fn new(config: &Config, conn: ConnectionManager) -> Result<Self, reqwest::Error> {
+    pub fn new(config: &Config, conn: RedisConnection) -> Result<Self, reqwest::Error> {
         Ok(Self {
             forwarder: Forwarder::new(config)?,
             cache: CacheReader::new(conn.clone()),

@@ -1,0 +1,342 @@
+//! [`RedisConnection`]: the one connection type every part of the shop talks to Redis through.
+//!
+//! It is a cheap, cloneable handle on one multiplexed connection to the current primary:
+//! - made on first use, so a role starts while Redis is down;
+//! - with `REDIS_URL=redis+sentinel://...`, the primary is whichever server the sentinels name
+//!   *and* that says `ROLE master` itself (redis-rs's sentinel client checks both);
+//! - dropped when it turns out dead (a reset, refused or closed socket), when the server says it
+//!   is no longer the primary (`READONLY`), is loading its data (`LOADING`) or does not answer
+//!   in time; the next command makes a new one, asking the sentinels again. A demoted primary
+//!   is thus never written to twice: its first `READONLY` ends the connection.
+//! - A command that failed because the connection was dead, or because the server was not the
+//!   primary, is sent once more on a new connection before the error reaches the caller.
+//!   That is safe for every command the shop sends: each write is a guarded append (a repeat
+//!   conflicts or, with an idempotency key, returns the first answer) or an idempotent
+//!   projection step (per-entity versions, message ids), and reads are reads. A command that
+//!   timed out is not repeated (it may still run).
+//! - After a failed attempt to connect, callers within [`FAIL_FAST`] get the same error at
+//!   once instead of queueing up behind connection attempts that cannot succeed.
+
+use crate::connect::{RedisConfig, Target};
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
+use redis::{Cmd, Pipeline, RedisError, RedisFuture, Value};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+/// How long a failed connection attempt is reported to later callers without trying again.
+pub const FAIL_FAST: Duration = Duration::from_millis(100);
+
+/// A self-healing handle on the primary (see the module docs). Clones share the connection.
+#[derive(Clone)]
+pub struct RedisConnection {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    source: Source,
+    timeouts: redis::AsyncConnectionConfig,
+    /// Bounds resolving the primary through the sentinels, and connecting to it.
+    connect_within: Duration,
+    db: i64,
+    state: Mutex<State>,
+    /// Held while connecting, so that one task connects and the others wait for its result.
+    connecting: tokio::sync::Mutex<()>,
+}
+
+#[derive(Default)]
+struct State {
+    current: Option<Current>,
+    generation: u64,
+    failed: Option<(Instant, RedisError)>,
+    /// The address of the last server connected to, to log a change of primary.
+    last_server: Option<String>,
+}
+
+#[derive(Clone)]
+struct Current {
+    generation: u64,
+    conn: MultiplexedConnection,
+}
+
+enum Source {
+    Direct(redis::Client),
+    Sentinel(tokio::sync::Mutex<SentinelClient>),
+}
+
+/// What a failed command says about the connection it was sent on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// The connection is fine; the error is the command's own.
+    Keep,
+    /// Drop the connection; the command did not run, so it may be sent again.
+    DropAndRetry,
+    /// Drop the connection; the command may have run, so the error goes to the caller.
+    Drop,
+}
+
+fn verdict(e: &RedisError) -> Verdict {
+    match e.code() {
+        Some("READONLY") => return Verdict::DropAndRetry,
+        Some("LOADING" | "MASTERDOWN") => return Verdict::Drop,
+        _ => {}
+    }
+    if e.is_timeout() {
+        Verdict::Drop
+    } else if e.is_connection_dropped() || e.is_connection_refusal() {
+        Verdict::DropAndRetry
+    } else if e.is_io_error() || e.is_unrecoverable_error() {
+        Verdict::Drop
+    } else {
+        Verdict::Keep
+    }
+}
+
+impl RedisConnection {
+    /// A handle that connects on first use: it does not touch the network.
+    pub fn new(config: &RedisConfig) -> Result<Self, RedisError> {
+        let source = match config.target() {
+            Target::Direct => Source::Direct(config.client()?),
+            Target::Sentinel(sentinel) => {
+                let mut builder = SentinelClientBuilder::new(
+                    sentinel.addresses(),
+                    &sentinel.master,
+                    SentinelServerType::Master,
+                )?;
+                if let Some(user) = &sentinel.username {
+                    builder = builder.set_client_to_redis_username(user);
+                }
+                if let Some(password) = &sentinel.password {
+                    builder = builder.set_client_to_redis_password(password);
+                }
+                if sentinel.tls {
+                    builder = builder
+                        .set_client_to_redis_tls_mode(redis::TlsMode::Secure)
+                        .set_client_to_sentinel_tls_mode(redis::TlsMode::Secure);
+                    if let Some(certificates) = config.tls_certificates() {
+                        builder = builder
+                            .set_client_to_redis_certificates(certificates.clone())
+                            .set_client_to_sentinel_certificates(certificates.clone());
+                    }
+                }
+                Source::Sentinel(tokio::sync::Mutex::new(builder.build()?))
+            }
+        };
+        let timeouts = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(config.connection_timeout))
+            .set_response_timeout(Some(config.response_timeout));
+        Ok(Self {
+            shared: Arc::new(Shared {
+                source,
+                timeouts,
+                connect_within: config.connection_timeout * 2,
+                db: config.db(),
+                state: Mutex::new(State::default()),
+                connecting: tokio::sync::Mutex::new(()),
+            }),
+        })
+    }
+
+    /// A handle, connected now (the error says why it could not be).
+    pub async fn connect(config: &RedisConfig) -> Result<Self, RedisError> {
+        let conn = Self::new(config)?;
+        conn.current().await?;
+        Ok(conn)
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The live connection, making one if there is none.
+    async fn current(&self) -> Result<Current, RedisError> {
+        if let Some(current) = self.state().current.clone() {
+            return Ok(current);
+        }
+        let _connecting = self.shared.connecting.lock().await;
+        {
+            let state = self.state();
+            if let Some(current) = state.current.clone() {
+                return Ok(current);
+            }
+            if let Some((at, e)) = &state.failed {
+                if at.elapsed() < FAIL_FAST {
+                    return Err(e.clone());
+                }
+            }
+        }
+        let made = tokio::time::timeout(self.shared.connect_within, self.open()).await;
+        let made = made.unwrap_or_else(|_| {
+            Err(RedisError::from(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "no connection to Redis within {:?}",
+                    self.shared.connect_within
+                ),
+            )))
+        });
+        let mut state = self.state();
+        match made {
+            Ok((conn, server)) => {
+                state.generation += 1;
+                state.failed = None;
+                if state.last_server.as_deref() != Some(server.as_str()) {
+                    if let Some(previous) = state.last_server.replace(server.clone()) {
+                        tracing::warn!(%previous, %server, "the Redis primary changed");
+                    } else {
+                        tracing::debug!(%server, "connected to Redis");
+                    }
+                }
+                let current = Current {
+                    generation: state.generation,
+                    conn,
+                };
+                state.current = Some(current.clone());
+                Ok(current)
+            }
+            Err(e) => {
+                state.failed = Some((Instant::now(), e.clone()));
+                Err(e)
+            }
+        }
+    }
+
+    /// Connects to the server the source names: `(connection, its address)`.
+    async fn open(&self) -> Result<(MultiplexedConnection, String), RedisError> {
+        let client = match &self.shared.source {
+            Source::Direct(client) => client.clone(),
+            Source::Sentinel(sentinel) => {
+                let found = sentinel.lock().await.async_get_client().await?;
+                let info = found.get_connection_info().clone();
+                let handshake = info.redis_settings().clone().set_skip_set_lib_name();
+                redis::Client::open(info.set_redis_settings(handshake))?
+            }
+        };
+        let server = client.get_connection_info().addr().to_string();
+        let conn = client
+            .get_multiplexed_async_connection_with_config(&self.shared.timeouts)
+            .await?;
+        Ok((conn, server))
+    }
+
+    /// Forgets `generation`'s connection (if it is still the current one).
+    fn drop_connection(&self, generation: u64, e: &RedisError) {
+        let mut state = self.state();
+        if state.current.as_ref().map(|c| c.generation) == Some(generation) {
+            tracing::debug!(error = %e, "dropping the Redis connection");
+            state.current = None;
+        }
+    }
+
+    /// Sends `request`, once more on a new connection if the first attempt failed on a dead
+    /// connection or on a server that is no longer the primary.
+    async fn send(&self, request: Request<'_>) -> Result<Reply, RedisError> {
+        let mut retried = false;
+        loop {
+            let Current {
+                generation,
+                mut conn,
+            } = self.current().await?;
+            let result = match request {
+                Request::One(cmd) => conn.req_packed_command(cmd).await.map(Reply::One),
+                Request::Pipeline(pipeline, offset, count) => conn
+                    .req_packed_commands(pipeline, offset, count)
+                    .await
+                    .map(Reply::Many),
+            };
+            let Err(e) = result else {
+                return result;
+            };
+            match verdict(&e) {
+                Verdict::Keep => return Err(e),
+                Verdict::Drop => {
+                    self.drop_connection(generation, &e);
+                    return Err(e);
+                }
+                Verdict::DropAndRetry => {
+                    self.drop_connection(generation, &e);
+                    if retried {
+                        return Err(e);
+                    }
+                    retried = true;
+                }
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Request<'a> {
+    One(&'a Cmd),
+    Pipeline(&'a Pipeline, usize, usize),
+}
+
+enum Reply {
+    One(Value),
+    Many(Vec<Value>),
+}
+
+fn unexpected_reply() -> RedisError {
+    RedisError::from((
+        redis::ErrorKind::Client,
+        "a reply of the wrong shape: one reply for a pipeline, or several for a command",
+    ))
+}
+
+impl ConnectionLike for RedisConnection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        Box::pin(async move {
+            match self.send(Request::One(cmd)).await? {
+                Reply::One(value) => Ok(value),
+                Reply::Many(_) => Err(unexpected_reply()),
+            }
+        })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        Box::pin(async move {
+            match self
+                .send(Request::Pipeline(pipeline, offset, count))
+                .await?
+            {
+                Reply::Many(values) => Ok(values),
+                Reply::One(_) => Err(unexpected_reply()),
+            }
+        })
+    }
+
+    fn get_db(&self) -> i64 {
+        self.shared.db
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_demoted_primary_or_a_dead_socket_means_a_new_connection() {
+        let readonly = redis::RedisError::from((
+            redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly),
+            "You can't write against a read only replica.",
+        ));
+        assert_eq!(verdict(&readonly), Verdict::DropAndRetry);
+        let reset = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert_eq!(verdict(&reset), Verdict::DropAndRetry);
+        let timeout = RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut));
+        assert_eq!(verdict(&timeout), Verdict::Drop);
+        let refused = redis::RedisError::from((
+            redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError),
+            "wrong number of arguments",
+        ));
+        assert_eq!(verdict(&refused), Verdict::Keep);
+    }
+}
