@@ -2,6 +2,7 @@
 
 use crate::entry_id::EntryId;
 use crate::keys::{Stream, UniqueIndex};
+use crate::replication::WaitCommand;
 use ordershop_domain::{Change, EntityKind};
 use uuid::Uuid;
 
@@ -196,6 +197,17 @@ pub enum AppendError {
     /// The idempotency key was used before by a different request; nothing was appended.
     #[error("the idempotency key was already used for a different request")]
     KeyReused,
+    /// The append was made on the primary, but fewer replicas than asked confirmed it in time:
+    /// it may or may not survive a failover.
+    #[error(
+        "{confirmed} of the {wanted} replicas asked for confirmed the append with {command} \
+         in time"
+    )]
+    NotReplicated {
+        wanted: u32,
+        confirmed: u32,
+        command: WaitCommand,
+    },
     #[error("event store unavailable")]
     Redis(#[from] redis::RedisError),
     #[error("unexpected reply from the append function: {0}")]

@@ -14,6 +14,7 @@ pub mod connection;
 pub mod entry_id;
 pub mod keys;
 pub mod replay;
+pub mod replication;
 pub mod retry;
 pub mod store;
 
@@ -26,5 +27,6 @@ pub use connection::RedisConnection;
 pub use entry_id::EntryId;
 pub use keys::{Stream, UniqueIndex};
 pub use replay::Replay;
+pub use replication::{AckReplicas, AckWait, WaitCommand};
 pub use retry::Backoff;
 pub use store::{EventStore, StoreError};

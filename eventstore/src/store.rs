@@ -4,15 +4,18 @@
 use crate::append::{Append, AppendError, Appended};
 use crate::codec::{encode_entity, RawEntry};
 use crate::connect::RedisConfig;
+use crate::connect::ServerVersion;
 use crate::connection::RedisConnection;
 use crate::entry_id::EntryId;
 use crate::keys::{self, Stream, UniqueIndex};
 use crate::replay::Replay;
+use crate::replication::{AckReplicas, WaitCommand};
 use ordershop_domain::entity::EntityState;
 use ordershop_domain::{Action, EntityKind, Head};
 use redis::streams::StreamRangeReply;
 use redis::Value;
 use std::collections::HashMap;
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// The Function library, loaded at start-up.
@@ -36,26 +39,61 @@ pub enum StoreError {
     },
     #[error(transparent)]
     Decode(#[from] crate::codec::DecodeError),
+    /// A recorded answer's append is not (yet) confirmed by the replicas asked for.
+    #[error(transparent)]
+    NotReplicated(AppendError),
 }
 
 /// A cheap, cloneable handle on the store (one multiplexed, self-healing connection).
 #[derive(Clone)]
 pub struct EventStore {
     conn: RedisConnection,
+    /// Set when appends must be confirmed by replicas.
+    replicated: Option<Arc<Replicated>>,
+}
+
+/// What acknowledging after replication needs: its own connection (a waiting command blocks
+/// it) and the wait command the server has, found at the first append.
+struct Replicated {
+    ack: AckReplicas,
+    conn: RedisConnection,
+    command: tokio::sync::OnceCell<WaitCommand>,
 }
 
 impl EventStore {
     /// Connects, then loads the store's Function library (idempotently).
     pub async fn connect(config: &RedisConfig) -> Result<Self, StoreError> {
         let conn = RedisConnection::connect(config).await?;
-        let store = Self { conn };
+        let store = Self::from_connection(conn);
         store.load_functions().await?;
         Ok(store)
     }
 
     /// Wraps an existing connection; call [`load_functions`](Self::load_functions) once.
     pub fn from_connection(conn: RedisConnection) -> Self {
-        Self { conn }
+        Self {
+            conn,
+            replicated: None,
+        }
+    }
+
+    /// Acknowledges appends only once `ack.replicas` replicas confirm them (none: as before).
+    /// The waits go over a second connection to the same Redis, made on first use.
+    pub fn with_ack_replicas(
+        mut self,
+        config: &RedisConfig,
+        ack: AckReplicas,
+    ) -> Result<Self, StoreError> {
+        self.replicated = if ack.replicas == 0 {
+            None
+        } else {
+            Some(Arc::new(Replicated {
+                ack,
+                conn: RedisConnection::new(config)?,
+                command: tokio::sync::OnceCell::new(),
+            }))
+        };
+        Ok(self)
     }
 
     pub fn connection(&self) -> RedisConnection {
@@ -72,6 +110,9 @@ impl EventStore {
     /// Appends every event of `append` if, and only if, every expectation and claim holds.
     /// Each event gets a new store-wide entry ID, strictly greater than any issued before.
     pub async fn append_guarded(&self, append: &Append) -> Result<Vec<Appended>, AppendError> {
+        if let Some(replicated) = &self.replicated {
+            return replicated.append(append).await;
+        }
         let call = FcallArgs::build(append);
         let mut conn = self.conn.clone();
         let reply = match call.invoke(&mut conn).await {
@@ -127,6 +168,8 @@ impl EventStore {
     }
 
     /// What was recorded under an idempotency key: `(fingerprint, response)`, if anything.
+    /// With replicas to wait for, an answer is given only once the replicas confirm what it
+    /// answers for (else [`StoreError::NotReplicated`]).
     pub async fn idempotent_answer(
         &self,
         key: &str,
@@ -135,6 +178,9 @@ impl EventStore {
             .arg(key)
             .query_async(&mut self.conn.clone())
             .await?;
+        if let (Some(_), Some(replicated)) = (&stored, &self.replicated) {
+            replicated.confirm_recorded(key).await?;
+        }
         Ok(stored.and_then(|s| {
             s.split_once('\n')
                 .map(|(fingerprint, response)| (fingerprint.to_owned(), response.to_owned()))
@@ -381,6 +427,97 @@ impl FcallArgs {
 
     async fn invoke(&self, conn: &mut RedisConnection) -> Result<Value, redis::RedisError> {
         self.command().query_async(conn).await
+    }
+}
+
+impl Replicated {
+    /// The wait command of the server, read from its INFO at the first use and logged.
+    async fn command(&self) -> Result<WaitCommand, redis::RedisError> {
+        let command = self
+            .command
+            .get_or_try_init(|| async {
+                let info: String = redis::cmd("INFO")
+                    .arg("server")
+                    .query_async(&mut self.conn.clone())
+                    .await?;
+                let command = ServerVersion::from_info(&info)
+                    .map(|server| {
+                        let command = self.ack.wait.on(&server);
+                        tracing::info!(%server, %command, replicas = self.ack.replicas,
+                            timeout = ?self.ack.timeout,
+                            "appends are acknowledged once replicas confirm them");
+                        command
+                    })
+                    .unwrap_or(WaitCommand::Wait);
+                Ok::<_, redis::RedisError>(command)
+            })
+            .await?;
+        Ok(*command)
+    }
+
+    /// The append and its wait, in one pipeline on the waiting connection.
+    async fn append(&self, append: &Append) -> Result<Vec<Appended>, AppendError> {
+        let command = self.command().await?;
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors()
+            .add_command(FcallArgs::build(append).command());
+        for wait in command.commands(self.ack) {
+            pipe.add_command(wait);
+        }
+        let mut conn = self.conn.clone();
+        let mut replies: Vec<redis::RedisResult<Value>> = pipe.query_async(&mut conn).await?;
+        if replies
+            .first()
+            .is_some_and(|r| r.as_ref().is_err_and(is_missing_function))
+        {
+            load_library(&mut conn, STORE_LIBRARY).await?;
+            replies = pipe.query_async(&mut conn).await?;
+        }
+        let mut replies = replies.into_iter();
+        let (Some(call), Some(wait)) = (replies.next(), replies.next_back()) else {
+            return Err(AppendError::Protocol(
+                "no reply to the append or its wait".into(),
+            ));
+        };
+        let outcome = interpret_reply(append, call?);
+        // Only what was written (or answered from an earlier write) needs its replicas.
+        if matches!(outcome, Ok(_) | Err(AppendError::Duplicate { .. })) {
+            self.check(command, &wait?)?;
+        }
+        outcome
+    }
+
+    /// Touches a recorded idempotency answer (its expiry, unchanged) and waits, so that the
+    /// answer is confirmed only once everything up to it is on the replicas.
+    async fn confirm_recorded(&self, key: &str) -> Result<(), StoreError> {
+        let command = self.command().await?;
+        let mut conn = self.conn.clone();
+        let ttl: i64 = redis::cmd("PTTL").arg(key).query_async(&mut conn).await?;
+        let mut pipe = redis::pipe();
+        if ttl > 0 {
+            pipe.cmd("PEXPIRE").arg(key).arg(ttl).ignore();
+        }
+        for wait in command.commands(self.ack) {
+            pipe.add_command(wait);
+        }
+        let replies: Vec<Value> = pipe.query_async(&mut conn).await?;
+        let last = replies.last().cloned().unwrap_or(Value::Nil);
+        self.check(command, &last)
+            .map_err(StoreError::NotReplicated)
+    }
+
+    fn check(&self, command: WaitCommand, reply: &Value) -> Result<(), AppendError> {
+        let confirmed = command.confirmed(reply).ok_or_else(|| {
+            AppendError::Protocol(format!("unexpected reply to {command}: {reply:?}"))
+        })?;
+        if confirmed < self.ack.replicas {
+            return Err(AppendError::NotReplicated {
+                wanted: self.ack.replicas,
+                confirmed,
+                command,
+            });
+        }
+        Ok(())
     }
 }
 

@@ -6,7 +6,7 @@
 //! a peer URL, the API token) never reach `Debug` output.
 
 use ordershop_eventstore::connect::{redact, DEFAULT_REDIS_URL};
-use ordershop_eventstore::{RedisConfig, RedisConfigError};
+use ordershop_eventstore::{AckReplicas, AckWait, RedisConfig, RedisConfigError};
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -20,12 +20,16 @@ pub const BODY_LIMIT: &str = "ORDERSHOP_BODY_LIMIT";
 pub const HTTP_WORKERS: &str = "ORDERSHOP_HTTP_WORKERS";
 pub const CONSISTENCY_TIMEOUT_MS: &str = "ORDERSHOP_CONSISTENCY_TIMEOUT_MS";
 pub const API_TOKEN: &str = "ORDERSHOP_API_TOKEN";
+pub const ACK_REPLICAS: &str = "ORDERSHOP_ACK_REPLICAS";
+pub const ACK_TIMEOUT_MS: &str = "ORDERSHOP_ACK_TIMEOUT_MS";
+pub const ACK_WAIT: &str = "ORDERSHOP_ACK_WAIT";
 /// Shortest API token accepted (a shorter one is a start-up error, not a weak lock).
 pub const MIN_API_TOKEN_CHARS: usize = 16;
 
 pub const DEFAULT_BODY_LIMIT: usize = 256 * 1024;
 pub const DEFAULT_HTTP_WORKERS: usize = 2;
 pub const DEFAULT_CONSISTENCY_TIMEOUT: Duration = Duration::from_millis(5_000);
+pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_millis(1_000);
 /// actix-server refuses more workers than this.
 const MAX_HTTP_WORKERS: usize = 512;
 
@@ -63,6 +67,10 @@ pub struct Config {
     pub worker_libraries: Vec<&'static str>,
     /// `ORDERSHOP_API_TOKEN`: when set, mutating requests must carry it as a bearer token.
     pub api_token: Option<ApiToken>,
+    /// `ORDERSHOP_ACK_REPLICAS` (default 0), `ORDERSHOP_ACK_TIMEOUT_MS` (default 1000) and
+    /// `ORDERSHOP_ACK_WAIT` (`auto`, `wait` or `waitaof`): a command is answered 2xx only once
+    /// that many replicas confirm its append.
+    pub ack_replicas: AckReplicas,
 }
 
 /// A secret every mutating request must present (`Authorization: Bearer <token>`). Its
@@ -134,6 +142,22 @@ impl Config {
             0,
             Some(3_600_000),
         )?;
+        let ack_replicas = parse_number(get(ACK_REPLICAS), ACK_REPLICAS, 0, 0, Some(64))?;
+        let ack_timeout_ms = parse_number(
+            get(ACK_TIMEOUT_MS),
+            ACK_TIMEOUT_MS,
+            DEFAULT_ACK_TIMEOUT.as_millis() as usize,
+            1,
+            Some(60_000),
+        )?;
+        let ack_wait = match get(ACK_WAIT) {
+            Some(value) => AckWait::parse(&value).ok_or_else(|| ConfigError::Invalid {
+                var: ACK_WAIT,
+                value: value.clone(),
+                reason: "expected auto, wait or waitaof".into(),
+            })?,
+            None => AckWait::Auto,
+        };
         Ok(Self {
             role,
             redis,
@@ -144,6 +168,11 @@ impl Config {
             consistency_timeout: Duration::from_millis(consistency_ms as u64),
             worker_libraries: Vec::new(),
             api_token,
+            ack_replicas: AckReplicas {
+                replicas: ack_replicas as u32,
+                timeout: Duration::from_millis(ack_timeout_ms as u64),
+                wait: ack_wait,
+            },
         })
     }
 
@@ -428,6 +457,10 @@ mod tests {
             ("ORDERSHOP_HTTP_WORKERS", "many"),
             ("ORDERSHOP_BODY_LIMIT", "-1"),
             ("ORDERSHOP_CONSISTENCY_TIMEOUT_MS", "1.5"),
+            ("ORDERSHOP_ACK_REPLICAS", "-1"),
+            ("ORDERSHOP_ACK_REPLICAS", "65"),
+            ("ORDERSHOP_ACK_TIMEOUT_MS", "0"),
+            ("ORDERSHOP_ACK_WAIT", "fsync"),
             ("ORDERSHOP_LISTEN", "5000"),
             ("ORDERSHOP_LISTEN", "0.0.0.0:http"),
             ("ORDER_SERVICE_URL", "https://order-service"),

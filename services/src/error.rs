@@ -11,6 +11,7 @@ use crate::gateway::forward::Unreachable;
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use ordershop_domain::DomainError;
+use ordershop_eventstore::{AppendError, StoreError};
 use ordershop_readmodel::ReadError;
 use ordershop_telemetry::error_chain;
 use serde::Serialize;
@@ -29,7 +30,8 @@ pub struct ApiError {
 pub struct ErrorBody<'a> {
     /// A short code: bad_request, not_found, method_not_allowed, payload_too_large, invalid,
     /// unknown_reference, out_of_stock, already_billed, order_billed, inventory_exists,
-    /// already_exists, conflict, unauthorized, unavailable, internal.
+    /// already_exists, conflict, unauthorized, unavailable, not_replicated, storage_full,
+    /// internal.
     pub error: &'a str,
     /// What was wrong, for a human.
     pub detail: &'a str,
@@ -79,6 +81,20 @@ impl ApiError {
     /// how it failed.
     pub fn unavailable(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", detail)
+    }
+
+    /// A command carried out on the primary whose append the replicas did not confirm in time.
+    pub fn not_replicated(e: &AppendError) -> Self {
+        tracing::warn!(error = %e, "a command's append is not confirmed by the replicas");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_replicated",
+            format!(
+                "the command was carried out on the Redis primary, but {e}: it may or may not \
+                 survive a failover. Retrying with the same Idempotency-Key is safe (it is not \
+                 carried out twice)"
+            ),
+        )
     }
 
     /// Logs an infrastructure failure with its whole cause chain and returns the opaque answer.
@@ -181,6 +197,10 @@ impl From<CommandError> for ApiError {
                 "idempotency_key_reused",
                 "this Idempotency-Key was already used for a different request; use a new key",
             ),
+            CommandError::Store(StoreError::NotReplicated(e))
+            | CommandError::Append(e @ AppendError::NotReplicated { .. }) => {
+                Self::not_replicated(&e)
+            }
             CommandError::Store(e) => Self::infrastructure("command failed", &e),
             CommandError::Append(e) => Self::infrastructure("command failed", &e),
         }

@@ -94,7 +94,9 @@ pub fn build_app(
         | Role::InventoryService
         | Role::OrderService
         | Role::BillingService => {
-            let event_store = EventStore::from_connection(conn.clone());
+            let event_store = EventStore::from_connection(conn.clone())
+                .with_ack_replicas(&config.redis, config.ack_replicas)
+                .context("cannot set up the connection that waits for replicas")?;
             tokio::spawn(load_functions_when_ready(
                 event_store.clone(),
                 role,

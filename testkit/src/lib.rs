@@ -14,9 +14,11 @@
 //! and their deletion ([`wipe`], [`unlink_matching`]).
 
 pub mod keys;
+pub mod replicated;
 pub mod wait;
 
 pub use keys::{dump, try_dump, unlink_matching, wipe, KeyDump};
+pub use replicated::ReplicatedRedis;
 pub use wait::eventually;
 
 use std::io::{Read, Write};
@@ -146,6 +148,8 @@ pub struct RedisServer {
     options: RedisOptions,
     /// The `default` user's password (`requirepass`), if the server requires one.
     password: Option<String>,
+    /// Start from `redis.conf` in the data folder (which `CONFIG REWRITE` then updates).
+    config_file: bool,
     dir: tempfile::TempDir,
 }
 
@@ -179,6 +183,7 @@ impl RedisServer {
                 port,
                 options: options.clone(),
                 password: password.clone(),
+                config_file: false,
                 dir,
             };
             match server.spawn() {
@@ -198,9 +203,23 @@ impl RedisServer {
         std::mem::replace(&mut self.dir, placeholder)
     }
 
+    /// Restarts the server from a config file in its data folder, as a server managed by
+    /// sentinels needs (they rewrite it).
+    pub fn with_config_file(mut self) -> Self {
+        self.config_file = true;
+        if let Err(e) = std::fs::write(self.dir.path().join("redis.conf"), "") {
+            panic!("cannot write a config file: {e}");
+        }
+        self.restart();
+        self
+    }
+
     fn spawn(&mut self) -> Result<(), String> {
         let bin = server_bin();
         let mut cmd = Command::new(&bin);
+        if self.config_file {
+            cmd.arg(self.dir.path().join("redis.conf"));
+        }
         cmd.arg("--port")
             .arg(self.port.to_string())
             .arg("--bind")

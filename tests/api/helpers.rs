@@ -47,6 +47,10 @@ pub enum Layout {
 
 pub struct Shop {
     pub redis: RedisServer,
+    /// The REDIS_URL the roles get (the server's own URL, or a Sentinel URL).
+    redis_url: String,
+    /// Where the test's own checks connect, when not to `redis` (after a failover).
+    checks_on: std::sync::Mutex<Option<String>>,
     pub layout: Layout,
     extra_env: Vec<(String, String)>,
     ports: HashMap<&'static str, u16>,
@@ -72,6 +76,18 @@ impl Shop {
 
     /// Starts a shop on a given (private) redis-server.
     pub async fn start_on(redis: RedisServer, layout: Layout, extra_env: &[(&str, &str)]) -> Shop {
+        let url = redis.url();
+        Shop::start_on_url(redis, url, layout, extra_env).await
+    }
+
+    /// Starts a shop whose roles reach Redis by `redis_url` (e.g. a Sentinel URL whose primary
+    /// is `redis`).
+    pub async fn start_on_url(
+        redis: RedisServer,
+        redis_url: String,
+        layout: Layout,
+        extra_env: &[(&str, &str)],
+    ) -> Shop {
         let ports = ROLES
             .iter()
             .copied()
@@ -79,6 +95,8 @@ impl Shop {
             .collect();
         let shop = Shop {
             redis,
+            redis_url,
+            checks_on: std::sync::Mutex::new(None),
             layout,
             extra_env: extra_env
                 .iter()
@@ -112,7 +130,7 @@ impl Shop {
 
     fn env(&self) -> Vec<(String, String)> {
         let mut env = vec![
-            ("REDIS_URL".to_owned(), self.redis.url()),
+            ("REDIS_URL".to_owned(), self.redis_url.clone()),
             ("RUST_LOG".to_owned(), "info".to_owned()),
             (
                 "ORDERSHOP_DATA_DIR".to_owned(),
@@ -256,8 +274,23 @@ impl Shop {
         self.wait_healthy(role).await;
     }
 
+    /// Points the test's own checks (and the CLI commands it runs) at another server, e.g. the
+    /// primary after a failover.
+    pub fn check_on(&self, url: String) {
+        *self.checks_on.lock().unwrap_or_else(|e| e.into_inner()) = Some(url);
+    }
+
+    /// The URL of the server the test's checks read.
+    pub fn checks_url(&self) -> String {
+        self.checks_on
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .unwrap_or_else(|| self.redis.url())
+    }
+
     pub async fn store(&self) -> EventStore {
-        EventStore::connect(&RedisConfig::new(self.redis.url()).expect("url"))
+        EventStore::connect(&RedisConfig::new(self.checks_url()).expect("url"))
             .await
             .expect("store connects")
     }
@@ -267,7 +300,7 @@ impl Shop {
     pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
         let config =
             redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(30)));
-        redis::Client::open(self.redis.url())
+        redis::Client::open(self.checks_url())
             .expect("url")
             .get_multiplexed_async_connection_with_config(&config)
             .await
@@ -402,15 +435,36 @@ pub async fn caught_up(
             .get("pending")
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(u64::MAX);
-        let lag = info
-            .get("lag")
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(u64::MAX);
+        // Read up to the stream's last entry (Redis's own `lag` can be wrong after a restart
+        // from a rewritten AOF or on a promoted replica, so it is not trusted here).
+        let top: Vec<String> = match redis::cmd("XREVRANGE")
+            .arg(stream)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async::<redis::streams::StreamRangeReply>(conn)
+            .await
+        {
+            Ok(reply) => reply.ids.into_iter().map(|e| e.id).collect(),
+            Err(_) => return false,
+        };
+        let delivered = info.get("last-delivered-id").cloned().unwrap_or_default();
+        let lag = match top.first() {
+            Some(top) if entry_order(&delivered) < entry_order(top) => 1,
+            _ => 0,
+        };
         if pending != 0 || lag != 0 {
             return false;
         }
     }
     true
+}
+
+/// An entry ID as `(ms, seq)`, for comparisons (`(0, 0)` if unreadable).
+fn entry_order(id: &str) -> (u64, u64) {
+    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+    (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
 }
 
 fn group_info(groups: &redis::Value, name: &str) -> Option<HashMap<String, String>> {
@@ -446,7 +500,7 @@ fn group_info(groups: &redis::Value, name: &str) -> Option<HashMap<String, Strin
 pub fn run_cli(shop: &Shop, args: &[&str]) -> (i32, String, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_ordershop"))
         .args(args)
-        .env("REDIS_URL", shop.redis.url())
+        .env("REDIS_URL", shop.checks_url())
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .output()

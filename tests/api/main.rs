@@ -2,6 +2,7 @@
 //! would, against a private redis-server per test.
 
 mod compose;
+mod failover;
 mod fuzz;
 mod helpers;
 mod limits;

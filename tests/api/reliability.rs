@@ -32,7 +32,7 @@ fn kill_redis(shop: &Shop) {
 
 /// Every order created in the log, with its units per product, and every inventory record's
 /// amounts in log order.
-async fn log_facts(
+pub(crate) async fn log_facts(
     store: &EventStore,
 ) -> (BTreeMap<String, Vec<String>>, BTreeMap<String, Vec<u32>>) {
     let mut orders = BTreeMap::new();

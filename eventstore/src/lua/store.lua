@@ -62,6 +62,12 @@ local function append_guarded(keys, args)
     if done then
       local nl = string.find(done, '\n', 1, true)
       if nl and string.sub(done, 1, nl - 1) == fingerprint then
+        -- A write (the key's own expiry, unchanged) so that a WAIT after this call waits for
+        -- the replication of everything before it, the first answer's events included.
+        local ttl = redis.call('PTTL', idem_key)
+        if ttl > 0 then
+          redis.call('PEXPIRE', idem_key, ttl)
+        end
         return {2, string.sub(done, nl + 1)}
       end
       return {-2}

@@ -16,11 +16,16 @@
 //!   timed out is not repeated (it may still run).
 //! - After a failed attempt to connect, callers within [`FAIL_FAST`] get the same error at
 //!   once instead of queueing up behind connection attempts that cannot succeed.
+//! - With Sentinel, the sentinels are watched ([`sentinel`]): when a failover of the primary
+//!   begins, the connection leaves it before a replica is promoted, and commands fail at once
+//!   (503) until the sentinels name the new primary.
+
+mod sentinel;
 
 use crate::connect::{RedisConfig, Target};
 use redis::aio::{ConnectionLike, MultiplexedConnection};
-use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{Cmd, Pipeline, RedisError, RedisFuture, Value};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -42,6 +47,8 @@ struct Shared {
     state: Mutex<State>,
     /// Held while connecting, so that one task connects and the others wait for its result.
     connecting: tokio::sync::Mutex<()>,
+    /// Whether the sentinels' watchers were started (at the first use, inside the runtime).
+    watching: AtomicBool,
 }
 
 #[derive(Default)]
@@ -51,6 +58,8 @@ struct State {
     failed: Option<(Instant, RedisError)>,
     /// The address of the last server connected to, to log a change of primary.
     last_server: Option<String>,
+    /// While a failover is under way: until when commands are kept from Redis, and why.
+    fenced: Option<(Instant, String)>,
 }
 
 #[derive(Clone)]
@@ -61,7 +70,17 @@ struct Current {
 
 enum Source {
     Direct(redis::Client),
-    Sentinel(tokio::sync::Mutex<SentinelClient>),
+    Sentinel {
+        /// A client per sentinel, for its events and questions.
+        sentinels: Vec<redis::Client>,
+        /// Connections to the sentinels, for resolving the primary.
+        asking: tokio::sync::Mutex<Vec<Option<MultiplexedConnection>>>,
+        master: String,
+        /// The handshake with the primary (its credentials).
+        handshake: redis::RedisConnectionInfo,
+        tls: bool,
+        certificates: Option<redis::TlsCertificates>,
+    },
 }
 
 /// What a failed command says about the connection it was sent on.
@@ -98,28 +117,34 @@ impl RedisConnection {
         let source = match config.target() {
             Target::Direct => Source::Direct(config.client()?),
             Target::Sentinel(sentinel) => {
-                let mut builder = SentinelClientBuilder::new(
-                    sentinel.addresses(),
-                    &sentinel.master,
-                    SentinelServerType::Master,
-                )?;
+                let mut handshake = redis::RedisConnectionInfo::default().set_skip_set_lib_name();
                 if let Some(user) = &sentinel.username {
-                    builder = builder.set_client_to_redis_username(user);
+                    handshake = handshake.set_username(user);
                 }
                 if let Some(password) = &sentinel.password {
-                    builder = builder.set_client_to_redis_password(password);
+                    handshake = handshake.set_password(password);
                 }
-                if sentinel.tls {
-                    builder = builder
-                        .set_client_to_redis_tls_mode(redis::TlsMode::Secure)
-                        .set_client_to_sentinel_tls_mode(redis::TlsMode::Secure);
-                    if let Some(certificates) = config.tls_certificates() {
-                        builder = builder
-                            .set_client_to_redis_certificates(certificates.clone())
-                            .set_client_to_sentinel_certificates(certificates.clone());
-                    }
+                let sentinels = sentinel
+                    .addresses()
+                    .into_iter()
+                    .map(|addr| {
+                        let info = redis::IntoConnectionInfo::into_connection_info(addr)?;
+                        match config.tls_certificates() {
+                            Some(certificates) => {
+                                redis::Client::build_with_tls(info, certificates.clone())
+                            }
+                            None => redis::Client::open(info),
+                        }
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                Source::Sentinel {
+                    asking: tokio::sync::Mutex::new(vec![None; sentinels.len()]),
+                    sentinels,
+                    master: sentinel.master.clone(),
+                    handshake,
+                    tls: sentinel.tls,
+                    certificates: config.tls_certificates().cloned(),
                 }
-                Source::Sentinel(tokio::sync::Mutex::new(builder.build()?))
             }
         };
         let timeouts = redis::AsyncConnectionConfig::new()
@@ -133,6 +158,7 @@ impl RedisConnection {
                 db: config.db(),
                 state: Mutex::new(State::default()),
                 connecting: tokio::sync::Mutex::new(()),
+                watching: AtomicBool::new(false),
             }),
         })
     }
@@ -145,18 +171,40 @@ impl RedisConnection {
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.shared
-            .state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        self.shared.state()
+    }
+
+    /// Starts watching the sentinels, once per connection (needs the tokio runtime).
+    fn watch_sentinels(&self) {
+        let Source::Sentinel {
+            sentinels, master, ..
+        } = &self.shared.source
+        else {
+            return;
+        };
+        if self.shared.watching.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let weak = Arc::downgrade(&self.shared);
+        for client in sentinels {
+            tokio::spawn(sentinel::follow(
+                weak.clone(),
+                client.clone(),
+                master.clone(),
+            ));
+        }
+        tokio::spawn(sentinel::poll(weak, sentinels.clone(), master.clone()));
     }
 
     /// The live connection, making one if there is none.
     async fn current(&self) -> Result<Current, RedisError> {
+        self.watch_sentinels();
+        self.shared.check_fence()?;
         if let Some(current) = self.state().current.clone() {
             return Ok(current);
         }
         let _connecting = self.shared.connecting.lock().await;
+        self.shared.check_fence()?;
         {
             let state = self.state();
             if let Some(current) = state.current.clone() {
@@ -204,21 +252,62 @@ impl RedisConnection {
         }
     }
 
-    /// Connects to the server the source names: `(connection, its address)`.
+    /// Connects to the server the source names: `(connection, its address)`. With Sentinel,
+    /// the server must also say it is the primary (`ROLE`).
     async fn open(&self) -> Result<(MultiplexedConnection, String), RedisError> {
         let client = match &self.shared.source {
             Source::Direct(client) => client.clone(),
-            Source::Sentinel(sentinel) => {
-                let found = sentinel.lock().await.async_get_client().await?;
-                let info = found.get_connection_info().clone();
-                let handshake = info.redis_settings().clone().set_skip_set_lib_name();
-                redis::Client::open(info.set_redis_settings(handshake))?
+            Source::Sentinel {
+                sentinels,
+                asking,
+                master,
+                handshake,
+                tls,
+                certificates,
+            } => {
+                let answer = sentinel::ask(
+                    &mut asking.lock().await,
+                    sentinels,
+                    master,
+                    &self.shared.timeouts,
+                    self.shared.connect_within,
+                )
+                .await?;
+                let addr = if *tls {
+                    redis::ConnectionAddr::TcpTls {
+                        host: answer.host,
+                        port: answer.port,
+                        insecure: false,
+                        tls_params: None,
+                    }
+                } else {
+                    redis::ConnectionAddr::Tcp(answer.host, answer.port)
+                };
+                let info = redis::IntoConnectionInfo::into_connection_info(addr)?
+                    .set_redis_settings(handshake.clone());
+                match certificates {
+                    Some(certificates) => {
+                        redis::Client::build_with_tls(info, certificates.clone())?
+                    }
+                    None => redis::Client::open(info)?,
+                }
             }
         };
         let server = client.get_connection_info().addr().to_string();
-        let conn = client
+        let mut conn = client
             .get_multiplexed_async_connection_with_config(&self.shared.timeouts)
             .await?;
+        if matches!(self.shared.source, Source::Sentinel { .. }) {
+            let role: redis::Value = redis::cmd("ROLE").query_async(&mut conn).await?;
+            let is_primary = matches!(&role, redis::Value::Array(items)
+                if matches!(items.first(), Some(redis::Value::BulkString(r)) if r == b"master"));
+            if !is_primary {
+                return Err(RedisError::from(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionAborted,
+                    format!("{server}, named by the sentinels, is not a primary (yet)"),
+                )));
+            }
+        }
         Ok((conn, server))
     }
 
@@ -264,6 +353,62 @@ impl RedisConnection {
                     retried = true;
                 }
             }
+        }
+    }
+}
+
+impl Shared {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Refuses commands while a failover is under way.
+    fn check_fence(&self) -> Result<(), RedisError> {
+        let mut state = self.state();
+        match &state.fenced {
+            Some((until, why)) if Instant::now() < *until => {
+                Err(RedisError::from(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionAborted,
+                    format!("a failover of the Redis primary is under way ({why}); retry shortly"),
+                )))
+            }
+            Some(_) => {
+                state.fenced = None;
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// A failover began: leave the primary now, and send nothing until it is over.
+    fn fence(&self, event: &str) {
+        let mut state = self.state();
+        tracing::warn!(
+            event,
+            "a failover of the Redis primary began; holding commands"
+        );
+        state.fenced = Some((Instant::now() + sentinel::MAX_FENCE, event.to_owned()));
+        state.current = None;
+    }
+
+    /// The failover is over: ask the sentinels for the primary at the next command.
+    fn unfence(&self, event: &str) {
+        let mut state = self.state();
+        if state.fenced.take().is_some() {
+            tracing::info!(event, "the failover of the Redis primary is over");
+        }
+        state.current = None;
+    }
+
+    /// The sentinels name `server` as the primary: a connection to another one is dropped.
+    fn primary_is(&self, server: &str) {
+        let mut state = self.state();
+        if state.current.is_some() && state.last_server.as_deref() != Some(server) {
+            tracing::warn!(
+                primary = server,
+                "the sentinels name another primary; reconnecting"
+            );
+            state.current = None;
         }
     }
 }
