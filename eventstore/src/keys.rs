@@ -104,6 +104,13 @@ pub fn idempotency(scope: &str, key: &str) -> String {
 /// Name of the Redis Function library that holds the store's scripts.
 pub const FUNCTION_LIBRARY: &str = "ordershop_store";
 
+/// Hash of stream -> entry ID below which a consumer group has acknowledged every entry,
+/// recorded by the group's runner: where a group that went missing (a failover to a replica
+/// that never saw it, `XGROUP DESTROY`) is created again. `es:checkpoint:<group>`.
+pub fn group_checkpoint(group: &str) -> String {
+    format!("es:checkpoint:{group}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

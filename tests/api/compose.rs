@@ -1,8 +1,9 @@
 //! docker-compose.yml, checked statically (no Docker engine runs here): every role is present,
 //! runs the right subcommand on its port, shares one environment (written once, merged into each
 //! service) with a stable consumer name of its own, is health-checked by `ordershop health`, gets
-//! longer than the HTTP drain to stop, and Redis is pinned and persistent. CI also runs Compose
-//! v2's own `config -q` on the file (.ci/run).
+//! longer than the HTTP drain to stop, and Redis is pinned and persistent; the `ha` profile adds
+//! two replicas and three sentinels, which ha.env's URL names. CI also runs Compose v2's own
+//! `config -q` on the file, with and without ha.env (.ci/run).
 
 use serde_norway::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -21,8 +22,9 @@ const ROLES: [(&str, u16); 9] = [
 ];
 
 /// The variables every role reads, the same in each; a role adds only these two of its own.
-const SHARED_ENV: [&str; 10] = [
+const SHARED_ENV: [&str; 11] = [
     "REDIS_URL",
+    "ORDERSHOP_ACK_REPLICAS",
     "CUSTOMER_SERVICE_URL",
     "PRODUCT_SERVICE_URL",
     "INVENTORY_SERVICE_URL",
@@ -131,7 +133,15 @@ fn durations_parse_as_compose_writes_them() {
 fn every_role_runs_its_subcommand_on_its_port() {
     let compose = compose();
     let services = compose["services"].as_mapping().expect("services");
-    assert_eq!(services.len(), ROLES.len() + 1, "redis plus the nine roles");
+    let everywhere = services
+        .values()
+        .filter(|s| strings(&s["profiles"]).is_empty())
+        .count();
+    assert_eq!(
+        everywhere,
+        ROLES.len() + 1,
+        "redis plus the nine roles (the rest is the ha profile's)"
+    );
     for (role, port) in ROLES {
         let service = &compose["services"][role];
         assert!(service.is_mapping(), "service {role} is missing");
@@ -189,7 +199,14 @@ fn every_role_sees_the_same_redis_and_peers() {
         BTreeSet::from(SHARED_ENV),
         "x-ordershop-env holds the shared environment"
     );
-    assert_eq!(shared["REDIS_URL"], "redis://redis:6379");
+    assert_eq!(
+        shared["REDIS_URL"], "${ORDERSHOP_REDIS_URL:-redis://redis:6379}",
+        "the `redis` service, unless ha.env names the sentinels"
+    );
+    assert_eq!(
+        shared["ORDERSHOP_ACK_REPLICAS"],
+        "${ORDERSHOP_ACK_REPLICAS:-0}"
+    );
     for (role, port) in ROLES {
         let var = format!("{}_URL", role.to_uppercase().replace('-', "_"));
         if role != "gateway" {
@@ -355,4 +372,68 @@ fn the_image_runs_the_binary_the_healthcheck_calls() {
         !runtime.iter().any(|l| l.contains("curl")),
         "the runtime image needs no curl"
     );
+}
+
+/// `KEY=value` lines of ha.env.
+fn ha_env() -> BTreeMap<String, String> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/ha.env");
+    std::fs::read_to_string(path)
+        .expect("ha.env exists")
+        .lines()
+        .filter(|line| !line.trim_start().starts_with('#'))
+        .filter_map(|line| line.split_once('='))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect()
+}
+
+#[test]
+fn the_ha_profile_is_a_primary_two_replicas_and_three_sentinels_the_roles_find() {
+    let compose = compose();
+    let services = &compose["services"];
+    let profiles = |name: &str| strings(&services[name]["profiles"]);
+    assert!(profiles("redis").is_empty(), "`redis` runs in every setup");
+    for replica in ["redis-replica-1", "redis-replica-2"] {
+        assert_eq!(
+            profiles(replica),
+            vec!["ha"],
+            "{replica} is in the ha profile"
+        );
+        let command = strings(&services[replica]["command"]).join(" ");
+        for part in [
+            "--replicaof redis 6379",
+            "--appendonly yes",
+            "--appendfsync always",
+            &format!("--replica-announce-ip {replica}"),
+        ] {
+            assert!(command.contains(part), "{replica}: {command}");
+        }
+    }
+    let env = ha_env();
+    assert_eq!(env.get("COMPOSE_PROFILES").map(String::as_str), Some("ha"));
+    assert_eq!(
+        env.get("ORDERSHOP_ACK_REPLICAS").map(String::as_str),
+        Some("1")
+    );
+    let url = &env["ORDERSHOP_REDIS_URL"];
+    let config = ordershop_eventstore::RedisConfig::new(url.clone()).expect("a valid URL");
+    assert!(config.uses_sentinel(), "{url}");
+    let (hosts, primary) = url
+        .trim_start_matches("redis+sentinel://")
+        .split_once('/')
+        .expect("sentinels/primary");
+    let sentinels: Vec<&str> = hosts.split(',').collect();
+    assert_eq!(
+        sentinels,
+        ["sentinel-1:26379", "sentinel-2:26379", "sentinel-3:26379"]
+    );
+    for sentinel in &sentinels {
+        let name = sentinel.trim_end_matches(":26379");
+        assert_eq!(profiles(name), vec!["ha"], "{name} is in the ha profile");
+        let script = strings(&services[name]["command"]).join(" ");
+        assert!(
+            script.contains(&format!("sentinel monitor {primary} redis 6379 2")),
+            "{name} watches `redis` as {primary} with a quorum of 2: {script}"
+        );
+        assert!(script.contains("--sentinel"), "{script}");
+    }
 }

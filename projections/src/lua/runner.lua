@@ -41,3 +41,50 @@ local function dead_letter(keys, args)
 end
 
 redis.register_function('dead_letter', dead_letter)
+
+-- FCALL checkpoint <1 + n> <checkpoint hash> <stream 1> ... <stream n> <group>
+--   Records, for each stream, an entry ID below which the group has acknowledged everything:
+--   the entry just before its oldest pending one, or, with nothing pending, the last one
+--   delivered. Read and written in one step, so no read or ack of another consumer falls in
+--   between. A stream without the group is left as recorded. Returns the number recorded.
+
+local MAX_SEQ = '18446744073709551615'
+
+local function entry_before(id)
+  local ms, seq = string.match(id, '^(%d+)%-(%d+)$')
+  if not ms or (ms == '0' and seq == '0') then
+    return '0-0'
+  end
+  if seq ~= '0' then
+    return ms .. '-' .. string.format('%.0f', tonumber(seq) - 1)
+  end
+  return string.format('%.0f', tonumber(ms) - 1) .. '-' .. MAX_SEQ
+end
+
+local function checkpoint(keys, args)
+  local group = args[1]
+  local recorded = 0
+  for i = 2, #keys do
+    local groups = redis.pcall('XINFO', 'GROUPS', keys[i])
+    if type(groups) == 'table' and not groups.err then
+      for _, fields in ipairs(groups) do
+        local info = {}
+        for j = 1, #fields, 2 do
+          info[fields[j]] = fields[j + 1]
+        end
+        if info['name'] == group then
+          local safe = info['last-delivered-id']
+          local pending = redis.call('XPENDING', keys[i], group)
+          if pending[1] > 0 then
+            safe = entry_before(pending[2])
+          end
+          redis.call('HSET', keys[1], keys[i], safe)
+          recorded = recorded + 1
+        end
+      end
+    end
+  end
+  return recorded
+end
+
+redis.register_function('checkpoint', checkpoint)

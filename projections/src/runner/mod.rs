@@ -36,6 +36,7 @@ pub use step::{Source, StepReport};
 use crate::error::ProjectionError;
 use crate::projection::{Entry, Projection};
 use crate::{with_projection, ProjectionName};
+use ordershop_eventstore::keys::group_checkpoint;
 use ordershop_eventstore::store::load_library;
 use ordershop_eventstore::RedisConnection;
 use ordershop_eventstore::{EntryId, RedisConfig};
@@ -43,7 +44,7 @@ use ordershop_telemetry::Metrics;
 use redis::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
@@ -67,6 +68,9 @@ pub struct Runner<P: Projection> {
     next_cleanup: Option<Instant>,
     ready: bool,
 }
+
+/// How often a running consumer records its group's checkpoint.
+pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
 
 impl<P: Projection> Runner<P> {
     /// Connects, loads the Functions and creates the group on every stream (idempotently).
@@ -121,16 +125,28 @@ impl<P: Projection> Runner<P> {
     pub async fn setup(&mut self) -> Result<(), ProjectionError> {
         load_library(&mut self.conn, RUNNER_LIBRARY_SOURCE).await?;
         load_library(&mut self.conn, self.projection.library()).await?;
+        let checkpoint: HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(group_checkpoint(self.projection.name()))
+            .query_async(&mut self.conn)
+            .await?;
         for stream in &self.streams {
+            // A group that is missing (never made, or gone with a failover or by hand) starts
+            // from the group's own checkpoint, else from the start of the stream; never from
+            // its end (`$`), which would skip what it had not applied yet.
+            let from = checkpoint.get(stream).map_or("0", String::as_str);
             let created: Result<Value, redis::RedisError> = redis::cmd("XGROUP")
                 .arg("CREATE")
                 .arg(stream)
                 .arg(self.projection.name())
-                .arg("0")
+                .arg(from)
                 .arg("MKSTREAM")
                 .query_async(&mut self.conn)
                 .await;
             match created {
+                Ok(_) if from != "0" => warn!(
+                    group = self.projection.name(),
+                    stream, from, "the group was missing; created again from its checkpoint"
+                ),
                 Ok(_) => debug!(group = self.projection.name(), stream, "created group"),
                 Err(e) if e.code() == Some("BUSYGROUP") => {}
                 Err(e) => return Err(e.into()),
@@ -140,6 +156,23 @@ impl<P: Projection> Runner<P> {
         if self.history.is_none() {
             self.history = Some(HashMap::new());
         }
+        Ok(())
+    }
+
+    /// Records the group's checkpoint (see [`group_checkpoint`]): for each stream, the entry
+    /// below which everything is acknowledged. Cheap (one Function call); the runner records
+    /// it every [`CHECKPOINT_EVERY`] and when it stops.
+    pub async fn record_checkpoint(&mut self) -> Result<(), ProjectionError> {
+        let mut keys = Vec::with_capacity(self.streams.len() + 1);
+        keys.push(group_checkpoint(self.projection.name()));
+        keys.extend(self.streams.iter().cloned());
+        let _: i64 = redis::cmd("FCALL")
+            .arg("checkpoint")
+            .arg(keys.len())
+            .arg(&keys)
+            .arg(self.projection.name())
+            .query_async(&mut self.conn)
+            .await?;
         Ok(())
     }
 

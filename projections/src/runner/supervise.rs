@@ -10,9 +10,9 @@ use crate::projection::Projection;
 use ordershop_eventstore::{Backoff, RedisConfig};
 use ordershop_telemetry::error_chain;
 use redis::ErrorKind;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// The pauses between retries after errors: short enough to notice Redis coming back soon,
 /// long enough not to flood the log while it stays away.
@@ -66,8 +66,13 @@ pub(super) async fn run<P: Projection>(
     };
     info!(group, consumer, "projection consumer started");
     backoff.reset();
+    let mut next_checkpoint = Instant::now() + super::CHECKPOINT_EVERY;
     while !shutdown.is_cancelled() {
         observed.refresh_backlog_if_due(&mut runner.conn).await;
+        if Instant::now() >= next_checkpoint {
+            checkpoint(&mut runner).await;
+            next_checkpoint = Instant::now() + super::CHECKPOINT_EVERY;
+        }
         match runner.step().await {
             Ok(report) => {
                 observed.step(&runner.projection, &report);
@@ -95,8 +100,17 @@ pub(super) async fn run<P: Projection>(
             }
         }
     }
+    checkpoint(&mut runner).await;
     info!(group, consumer, "projection consumer stopped");
     Ok(())
+}
+
+/// Records the group's checkpoint; a failure is only logged (the next one will do).
+async fn checkpoint<P: Projection>(runner: &mut Runner<P>) {
+    if let Err(e) = runner.record_checkpoint().await {
+        debug!(group = runner.projection.name(), error = %error_chain(&e),
+               "cannot record the group's checkpoint");
+    }
 }
 
 #[cfg(test)]

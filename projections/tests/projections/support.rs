@@ -622,6 +622,14 @@ pub async fn delivered_once_each(conn: &mut RedisConnection) -> BTreeMap<&'stati
 
 /// Drops a projection's group on every stream, so the next runner starts from the beginning.
 pub async fn reset_group(conn: &mut RedisConnection, projection: ProjectionName) {
+    // Forgotten with its checkpoint, else the group would come back from there.
+    let _: () = redis::cmd("DEL")
+        .arg(ordershop_eventstore::keys::group_checkpoint(
+            projection.name(),
+        ))
+        .query_async(conn)
+        .await
+        .expect("DEL checkpoint");
     for stream in projection.streams() {
         // A stream nobody wrote to has no group to drop.
         let _: Result<u64, _> = redis::cmd("XGROUP")

@@ -144,6 +144,12 @@ async fn time_rebuild(env: &BenchEnv) -> anyhow::Result<(f64, f64)> {
 /// The CRM catching up on the whole log from a fresh group and an empty view and outbox.
 async fn time_crm_catch_up(env: &BenchEnv, events: u64) -> anyhow::Result<f64> {
     let mut conn = env.conn.clone();
+    let _: redis::RedisResult<Value> = redis::cmd("DEL")
+        .arg(ordershop_eventstore::keys::group_checkpoint(
+            ProjectionName::Crm.name(),
+        ))
+        .query_async(&mut conn)
+        .await;
     for stream in ProjectionName::Crm.streams() {
         let _: redis::RedisResult<Value> = redis::cmd("XGROUP")
             .arg("DESTROY")
