@@ -23,13 +23,8 @@ const LIBRARY: &str = concat!(
 #[derive(Debug, Clone, Copy, Default)]
 pub struct EntityCache;
 
-/// 1-based position of a kind in the Function's key table (the order of `EntityKind::ALL`).
-fn kind_index(kind: EntityKind) -> usize {
-    EntityKind::ALL
-        .iter()
-        .position(|k| *k == kind)
-        .map_or(0, |i| i + 1)
-}
+/// 1-based position of a kind in the Function's key table and in its notices.
+use ordershop_readmodel::applied::kind_number as kind_index;
 
 impl Projection for EntityCache {
     type Event = StoredEvent;
@@ -68,6 +63,7 @@ impl Projection for EntityCache {
         keys_table.push(keys::billings_per_order(NAME));
 
         let mut args: Vec<String> = mode.header().into();
+        args.push(ordershop_readmodel::applied::channel());
         for event in events {
             let entity = &event.change.entity;
             let kind = entity.kind();

@@ -8,7 +8,9 @@
 //! - [`cache`]: the entity cache's Hash codec; [`CacheReader`] reads entities back.
 //! - [`crm`]: the CRM view's per-customer Hash fields; [`CrmReader`] reads the view.
 //! - [`names`]: the projections' names, which are also their consumer groups' names.
+//! - [`applied`]: the entity cache's notices of applied versions (read-your-writes).
 
+pub mod applied;
 pub mod cache;
 pub mod cache_reader;
 pub mod crm;

@@ -23,6 +23,7 @@ pub const API_TOKEN: &str = "ORDERSHOP_API_TOKEN";
 pub const ACK_REPLICAS: &str = "ORDERSHOP_ACK_REPLICAS";
 pub const ACK_TIMEOUT_MS: &str = "ORDERSHOP_ACK_TIMEOUT_MS";
 pub const ACK_WAIT: &str = "ORDERSHOP_ACK_WAIT";
+pub const CONSISTENCY_NOTICES: &str = "ORDERSHOP_CONSISTENCY_NOTICES";
 /// Shortest API token accepted (a shorter one is a start-up error, not a weak lock).
 pub const MIN_API_TOKEN_CHARS: usize = 16;
 
@@ -62,6 +63,9 @@ pub struct Config {
     pub http_workers: usize,
     /// How long the gateway waits for the entity cache to apply a command's events.
     pub consistency_timeout: Duration,
+    /// `ORDERSHOP_CONSISTENCY_NOTICES` (`on`, the default, or `off`): whether the gateway's
+    /// read-your-writes waits are woken by the entity cache's notices, or poll.
+    pub consistency_notices: bool,
     /// The Function libraries of the projection worker this process runs beside the role (set
     /// by the launcher, not the environment): `/health` is ready only once they are loaded.
     pub worker_libraries: Vec<&'static str>,
@@ -150,6 +154,17 @@ impl Config {
             1,
             Some(60_000),
         )?;
+        let consistency_notices = match get(CONSISTENCY_NOTICES).as_deref().map(str::trim) {
+            None | Some("on") => true,
+            Some("off") => false,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    var: CONSISTENCY_NOTICES,
+                    value: other.to_owned(),
+                    reason: "expected on or off".into(),
+                })
+            }
+        };
         let ack_wait = match get(ACK_WAIT) {
             Some(value) => AckWait::parse(&value).ok_or_else(|| ConfigError::Invalid {
                 var: ACK_WAIT,
@@ -166,6 +181,7 @@ impl Config {
             body_limit,
             http_workers,
             consistency_timeout: Duration::from_millis(consistency_ms as u64),
+            consistency_notices,
             worker_libraries: Vec::new(),
             api_token,
             ack_replicas: AckReplicas {
@@ -461,6 +477,7 @@ mod tests {
             ("ORDERSHOP_ACK_REPLICAS", "65"),
             ("ORDERSHOP_ACK_TIMEOUT_MS", "0"),
             ("ORDERSHOP_ACK_WAIT", "fsync"),
+            ("ORDERSHOP_CONSISTENCY_NOTICES", "sometimes"),
             ("ORDERSHOP_LISTEN", "5000"),
             ("ORDERSHOP_LISTEN", "0.0.0.0:http"),
             ("ORDER_SERVICE_URL", "https://order-service"),

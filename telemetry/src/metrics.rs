@@ -71,6 +71,7 @@ pub struct Metrics {
     http_duration: Family<RouteLabels, Histogram, LatencyBuckets>,
     events_appended: Family<StreamLabels, Counter>,
     append_conflicts: Family<ConflictLabels, Counter>,
+    command_attempts: Histogram,
     projection_applied: Family<ProjectionLabels, Counter>,
     projection_pending: Family<ProjectionLabels, Gauge>,
     projection_lag: Family<ProjectionLabels, Gauge>,
@@ -117,6 +118,14 @@ impl Metrics {
             "Guarded appends refused because what the command read had changed, by kind",
             append_conflicts.clone(),
         );
+        // 1, 2, 4, ... 128 attempts.
+        let command_attempts = Histogram::new(exponential_buckets(1.0, 2.0, 8));
+        registry.register(
+            "command_attempts",
+            "Read-decide-append attempts a command needed (1: no conflict), including those \
+             that gave up",
+            command_attempts.clone(),
+        );
         let projection_applied = Family::<ProjectionLabels, Counter>::default();
         registry.register(
             "projection_events_applied",
@@ -153,6 +162,7 @@ impl Metrics {
             http_duration,
             events_appended,
             append_conflicts,
+            command_attempts,
             projection_applied,
             projection_pending,
             projection_lag,
@@ -199,6 +209,11 @@ impl Metrics {
         self.append_conflicts
             .get_or_create(&ConflictLabels { kind })
             .inc();
+    }
+
+    /// A command is done (or gave up) after `attempts` read-decide-append rounds.
+    pub fn command_attempts(&self, attempts: u32) {
+        self.command_attempts.observe(f64::from(attempts));
     }
 
     pub fn events_applied(&self, projection: &'static str, count: u64) {
@@ -254,6 +269,8 @@ mod tests {
         metrics.http_request("gateway", None, "GET", 404, Duration::from_millis(1));
         metrics.event_appended("events:order_created".into());
         metrics.append_conflict("version");
+        metrics.command_attempts(1);
+        metrics.command_attempts(3);
         metrics.events_applied("crm", 2);
         metrics.dead_lettered("crm", 1);
         metrics.projection_backlog("crm", 3, 4);
@@ -265,6 +282,8 @@ mod tests {
             r#"http_request_duration_seconds_count{role="gateway",route="/order/{id}",method="GET"} 1"#,
             r#"events_appended_total{stream="events:order_created"} 1"#,
             r#"append_conflicts_total{kind="version"} 1"#,
+            r#"command_attempts_count 2"#,
+            r#"command_attempts_bucket{le="2.0"} 1"#,
             r#"projection_events_applied_total{projection="crm"} 2"#,
             r#"projection_dead_lettered_total{projection="crm"} 1"#,
             r#"projection_pending{projection="crm"} 3"#,

@@ -361,13 +361,10 @@ impl Shop {
         if let Some(to) = to {
             request = request.query(&[("to", to)]);
         }
-        let body: Value = request
-            .send()
-            .await
-            .expect("GET /emails")
-            .json()
-            .await
-            .expect("JSON");
+        let response = request.send().await.expect("GET /emails");
+        let status = response.status();
+        let body: Value = response.json().await.expect("JSON");
+        assert!(status.is_success(), "GET /emails: {status} {body}");
         body.as_array().cloned().unwrap_or_default()
     }
 }

@@ -2,6 +2,7 @@
 //! would, against a private redis-server per test.
 
 mod compose;
+mod contention;
 mod failover;
 mod fuzz;
 mod helpers;

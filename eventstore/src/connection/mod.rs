@@ -252,10 +252,9 @@ impl RedisConnection {
         }
     }
 
-    /// Connects to the server the source names: `(connection, its address)`. With Sentinel,
-    /// the server must also say it is the primary (`ROLE`).
-    async fn open(&self) -> Result<(MultiplexedConnection, String), RedisError> {
-        let client = match &self.shared.source {
+    /// A client for the server the source names now (with Sentinel, the sentinels' answer).
+    async fn client(&self) -> Result<redis::Client, RedisError> {
+        Ok(match &self.shared.source {
             Source::Direct(client) => client.clone(),
             Source::Sentinel {
                 sentinels,
@@ -292,7 +291,33 @@ impl RedisConnection {
                     None => redis::Client::open(info)?,
                 }
             }
-        };
+        })
+    }
+
+    /// A Pub/Sub connection to the server the source names now, for a subscriber (a message
+    /// published on the primary reaches its replicas' subscribers too). Not kept: the caller
+    /// subscribes again through this after losing it.
+    pub async fn pubsub(&self) -> Result<redis::aio::PubSub, RedisError> {
+        self.watch_sentinels();
+        self.shared.check_fence()?;
+        let connect = async { self.client().await?.get_async_pubsub().await };
+        tokio::time::timeout(self.shared.connect_within, connect)
+            .await
+            .unwrap_or_else(|_| {
+                Err(RedisError::from(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "no Pub/Sub connection to Redis within {:?}",
+                        self.shared.connect_within
+                    ),
+                )))
+            })
+    }
+
+    /// Connects to the server the source names: `(connection, its address)`. With Sentinel,
+    /// the server must also say it is the primary (`ROLE`).
+    async fn open(&self) -> Result<(MultiplexedConnection, String), RedisError> {
+        let client = self.client().await?;
         let server = client.get_connection_info().addr().to_string();
         let mut conn = client
             .get_multiplexed_async_connection_with_config(&self.shared.timeouts)
@@ -380,13 +405,21 @@ impl Shared {
         }
     }
 
-    /// A failover began: leave the primary now, and send nothing until it is over.
-    fn fence(&self, event: &str) {
+    /// A failover of the primary at `primary` began: if that is the server in use, leave it
+    /// now and send nothing until the failover is over. (A late event about a primary that was
+    /// already replaced changes nothing.)
+    fn fence(&self, event: &str, primary: &str) {
         let mut state = self.state();
-        tracing::warn!(
-            event,
-            "a failover of the Redis primary began; holding commands"
-        );
+        if state.last_server.as_deref() != Some(primary) {
+            return;
+        }
+        if state.fenced.is_none() {
+            tracing::warn!(
+                event,
+                primary,
+                "a failover of the Redis primary began; holding commands"
+            );
+        }
         state.fenced = Some((Instant::now() + sentinel::MAX_FENCE, event.to_owned()));
         state.current = None;
     }

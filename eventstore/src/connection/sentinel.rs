@@ -40,10 +40,10 @@ const ENDS: [&str; 2] = ["+switch-master", "+failover-end"];
 const ABORTS: &str = "-failover-abort*";
 
 /// What an event says about the primary named `master`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Event {
-    /// A failover of it began: stop writing to it.
-    Starts,
+    /// A failover of the primary at this `host:port` began: stop writing to it.
+    Starts { primary: String },
     /// The failover ended or was given up: ask the sentinels again.
     Ends,
 }
@@ -53,16 +53,21 @@ pub(crate) enum Event {
 /// `<name> <old ip> <old port> <new ip> <new port>`).
 pub(crate) fn parse_event(channel: &str, payload: &str, master: &str) -> Option<Event> {
     let words: Vec<&str> = payload.split_whitespace().collect();
-    let about_master = match words.iter().position(|w| *w == "@") {
-        Some(at) => words.get(at + 1) == Some(&master),
-        None if channel == "+switch-master" => words.first() == Some(&master),
-        None => words.first() == Some(&"master") && words.get(1) == Some(&master),
+    // Where the primary's name is, and its address after it.
+    let name_at = match words.iter().position(|w| *w == "@") {
+        Some(at) => at + 1,
+        None if channel == "+switch-master" => 0,
+        None if words.first() == Some(&"master") => 1,
+        None => return None,
     };
-    if !about_master {
+    if words.get(name_at) != Some(&master) {
         return None;
     }
     if STARTS.contains(&channel) {
-        Some(Event::Starts)
+        let (host, port) = (words.get(name_at + 1)?, words.get(name_at + 2)?);
+        Some(Event::Starts {
+            primary: format!("{host}:{port}"),
+        })
     } else if ENDS.contains(&channel) || channel.starts_with("-failover-abort") {
         Some(Event::Ends)
     } else {
@@ -93,7 +98,9 @@ pub(crate) async fn follow(shared: Weak<Shared>, sentinel: redis::Client, master
                 };
                 let payload: String = message.get_payload().unwrap_or_default();
                 match parse_event(message.get_channel_name(), &payload, &master) {
-                    Some(Event::Starts) => shared.fence(message.get_channel_name()),
+                    Some(Event::Starts { primary }) => {
+                        shared.fence(message.get_channel_name(), &primary)
+                    }
                     Some(Event::Ends) => shared.unfence(message.get_channel_name()),
                     None => {}
                 }
@@ -309,9 +316,12 @@ mod tests {
     #[test]
     fn events_about_our_primary_start_and_end_a_failover() {
         let m = "shop-primary";
+        let starts = Some(Event::Starts {
+            primary: "127.0.0.1:6379".into(),
+        });
         assert_eq!(
             parse_event("+try-failover", "master shop-primary 127.0.0.1 6379", m),
-            Some(Event::Starts)
+            starts
         );
         assert_eq!(
             parse_event(
@@ -319,7 +329,7 @@ mod tests {
                 "slave 127.0.0.1:6380 127.0.0.1 6380 @ shop-primary 127.0.0.1 6379",
                 m
             ),
-            Some(Event::Starts)
+            starts
         );
         assert_eq!(
             parse_event(

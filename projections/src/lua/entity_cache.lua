@@ -14,8 +14,12 @@
 --   KEYS[12]       orders_unbilled    KEYS[13] orders_billed    KEYS[14] billings per order
 --   KEYS[15..]     per event, in order: the entity Hash, then for an order its product List
 --   ARGV[1..3]     mode ('live' | 'rebuild'), rebuild token, lease in ms
---   ARGV[4..]      per event: kind (1..5, order above), action ('created'|'updated'|'deleted'),
+--   ARGV[4]        the channel of applied-versions notices
+--   ARGV[5..]      per event: kind (1..5, order above), action ('created'|'updated'|'deleted'),
 --                  id, version, n_fields, n_fields x (field, value), n_products, product ids...
+--
+-- In live mode, publishes on ARGV[4] `<kind>:<id>:<version>,...`: the version now applied for
+-- each entity of the batch (gateways wake their read-your-writes waiters with it).
 --
 -- Returns {0, applied, skipped}, or {-1} when a rebuild pauses live batches, or {-2} when a
 -- rebuild's lease is no longer held by its token.
@@ -53,7 +57,8 @@ local function cache_apply(keys, args)
     return {code}
   end
   local applied, skipped = 0, 0
-  local kp, ap = 15, 4
+  local notices = {}
+  local kp, ap = 15, 5
   while ap <= #args do
     local kind = tonumber(args[ap])
     local action = args[ap + 1]
@@ -78,6 +83,7 @@ local function cache_apply(keys, args)
     local seen = tonumber(redis.call('HGET', versions, id) or '0')
     if tonumber(version) <= seen then
       skipped = skipped + 1
+      notices[#notices + 1] = kind .. ':' .. id .. ':' .. string.format('%.0f', seen)
     else
       applied = applied + 1
       -- A billing's order before this event: its Hash exists iff the billing is live here.
@@ -123,7 +129,11 @@ local function cache_apply(keys, args)
       -- Recorded last: should a write above fail (a key of the wrong type, set by hand), the
       -- event is not marked applied and its retry re-applies it.
       redis.call('HSET', versions, id, version)
+      notices[#notices + 1] = kind .. ':' .. id .. ':' .. version
     end
+  end
+  if args[1] == 'live' and #notices > 0 then
+    redis.call('PUBLISH', args[4], table.concat(notices, ','))
   end
   return {0, applied, skipped}
 end

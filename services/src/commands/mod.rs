@@ -59,9 +59,16 @@ pub struct IdempotencyKey {
 }
 
 /// How often, and how patiently, a command re-reads and decides again after a conflict.
+///
+/// A conflict means another command committed in between: the data moved on, so the command
+/// reads again and decides again at once (a hot product in a flash sale is bought by one
+/// command per round, never held back by a pause). Only after `immediate` conflicts in a row
+/// does it pause (jittered, growing) between attempts.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
     pub attempts: u32,
+    /// Retries made at once, before any pause.
+    pub immediate: u32,
     /// The first pause; each later one may be twice as long, up to `max_backoff`.
     pub first_backoff: Duration,
     pub max_backoff: Duration,
@@ -70,7 +77,8 @@ pub struct RetryPolicy {
 impl Default for RetryPolicy {
     fn default() -> Self {
         Self {
-            attempts: 32,
+            attempts: 64,
+            immediate: 16,
             first_backoff: Duration::from_millis(1),
             max_backoff: Duration::from_millis(20),
         }
@@ -255,7 +263,7 @@ impl CommandService {
         let mut last = String::new();
         let mut backoff = self.retry.backoff();
         for attempt in 0..self.retry.attempts {
-            if attempt > 0 {
+            if attempt > self.retry.immediate {
                 tokio::time::sleep(full_jitter(backoff.next_pause())).await;
             }
             let mut append = plan().await?.request_id(self.request_id.as_deref());
@@ -281,6 +289,9 @@ impl CommandService {
                 }
                 Err(AppendError::KeyReused) => return Err(CommandError::IdempotencyKeyReused),
                 Ok(appended) => {
+                    if let Some(metrics) = &self.metrics {
+                        metrics.command_attempts(attempt + 1);
+                    }
                     for event in &appended {
                         tracing::info!(stream = %event.stream.key(), entry_id = %event.entry_id,
                             event_id = %event.event_id, version = event.version, "appended");
@@ -304,6 +315,9 @@ impl CommandService {
                 }
                 Err(e) => return Err(CommandError::Append(e)),
             }
+        }
+        if let Some(metrics) = &self.metrics {
+            metrics.command_attempts(self.retry.attempts);
         }
         tracing::warn!(
             attempts = self.retry.attempts,

@@ -1,6 +1,7 @@
 //! The gateway's application layer: commands go to the service that owns their entity type
-//! and come back only once the entity cache shows their effect (read-your-writes); queries are
-//! answered from the entity cache (`ordershop_readmodel::CacheReader`).
+//! and come back only once the entity cache shows their effect (read-your-writes, woken by the
+//! cache's notices: [`consistency`]); queries are answered from the entity cache
+//! (`ordershop_readmodel::CacheReader`).
 
 pub mod consistency;
 pub mod forward;
@@ -8,7 +9,7 @@ pub mod forward;
 use crate::config::{Config, Role};
 use crate::headers;
 use crate::versions::parse_header;
-use consistency::{wait_until_applied, Consistency};
+use consistency::{AppliedWatch, Consistency};
 use forward::{Forwarder, Outgoing, Relayed, Unreachable};
 use ordershop_eventstore::RedisConnection;
 use ordershop_readmodel::CacheReader;
@@ -21,14 +22,22 @@ pub struct Gateway {
     forwarder: Forwarder,
     cache: CacheReader,
     conn: RedisConnection,
+    applied: AppliedWatch,
     consistency_timeout: Duration,
 }
 
 impl Gateway {
+    /// Must be called inside the tokio runtime: it starts the subscription to the entity
+    /// cache's notices.
     pub fn new(config: &Config, conn: RedisConnection) -> Result<Self, reqwest::Error> {
         Ok(Self {
             forwarder: Forwarder::new(config)?,
             cache: CacheReader::new(conn.clone()),
+            applied: if config.consistency_notices {
+                AppliedWatch::start(conn.clone())
+            } else {
+                AppliedWatch::without_subscription()
+            },
             conn,
             consistency_timeout: config.consistency_timeout,
         })
@@ -69,7 +78,11 @@ impl Gateway {
                 return;
             }
         };
-        match wait_until_applied(&self.conn, &versions, self.consistency_timeout).await {
+        match self
+            .applied
+            .wait_until_applied(&self.conn, &versions, self.consistency_timeout)
+            .await
+        {
             Ok(Consistency::Applied) => {}
             Ok(Consistency::TimedOut { behind }) => tracing::warn!(
                 %owner,

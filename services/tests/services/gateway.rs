@@ -8,8 +8,9 @@ use ordershop_eventstore::RedisConfig;
 use ordershop_readmodel::keys;
 use ordershop_services::config::Role;
 use ordershop_services::connection::lazy_connection;
-use ordershop_services::gateway::consistency::{wait_until_applied, Consistency};
+use ordershop_services::gateway::consistency::{AppliedWatch, Consistency};
 use ordershop_services::versions::VersionStamp;
+use ordershop_testkit::eventually;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 use std::time::Duration;
@@ -151,6 +152,7 @@ async fn queries_answer_from_the_entity_cache() {
 async fn the_consistency_wait_ends_once_the_cache_applied_every_version() {
     let shop = Shop::start(&[]).await;
     let conn = lazy_connection(&RedisConfig::new(shop.redis.url()).unwrap()).unwrap();
+    let watch = AppliedWatch::start(conn.clone());
     let (order, stock) = (Uuid::new_v4(), Uuid::new_v4());
     let versions = [
         VersionStamp {
@@ -171,9 +173,14 @@ async fn the_consistency_wait_ends_once_the_cache_applied_every_version() {
     ];
     let applied = |kind| keys::applied_versions(ordershop_readmodel::names::ENTITY_CACHE, kind);
     let mut redis = shop.redis().await;
+    eventually("the watch to subscribe", Duration::from_secs(10), || {
+        std::future::ready(watch.is_subscribed())
+    })
+    .await;
 
     // Nothing applied yet: the wait gives up at its timeout.
-    let outcome = wait_until_applied(&conn, &versions, Duration::from_millis(30))
+    let outcome = watch
+        .wait_until_applied(&conn, &versions, Duration::from_millis(30))
         .await
         .unwrap();
     assert_eq!(outcome, Consistency::TimedOut { behind: 2 });
@@ -193,15 +200,21 @@ async fn the_consistency_wait_ends_once_the_cache_applied_every_version() {
         .query_async(&mut redis)
         .await
         .unwrap();
-    let outcome = wait_until_applied(&conn, &versions, Duration::from_millis(30))
+    let outcome = watch
+        .wait_until_applied(&conn, &versions, Duration::from_millis(30))
         .await
         .unwrap();
     assert_eq!(outcome, Consistency::TimedOut { behind: 1 });
 
-    // A waiter is under way when the projector catches up (to a later version, even).
+    // A waiter is under way when the projector catches up (to a later version, even) and says
+    // so on the notices channel, as its Function does after each batch.
     let waiter = tokio::spawn({
-        let conn = conn.clone();
-        async move { wait_until_applied(&conn, &versions, Duration::from_secs(30)).await }
+        let (conn, watch) = (conn.clone(), watch.clone());
+        async move {
+            watch
+                .wait_until_applied(&conn, &versions, Duration::from_secs(30))
+                .await
+        }
     });
     let _: () = redis::cmd("HSET")
         .arg(applied(EntityKind::Inventory))
@@ -210,13 +223,94 @@ async fn the_consistency_wait_ends_once_the_cache_applied_every_version() {
         .query_async(&mut redis)
         .await
         .unwrap();
+    let inventory = ordershop_readmodel::applied::kind_number(EntityKind::Inventory);
+    // Published until the waiter has heard it (it may register after a first notice).
+    eventually(
+        "the waiter to hear the notice",
+        Duration::from_secs(10),
+        || {
+            let mut redis = redis.clone();
+            let finished = waiter.is_finished();
+            async move {
+                let _: i64 = redis::cmd("PUBLISH")
+                    .arg(ordershop_readmodel::applied::channel())
+                    .arg(format!("{inventory}:{stock}:6"))
+                    .query_async(&mut redis)
+                    .await
+                    .unwrap();
+                finished
+            }
+        },
+    )
+    .await;
     assert_eq!(waiter.await.unwrap().unwrap(), Consistency::Applied);
     assert_eq!(
-        wait_until_applied(&conn, &[], Duration::ZERO)
+        watch
+            .wait_until_applied(&conn, &[], Duration::ZERO)
             .await
             .unwrap(),
         Consistency::Applied,
         "no versions: nothing to wait for"
+    );
+}
+
+/// Without a subscription (lost, or never made), a waiter still sees what the cache applied:
+/// it reads again at each loss and polls meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_subscription_falls_back_to_reading() {
+    let shop = Shop::start(&[]).await;
+    let conn = lazy_connection(&RedisConfig::new(shop.redis.url()).unwrap()).unwrap();
+    let watch = AppliedWatch::start(conn.clone());
+    let id = Uuid::new_v4();
+    let versions = [VersionStamp {
+        kind: EntityKind::Customer,
+        id,
+        version: 1,
+    }];
+    let mut redis = shop.redis().await;
+    eventually("the watch to subscribe", Duration::from_secs(10), || {
+        std::future::ready(watch.is_subscribed())
+    })
+    .await;
+    let waiter = tokio::spawn({
+        let (conn, watch) = (conn.clone(), watch.clone());
+        async move {
+            watch
+                .wait_until_applied(&conn, &versions, Duration::from_secs(30))
+                .await
+        }
+    });
+    // The subscription is cut; then the version is applied without any notice.
+    let _: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg(keys::applied_versions(
+            ordershop_readmodel::names::ENTITY_CACHE,
+            EntityKind::Customer,
+        ))
+        .arg(id.to_string())
+        .arg(1)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let outcome = tokio::time::timeout(Duration::from_secs(20), waiter)
+        .await
+        .expect("the waiter ends well before its timeout")
+        .unwrap()
+        .unwrap();
+    assert_eq!(outcome, Consistency::Applied);
+    let polling = AppliedWatch::without_subscription();
+    assert_eq!(
+        polling
+            .wait_until_applied(&conn, &versions, Duration::from_secs(5))
+            .await
+            .unwrap(),
+        Consistency::Applied
     );
 }
 
