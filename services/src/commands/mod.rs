@@ -10,6 +10,7 @@
 //!
 //! What each entity type reads and decides is in [`plans`]; this module is the loop.
 
+mod hot;
 mod plans;
 
 use crate::versions::VersionStamp;
@@ -24,6 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
 
+pub use hot::HotEntities;
 pub use plans::EntityCommands;
 
 /// Why a command was not carried out.
@@ -162,6 +164,8 @@ impl Written {
 pub struct CommandService {
     store: EventStore,
     retry: RetryPolicy,
+    /// Turns on the entities this process's commands collide on.
+    hot: HotEntities,
     metrics: Option<Arc<Metrics>>,
     /// Recorded on every event appended (the entry field `request_id`).
     request_id: Option<String>,
@@ -174,6 +178,7 @@ impl CommandService {
         Self {
             store,
             retry: RetryPolicy::default(),
+            hot: HotEntities::default(),
             metrics: None,
             request_id: None,
             idempotency: None,
@@ -262,6 +267,7 @@ impl CommandService {
         }
         let mut last = String::new();
         let mut backoff = self.retry.backoff();
+        let mut turn: Option<hot::Turn> = None;
         for attempt in 0..self.retry.attempts {
             if attempt > self.retry.immediate {
                 tokio::time::sleep(full_jitter(backoff.next_pause())).await;
@@ -269,6 +275,18 @@ impl CommandService {
             let mut append = plan().await?.request_id(self.request_id.as_deref());
             if append.events.is_empty() {
                 return Ok(Written::planned(ids, &append));
+            }
+            // Decided on an entity other commands of this process are queueing for: queue
+            // too, and decide again in turn.
+            if turn.is_none() {
+                if let Some(e) = append
+                    .expectations
+                    .iter()
+                    .find(|e| self.hot.is_taken(e.kind, e.id, None))
+                {
+                    turn = Some(self.hot.turn(e.kind, e.id).await);
+                    continue;
+                }
             }
             let written = Written::planned(ids.clone(), &append);
             if let Some(idempotency) = &self.idempotency {
@@ -311,6 +329,16 @@ impl CommandService {
                         });
                     }
                     tracing::debug!(attempt, conflict = %e, "append refused; deciding again");
+                    // Lost a race on this entity: wait for its turn (one turn held at a time).
+                    if let AppendError::VersionConflict { kind, id, .. } = &e {
+                        if !turn
+                            .as_ref()
+                            .is_some_and(|t| HotEntities::covers(t, *kind, *id))
+                        {
+                            drop(turn.take());
+                            turn = Some(self.hot.turn(*kind, *id).await);
+                        }
+                    }
                     last = e.to_string();
                 }
                 Err(e) => return Err(CommandError::Append(e)),
