@@ -410,6 +410,11 @@ impl<'a> Snapshot<'a> {
             .collect())
     }
 
+    /// Takes in what another snapshot read (reads made side by side, in one round trip).
+    pub fn merge(&mut self, other: Snapshot<'_>) {
+        self.read.extend(other.read);
+    }
+
     /// An append that expects every head read to still be at the version read.
     pub fn into_append(self) -> Append {
         self.read

@@ -292,18 +292,28 @@ impl EntityCommands for Order {
         store: &EventStore,
         items: &[(Uuid, OrderDraft)],
     ) -> Result<Append, CommandError> {
-        let mut snapshot = Snapshot::new(store);
-        let customers = snapshot
-            .heads::<Customer>(items.iter().map(|(_, d)| d.customer_id.0))
-            .await?;
         let product_ids: BTreeSet<ProductId> = items
             .iter()
             .flat_map(|(_, d)| d.product_ids.iter().copied())
             .collect();
+        // The three reads side by side: they share one multiplexed connection, so they go out
+        // together (two round trips in all, the stock needing its index first).
+        let (mut snapshot, mut for_products, mut for_stock) = (
+            Snapshot::new(store),
+            Snapshot::new(store),
+            Snapshot::new(store),
+        );
+        let (customers, products, stock) = tokio::try_join!(
+            snapshot.heads::<Customer>(items.iter().map(|(_, d)| d.customer_id.0)),
+            read_products(&mut for_products, &product_ids),
+            read_stock(&mut for_stock, &product_ids),
+        )?;
+        snapshot.merge(for_products);
+        snapshot.merge(for_stock);
         let mut ctx = OrderContext {
             customer: None,
-            products: read_products(&mut snapshot, &product_ids).await?,
-            stock: read_stock(&mut snapshot, &product_ids).await?,
+            products,
+            stock,
         };
         let mut changes = Vec::new();
         for (id, draft) in items {
