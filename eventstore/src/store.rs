@@ -143,16 +143,7 @@ impl EventStore {
         for append in appends {
             pipe.add_command(FcallArgs::build(append).command());
         }
-        let mut conn = self.conn.clone();
-        let mut replies: Vec<redis::RedisResult<Value>> = pipe.query_async(&mut conn).await?;
-        // A server without the Function fails every call alike, so none ran: reload and resend.
-        if replies
-            .first()
-            .is_some_and(|r| r.as_ref().is_err_and(is_missing_function))
-        {
-            load_library(&mut conn, STORE_LIBRARY).await?;
-            replies = pipe.query_async(&mut conn).await?;
-        }
+        let replies = query_loading_functions(&mut self.conn.clone(), &pipe).await?;
         if replies.len() != appends.len() {
             return Err(AppendError::Protocol(format!(
                 "{} replies to {} appends",
@@ -285,6 +276,24 @@ pub async fn load_library(
         .query_async(conn)
         .await?;
     Ok(())
+}
+
+/// Sends a pipeline of store calls (their errors kept one by one). A server without the
+/// Function fails every call alike, so none ran: then the library is loaded and the pipeline
+/// sent again.
+async fn query_loading_functions(
+    conn: &mut RedisConnection,
+    pipe: &redis::Pipeline,
+) -> Result<Vec<redis::RedisResult<Value>>, redis::RedisError> {
+    let replies: Vec<redis::RedisResult<Value>> = pipe.query_async(conn).await?;
+    if replies
+        .first()
+        .is_some_and(|r| r.as_ref().is_err_and(is_missing_function))
+    {
+        load_library(conn, STORE_LIBRARY).await?;
+        return pipe.query_async(conn).await;
+    }
+    Ok(replies)
 }
 
 pub fn is_missing_function(e: &redis::RedisError) -> bool {
@@ -464,15 +473,7 @@ impl Replicated {
         for wait in command.commands(self.ack) {
             pipe.add_command(wait);
         }
-        let mut conn = self.conn.clone();
-        let mut replies: Vec<redis::RedisResult<Value>> = pipe.query_async(&mut conn).await?;
-        if replies
-            .first()
-            .is_some_and(|r| r.as_ref().is_err_and(is_missing_function))
-        {
-            load_library(&mut conn, STORE_LIBRARY).await?;
-            replies = pipe.query_async(&mut conn).await?;
-        }
+        let replies = query_loading_functions(&mut self.conn.clone(), &pipe).await?;
         let mut replies = replies.into_iter();
         let (Some(call), Some(wait)) = (replies.next(), replies.next_back()) else {
             return Err(AppendError::Protocol(

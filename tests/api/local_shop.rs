@@ -403,9 +403,11 @@ async fn up_fails_fast_when_redis_does_not_answer_or_a_port_is_taken() {
 #[tokio::test]
 async fn up_port_moves_the_whole_shop() {
     let redis = RedisServer::start();
-    // Nine consecutive free ports.
-    let base = (0..50)
-        .map(|i| 20_000 + (std::process::id() as u16 % 2_000) * 16 + i * 37)
+    // Nine consecutive free ports, below the kernel's range of ephemeral ports (32768 and up
+    // by default), where the suite's many client connections would take some of them.
+    let start = (std::process::id() % 900) as u16 * 22;
+    let base = (0..200u16)
+        .map(|i| 10_000 + (start + i * 37) % 22_000)
         .find(|base| (0..9).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok()))
         .expect("nine free ports in a row");
     let shop = LocalShop::new();

@@ -185,15 +185,22 @@ async fn acknowledged_orders_survive_a_redis_crash_in_strict_mode() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_redis_commands_fail_fast_and_every_role_recovers() {
-    let mut shop = Shop::start_on(strict_redis(), Layout::ProcessPerRole, &[]).await;
+/// A shop of one process per role on a strict-durability Redis, with one customer ("Before"),
+/// every projection caught up.
+async fn shop_with_a_customer() -> Shop {
+    let shop = Shop::start_on(strict_redis(), Layout::ProcessPerRole, &[]).await;
     shop.create(
         "/customer",
         json!({"name": "Before", "email": "before@example.com"}),
     )
     .await;
     wait_all_caught_up(&shop).await;
+    shop
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_redis_commands_fail_fast_and_every_role_recovers() {
+    let mut shop = shop_with_a_customer().await;
 
     kill_redis(&shop);
     let client = reqwest::Client::builder()
@@ -380,4 +387,37 @@ async fn a_retried_command_with_an_idempotency_key_is_done_once() {
         );
     }
     assert_eq!(shop.stream_lengths().await["events:order_deleted"], 1);
+}
+
+/// After Redis restarts, each role's connection is dead; the first request on it is sent again
+/// on a new connection instead of failing: every role's first `/health`, and the message
+/// service's first `GET /emails`, answer 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_request_after_a_redis_restart_succeeds() {
+    let mut shop = shop_with_a_customer().await;
+
+    shop.redis.restart();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .build()
+        .expect("client");
+    for role in crate::helpers::ROLES {
+        let response = client
+            .get(format!("{}/health", shop.url(role)))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{role} answers: {e}"));
+        let status = response.status().as_u16();
+        let body = response.text().await.unwrap_or_default();
+        assert_eq!(
+            status, 200,
+            "{role}'s first /health after the restart: {body}"
+        );
+    }
+    let emails = client
+        .get(format!("{}/emails", shop.url("msg-service")))
+        .send()
+        .await
+        .expect("msg-service answers");
+    assert_eq!(emails.status().as_u16(), 200);
 }

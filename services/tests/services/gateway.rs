@@ -148,11 +148,35 @@ async fn queries_answer_from_the_entity_cache() {
     );
 }
 
+/// A request waiting (up to 30 s) for these versions, in a task of its own.
+fn spawn_waiter(
+    watch: &AppliedWatch,
+    conn: &ordershop_eventstore::RedisConnection,
+    versions: &[VersionStamp],
+) -> tokio::task::JoinHandle<Result<Consistency, redis::RedisError>> {
+    let (watch, conn, versions) = (watch.clone(), conn.clone(), versions.to_vec());
+    tokio::spawn(async move {
+        watch
+            .wait_until_applied(&conn, &versions, Duration::from_secs(30))
+            .await
+    })
+}
+
+/// A watch whose subscription to the cache's notices is up.
+async fn subscribed_watch(conn: &ordershop_eventstore::RedisConnection) -> AppliedWatch {
+    let watch = AppliedWatch::start(conn.clone());
+    eventually("the watch to subscribe", Duration::from_secs(10), || {
+        std::future::ready(watch.is_subscribed())
+    })
+    .await;
+    watch
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_consistency_wait_ends_once_the_cache_applied_every_version() {
     let shop = Shop::start(&[]).await;
     let conn = lazy_connection(&RedisConfig::new(shop.redis.url()).unwrap()).unwrap();
-    let watch = AppliedWatch::start(conn.clone());
+    let watch = subscribed_watch(&conn).await;
     let (order, stock) = (Uuid::new_v4(), Uuid::new_v4());
     let versions = [
         VersionStamp {
@@ -173,10 +197,6 @@ async fn the_consistency_wait_ends_once_the_cache_applied_every_version() {
     ];
     let applied = |kind| keys::applied_versions(ordershop_readmodel::names::ENTITY_CACHE, kind);
     let mut redis = shop.redis().await;
-    eventually("the watch to subscribe", Duration::from_secs(10), || {
-        std::future::ready(watch.is_subscribed())
-    })
-    .await;
 
     // Nothing applied yet: the wait gives up at its timeout.
     let outcome = watch
@@ -208,14 +228,7 @@ async fn the_consistency_wait_ends_once_the_cache_applied_every_version() {
 
     // A waiter is under way when the projector catches up (to a later version, even) and says
     // so on the notices channel, as its Function does after each batch.
-    let waiter = tokio::spawn({
-        let (conn, watch) = (conn.clone(), watch.clone());
-        async move {
-            watch
-                .wait_until_applied(&conn, &versions, Duration::from_secs(30))
-                .await
-        }
-    });
+    let waiter = spawn_waiter(&watch, &conn, &versions);
     let _: () = redis::cmd("HSET")
         .arg(applied(EntityKind::Inventory))
         .arg(stock.to_string())
@@ -260,7 +273,7 @@ async fn the_consistency_wait_ends_once_the_cache_applied_every_version() {
 async fn a_lost_subscription_falls_back_to_reading() {
     let shop = Shop::start(&[]).await;
     let conn = lazy_connection(&RedisConfig::new(shop.redis.url()).unwrap()).unwrap();
-    let watch = AppliedWatch::start(conn.clone());
+    let watch = subscribed_watch(&conn).await;
     let id = Uuid::new_v4();
     let versions = [VersionStamp {
         kind: EntityKind::Customer,
@@ -268,18 +281,7 @@ async fn a_lost_subscription_falls_back_to_reading() {
         version: 1,
     }];
     let mut redis = shop.redis().await;
-    eventually("the watch to subscribe", Duration::from_secs(10), || {
-        std::future::ready(watch.is_subscribed())
-    })
-    .await;
-    let waiter = tokio::spawn({
-        let (conn, watch) = (conn.clone(), watch.clone());
-        async move {
-            watch
-                .wait_until_applied(&conn, &versions, Duration::from_secs(30))
-                .await
-        }
-    });
+    let waiter = spawn_waiter(&watch, &conn, &versions);
     // The subscription is cut; then the version is applied without any notice.
     let _: i64 = redis::cmd("CLIENT")
         .arg("KILL")
