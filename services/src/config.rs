@@ -24,6 +24,8 @@ pub const ACK_REPLICAS: &str = "ORDERSHOP_ACK_REPLICAS";
 pub const ACK_TIMEOUT_MS: &str = "ORDERSHOP_ACK_TIMEOUT_MS";
 pub const ACK_WAIT: &str = "ORDERSHOP_ACK_WAIT";
 pub const CONSISTENCY_NOTICES: &str = "ORDERSHOP_CONSISTENCY_NOTICES";
+pub const REQUEST_TIMEOUT_MS: &str = "ORDERSHOP_REQUEST_TIMEOUT_MS";
+pub const MAX_CONNECTIONS: &str = "ORDERSHOP_MAX_CONNECTIONS";
 /// Shortest API token accepted (a shorter one is a start-up error, not a weak lock).
 pub const MIN_API_TOKEN_CHARS: usize = 16;
 
@@ -31,6 +33,10 @@ pub const DEFAULT_BODY_LIMIT: usize = 256 * 1024;
 pub const DEFAULT_HTTP_WORKERS: usize = 2;
 pub const DEFAULT_CONSISTENCY_TIMEOUT: Duration = Duration::from_millis(5_000);
 pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_millis(1_000);
+/// How long a client has to send a request's head, and then its body.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_millis(5_000);
+/// Open connections a role accepts at most (beyond: the kernel's queue, then refusal).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1_024;
 /// actix-server refuses more workers than this.
 const MAX_HTTP_WORKERS: usize = 512;
 
@@ -59,6 +65,11 @@ pub struct Config {
     peers: BTreeMap<Role, String>,
     /// Largest request body accepted, in bytes.
     pub body_limit: usize,
+    /// `ORDERSHOP_REQUEST_TIMEOUT_MS`: a client must send a request's head within this, then
+    /// its body within this again (else 408 and the connection is closed).
+    pub request_timeout: Duration,
+    /// `ORDERSHOP_MAX_CONNECTIONS`: open connections the role serves at once.
+    pub max_connections: usize,
     /// HTTP worker threads per server.
     pub http_workers: usize,
     /// How long the gateway waits for the entity cache to apply a command's events.
@@ -132,6 +143,20 @@ impl Config {
             peers.insert(role, url);
         }
         let body_limit = parse_number(get(BODY_LIMIT), BODY_LIMIT, DEFAULT_BODY_LIMIT, 1, None)?;
+        let request_timeout_ms = parse_number(
+            get(REQUEST_TIMEOUT_MS),
+            REQUEST_TIMEOUT_MS,
+            DEFAULT_REQUEST_TIMEOUT.as_millis() as usize,
+            1,
+            Some(600_000),
+        )?;
+        let max_connections = parse_number(
+            get(MAX_CONNECTIONS),
+            MAX_CONNECTIONS,
+            DEFAULT_MAX_CONNECTIONS,
+            1,
+            Some(1_000_000),
+        )?;
         let http_workers = parse_number(
             get(HTTP_WORKERS),
             HTTP_WORKERS,
@@ -179,6 +204,8 @@ impl Config {
             listen,
             peers,
             body_limit,
+            request_timeout: Duration::from_millis(request_timeout_ms as u64),
+            max_connections,
             http_workers,
             consistency_timeout: Duration::from_millis(consistency_ms as u64),
             consistency_notices,
@@ -478,6 +505,8 @@ mod tests {
             ("ORDERSHOP_ACK_TIMEOUT_MS", "0"),
             ("ORDERSHOP_ACK_WAIT", "fsync"),
             ("ORDERSHOP_CONSISTENCY_NOTICES", "sometimes"),
+            ("ORDERSHOP_REQUEST_TIMEOUT_MS", "0"),
+            ("ORDERSHOP_MAX_CONNECTIONS", "none"),
             ("ORDERSHOP_LISTEN", "5000"),
             ("ORDERSHOP_LISTEN", "0.0.0.0:http"),
             ("ORDER_SERVICE_URL", "https://order-service"),

@@ -30,8 +30,8 @@ pub struct ApiError {
 pub struct ErrorBody<'a> {
     /// A short code: bad_request, not_found, method_not_allowed, payload_too_large, invalid,
     /// unknown_reference, out_of_stock, already_billed, order_billed, inventory_exists,
-    /// already_exists, conflict, unauthorized, unavailable, not_replicated, storage_full,
-    /// internal.
+    /// already_exists, conflict, unauthorized, request_timeout, unavailable, not_replicated,
+    /// storage_full, internal.
     pub error: &'a str,
     /// What was wrong, for a human.
     pub detail: &'a str,
@@ -69,6 +69,18 @@ impl ApiError {
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
             format!("the request body is larger than the limit of {limit} bytes"),
+        )
+    }
+
+    /// The request did not arrive in time (a client sending its body too slowly).
+    pub fn request_timeout(timeout: std::time::Duration) -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            format!(
+                "the request body did not arrive within {} ms; nothing was done",
+                timeout.as_millis()
+            ),
         )
     }
 

@@ -60,6 +60,8 @@ pub async fn serve(
             .default_service(web::to(error::unknown_route))
     })
     .workers(config.http_workers)
+    .client_request_timeout(config.request_timeout)
+    .max_connections((config.max_connections / config.http_workers).max(1))
     .shutdown_signal(shutdown.clone().cancelled_owned())
     .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
     .listen(listener)
@@ -114,6 +116,7 @@ pub fn build_app(
     Ok(RoleApp {
         role,
         body_limit: config.body_limit,
+        body_timeout: config.request_timeout,
         health: Health::new(role, conn, store).requiring(config.worker_libraries.clone()),
         state,
         metrics,

@@ -1,9 +1,12 @@
 //! Limits a client meets at the gateway: a batch has a maximum size (above it: 413 and nothing
-//! appended), and the services' internal headers never reach the client, so an answer stays
-//! small whatever the list size.
+//! appended), the services' internal headers never reach the client, so an answer stays small
+//! whatever the list size, and a client that sends its request too slowly is cut off.
 
 use crate::helpers::{Layout, Shop};
 use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 fn customers(n: usize) -> Value {
     (0..n)
@@ -61,4 +64,65 @@ async fn a_batch_has_a_maximum_and_answers_carry_no_internal_header() {
         Some(1_000),
         "read-your-writes held"
     );
+}
+
+/// Clients that trickle a request (its body, or its head) are answered 408 and disconnected
+/// once the request timeout has passed, and do not hold the role: others are served meanwhile,
+/// and nothing is appended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_requests_are_cut_off_and_others_are_served_meanwhile() {
+    let shop = Shop::start_with(
+        Layout::OneProcess,
+        &[("ORDERSHOP_REQUEST_TIMEOUT_MS", "500")],
+    )
+    .await;
+    let before = shop.stream_lengths().await;
+    let addr = shop.url("gateway").trim_start_matches("http://").to_owned();
+
+    // Fifty clients announce a 250 KB body and send ten bytes of it; one never ends its head.
+    let started = Instant::now();
+    let mut slow = Vec::new();
+    for _ in 0..50 {
+        let mut stream = TcpStream::connect(&addr).await.expect("connects");
+        stream
+            .write_all(
+                b"POST /customers HTTP/1.1\r\nHost: shop\r\nContent-Type: application/json\r\n\
+                  Content-Length: 250000\r\n\r\n[{\"name\": ",
+            )
+            .await
+            .expect("sends");
+        slow.push(stream);
+    }
+    let mut half_head = TcpStream::connect(&addr).await.expect("connects");
+    half_head
+        .write_all(b"GET /customers HTTP/1.1\r\nHost: sh")
+        .await
+        .expect("sends");
+
+    // Meanwhile another client is served as usual.
+    let (status, _) = shop.get("/customers").await;
+    assert_eq!(
+        status, 200,
+        "the shop serves others while slow clients hang on"
+    );
+
+    // Each slow client gets its 408 and is disconnected (read to the end: the server closed).
+    for (n, stream) in slow.iter_mut().chain([&mut half_head]).enumerate() {
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut answer))
+            .await
+            .unwrap_or_else(|_| panic!("slow client {n} is still connected after 20 s"))
+            .expect("reads");
+        let text = String::from_utf8_lossy(&answer);
+        assert!(
+            text.starts_with("HTTP/1.1 408"),
+            "slow client {n} is told it was too slow: {text}"
+        );
+    }
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(500),
+        "not cut off before the timeout: {took:?}"
+    );
+    assert_eq!(shop.stream_lengths().await, before, "nothing appended");
 }

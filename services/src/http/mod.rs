@@ -25,7 +25,13 @@ use std::sync::Arc;
 #[derive(Debug, Clone, Copy)]
 pub struct BodyLimit(pub usize);
 
-/// The raw request body, decompressed, refused with 413 beyond the [`BodyLimit`].
+/// How long the body of a request may take to arrive once its head has (`RawBody`).
+#[derive(Debug, Clone, Copy)]
+pub struct BodyTimeout(pub std::time::Duration);
+
+/// The raw request body, decompressed, refused with 413 beyond the [`BodyLimit`] and with 408
+/// when it does not arrive within the [`BodyTimeout`] (a client trickling its body is not
+/// waited for: the answer closes the connection, whose body was not read to its end).
 pub struct RawBody(pub Bytes);
 
 impl FromRequest for RawBody {
@@ -36,10 +42,16 @@ impl FromRequest for RawBody {
         let limit = req
             .app_data::<BodyLimit>()
             .map_or(crate::config::DEFAULT_BODY_LIMIT, |l| l.0);
+        let timeout = req
+            .app_data::<BodyTimeout>()
+            .map_or(crate::config::DEFAULT_REQUEST_TIMEOUT, |t| t.0);
         // `Bytes` reads with the limit of the `PayloadConfig` registered next to `BodyLimit`.
         let body = Bytes::from_request(req, payload);
         Box::pin(async move {
-            body.await.map(RawBody).map_err(|e| {
+            let Ok(body) = tokio::time::timeout(timeout, body).await else {
+                return Err(ApiError::request_timeout(timeout));
+            };
+            body.map(RawBody).map_err(|e| {
                 if e.as_response_error().status_code()
                     == actix_web::http::StatusCode::PAYLOAD_TOO_LARGE
                 {
@@ -125,6 +137,7 @@ pub enum RoleState {
 pub struct RoleApp {
     pub role: Role,
     pub body_limit: usize,
+    pub body_timeout: std::time::Duration,
     pub health: Health,
     pub state: RoleState,
     /// The process's metrics (shared with every other role and worker it runs).
@@ -136,6 +149,7 @@ impl RoleApp {
     pub fn configure(&self, cfg: &mut web::ServiceConfig) {
         cfg.app_data(web::PayloadConfig::new(self.body_limit))
             .app_data(BodyLimit(self.body_limit))
+            .app_data(BodyTimeout(self.body_timeout))
             .app_data(error::path_config())
             .app_data(error::query_config())
             .app_data(web::Data::new(self.health.clone()))
