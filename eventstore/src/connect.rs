@@ -3,8 +3,10 @@
 //! logs, and a start-up check that tells a refused password or certificate (fatal: it will not
 //! fix itself) from a Redis that is merely not up yet (tolerated: the roles wait for it).
 //!
-//! Every connection of the shop is made from [`RedisConfig::client`], so TLS settings apply to
-//! all of them. TLS is rustls with the `ring` provider (no C toolchain beyond `cc`, no cmake).
+//! `REDIS_URL` names one server (`redis://`, `rediss://`, `unix://`) or the sentinels that name
+//! the primary (`redis+sentinel://`, `rediss+sentinel://`). Every connection of the shop is a
+//! [`RedisConnection`] made from a [`RedisConfig`], so TLS settings apply to all of them. TLS is
+//! rustls with the `ring` provider (no C toolchain beyond `cc`, no cmake).
 
 use crate::connection::RedisConnection;
 use redis::IntoConnectionInfo;

@@ -2,8 +2,9 @@
 //!
 //! It is a cheap, cloneable handle on one multiplexed connection to the current primary:
 //! - made on first use, so a role starts while Redis is down;
-//! - with `REDIS_URL=redis+sentinel://...`, the primary is whichever server the sentinels name
-//!   *and* that says `ROLE master` itself (redis-rs's sentinel client checks both);
+//! - with `REDIS_URL=redis+sentinel://...`, the primary is the server the sentinels name (all
+//!   asked at once, the newest settled answer: [`sentinel`]) *and* that says `ROLE master`
+//!   itself;
 //! - dropped when it turns out dead (a reset, refused or closed socket), when the server says it
 //!   is no longer the primary (`READONLY`), is loading its data (`LOADING`) or does not answer
 //!   in time; the next command makes a new one, asking the sentinels again. A demoted primary
