@@ -127,16 +127,30 @@ impl ReplicatedRedis {
         &mut self.replicas
     }
 
-    /// The port of the primary the sentinels name now (the first sentinel that answers).
+    /// The port of the primary the sentinels name now, once they agree: every sentinel names
+    /// the same one and none is in the middle of a failover (else `None`; right after a
+    /// failover a sentinel may still name the old primary, or a replica it is promoting).
     pub fn primary_port(&self) -> Option<u16> {
-        self.sentinels.iter().find_map(|sentinel| {
-            let reply = query(
-                sentinel.port,
-                &["SENTINEL", "get-master-addr-by-name", PRIMARY_NAME],
-            )?;
-            let addr: Vec<String> = redis::from_redis_value(reply).ok()?;
-            addr.get(1)?.parse().ok()
-        })
+        let mut agreed = None;
+        for sentinel in &self.sentinels {
+            let reply = query(sentinel.port, &["SENTINEL", "MASTER", PRIMARY_NAME])?;
+            let flat: Vec<String> = redis::from_redis_value(reply).ok()?;
+            let field = |name: &str| {
+                flat.chunks(2)
+                    .find(|pair| pair.first().map(String::as_str) == Some(name))
+                    .and_then(|pair| pair.get(1).cloned())
+            };
+            if field("flags").is_some_and(|f| f.contains("failover_in_progress")) {
+                return None;
+            }
+            let port: u16 = field("port")?.parse().ok()?;
+            match agreed {
+                None => agreed = Some(port),
+                Some(other) if other != port => return None,
+                Some(_) => {}
+            }
+        }
+        agreed
     }
 
     /// Asks a sentinel for a failover to a replica now (`SENTINEL FAILOVER`).

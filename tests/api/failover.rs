@@ -167,7 +167,12 @@ async fn round(
     products: &[String],
     fault: impl FnOnce(),
 ) -> (Round, u16, u16) {
-    let before = ha.primary_port().expect("the sentinels name a primary");
+    let mut before = 0;
+    eventually("the sentinels to agree on the primary", DEADLINE, || {
+        before = ha.primary_port().unwrap_or_default();
+        std::future::ready(before != 0)
+    })
+    .await;
     let load = Load::default();
     let mut faulted_at = None;
     let drive = async {
@@ -193,7 +198,12 @@ async fn round(
     };
     tokio::join!(order_until_stopped(shop, &load, customers, products), drive);
     let (at, promoted) = faulted_at.expect("the fault happened");
-    let after = ha.primary_port().expect("the sentinels name a primary");
+    let mut after = 0;
+    eventually("the sentinels to agree on the primary", DEADLINE, || {
+        after = ha.primary_port().unwrap_or_default();
+        std::future::ready(after != 0 && after != before)
+    })
+    .await;
     shop.check_on(format!("redis://127.0.0.1:{after}"));
     let acknowledged = load.acknowledged();
     // The first order acknowledged by the new primary (one acknowledged between the fault and

@@ -239,6 +239,99 @@ async fn killing_the_projectors_mid_burst_loses_and_duplicates_nothing() {
     );
 }
 
+/// Every projection's group vanishes mid-burst (`XGROUP DESTROY`, as after a failover to a
+/// replica that never received them): each comes back from its checkpoint by itself, and the
+/// result is the log's state with every message sent exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destroying_the_groups_mid_burst_loses_and_duplicates_nothing() {
+    const CLIENTS: usize = 8;
+    const ROUNDS: usize = 40; // 8 clients x 40 rounds x 5 events = 1,600 events
+    let shop = Shop::start(Layout::OneProcess).await;
+    let products = products_with_stock(&shop, 5, 1_000_000).await;
+    let mut conn = shop.redis().await;
+    for projection in ProjectionName::ALL {
+        let key = ordershop_eventstore::keys::group_checkpoint(projection.name());
+        eventually(
+            &format!("a checkpoint of {}", projection.name()),
+            CATCH_UP,
+            || {
+                let mut conn = conn.clone();
+                let key = key.clone();
+                async move {
+                    let n: u64 = redis::cmd("HLEN")
+                        .arg(&key)
+                        .query_async(&mut conn)
+                        .await
+                        .unwrap_or(0);
+                    n > 0
+                }
+            },
+        )
+        .await;
+    }
+    let done = AtomicUsize::new(0);
+    let burst = async {
+        let clients = (0..CLIENTS).map(|c| burst_client(&shop, c, ROUNDS, &products, &done));
+        futures::future::join_all(clients).await;
+    };
+    let destroy = async {
+        let halfway = || {
+            let done = &done;
+            async move { done.load(Ordering::SeqCst) >= 800 }
+        };
+        eventually("half of the burst", CATCH_UP, halfway).await;
+        let mut conn = shop.redis().await;
+        for projection in ProjectionName::ALL {
+            for stream in projection.streams() {
+                let destroyed: Result<i64, _> = redis::cmd("XGROUP")
+                    .arg("DESTROY")
+                    .arg(&stream)
+                    .arg(projection.name())
+                    .query_async(&mut conn)
+                    .await;
+                assert!(destroyed.is_ok(), "XGROUP DESTROY {stream}: {destroyed:?}");
+            }
+        }
+    };
+    tokio::join!(burst, destroy);
+    wait_all_caught_up(&shop).await;
+    let log = shop.log("up");
+    for projection in ProjectionName::ALL {
+        assert!(
+            log.lines()
+                .any(|l| l.contains("created again from its checkpoint")
+                    && l.contains(&format!("group=\"{}\"", projection.name()))),
+            "{} came back from its checkpoint, not from the start",
+            projection.name()
+        );
+    }
+
+    let emails = shop.emails(None).await;
+    assert_no_duplicate_messages(&emails);
+    let kinds = |kind: &str| emails.iter().filter(|m| m["kind"] == kind).count();
+    let customers = CLIENTS * ROUNDS;
+    for kind in [
+        "welcome",
+        "order_confirmation",
+        "payment_request",
+        "receipt",
+    ] {
+        assert_eq!(kinds(kind), customers, "{kind} messages");
+    }
+    let cache_live = dump(&mut conn, &CACHE_KEYS).await;
+    let crm_live = crm_dump(&shop).await;
+    for projection in ["entity-cache", "crm"] {
+        let (code, out, err) = run_cli(&shop, &["rebuild", projection, "--yes"]);
+        assert_eq!(code, 0, "rebuild {projection}: {out}{err}");
+    }
+    assert_eq!(
+        dump(&mut conn, &CACHE_KEYS).await,
+        cache_live,
+        "entity cache equals a rebuild"
+    );
+    assert_eq!(crm_dump(&shop).await, crm_live, "CRM equals a rebuild");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wiped_entity_cache_is_rebuilt_to_the_same_report() {
     let shop = Shop::start(Layout::ProcessPerRole).await;

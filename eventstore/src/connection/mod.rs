@@ -50,6 +50,8 @@ struct Shared {
     connecting: tokio::sync::Mutex<()>,
     /// Whether the sentinels' watchers were started (at the first use, inside the runtime).
     watching: AtomicBool,
+    /// The server connected to last (`host:port`), for those who follow the primary.
+    primary: tokio::sync::watch::Sender<Option<String>>,
 }
 
 #[derive(Default)]
@@ -160,6 +162,7 @@ impl RedisConnection {
                 state: Mutex::new(State::default()),
                 connecting: tokio::sync::Mutex::new(()),
                 watching: AtomicBool::new(false),
+                primary: tokio::sync::watch::channel(None).0,
             }),
         })
     }
@@ -238,6 +241,7 @@ impl RedisConnection {
                     } else {
                         tracing::debug!(%server, "connected to Redis");
                     }
+                    self.shared.primary.send_replace(Some(server.clone()));
                 }
                 let current = Current {
                     generation: state.generation,
@@ -293,6 +297,13 @@ impl RedisConnection {
                 }
             }
         })
+    }
+
+    /// Changes of the server this handle is connected to (`host:port`): a subscriber made with
+    /// [`pubsub`](Self::pubsub) subscribes again when it changes (after a failover, a
+    /// subscription left on the old primary hears nothing the new one publishes).
+    pub fn primary_changes(&self) -> tokio::sync::watch::Receiver<Option<String>> {
+        self.shared.primary.subscribe()
     }
 
     /// A Pub/Sub connection to the server the source names now, for a subscriber (a message

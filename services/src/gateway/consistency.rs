@@ -8,7 +8,9 @@
 //! then reads the applied versions once (what was applied before it registered), then sleeps
 //! until notices cover the rest: no polling, one read per request. Whenever the subscription
 //! is lost or made again, waiters read once more (a notice may have been missed); while there
-//! is none, they poll with a short backoff. The consistency timeout bounds every wait.
+//! is none, they poll with a short backoff. When the gateway's connection moves to another
+//! primary (a failover), the subscription is made again there. The consistency timeout bounds
+//! every wait.
 
 use crate::versions::VersionStamp;
 use futures::StreamExt;
@@ -277,7 +279,15 @@ async fn subscribe(inner: Weak<Inner>, conn: RedisConnection) {
                 }
                 backoff.reset();
                 let mut messages = pubsub.into_on_message();
-                while let Some(message) = messages.next().await {
+                let mut primary = conn.primary_changes();
+                primary.borrow_and_update();
+                loop {
+                    let message = tokio::select! {
+                        message = messages.next() => message,
+                        // The primary moved (a failover): subscribe again, on the new one.
+                        _ = primary.changed() => None,
+                    };
+                    let Some(message) = message else { break };
                     let Some(alive) = inner.upgrade() else {
                         return;
                     };
