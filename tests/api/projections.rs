@@ -168,6 +168,72 @@ async fn burst_client(
     }
 }
 
+/// After a burst of `customers` rounds (all caught up): each of the four messages a round
+/// calls for was sent exactly once per round, and the live cache and CRM equal a rebuild from
+/// scratch, which sends nothing.
+async fn assert_burst_outcome(shop: &Shop, customers: usize) {
+    let emails = shop.emails(None).await;
+    assert_no_duplicate_messages(&emails);
+    let kinds = |kind: &str| emails.iter().filter(|m| m["kind"] == kind).count();
+    for kind in [
+        "welcome",
+        "order_confirmation",
+        "payment_request",
+        "receipt",
+    ] {
+        assert_eq!(kinds(kind), customers, "{kind} messages");
+    }
+    let mut conn = shop.redis().await;
+    let cache_live = dump(&mut conn, &CACHE_KEYS).await;
+    let crm_live = crm_dump(shop).await;
+    assert_eq!(
+        cache_live
+            .get("customer_ids")
+            .and_then(Value::as_array)
+            .map(Vec::len),
+        Some(customers)
+    );
+    for projection in ["entity-cache", "crm"] {
+        let (code, out, err) = run_cli(shop, &["rebuild", projection, "--yes"]);
+        assert_eq!(code, 0, "rebuild {projection}: {out}{err}");
+    }
+    assert_eq!(
+        dump(&mut conn, &CACHE_KEYS).await,
+        cache_live,
+        "entity cache equals a rebuild"
+    );
+    assert_eq!(crm_dump(shop).await, crm_live, "CRM equals a rebuild");
+    assert_eq!(
+        shop.emails(None).await.len(),
+        emails.len(),
+        "the rebuild sent nothing"
+    );
+}
+
+/// Waits until `command key` (XLEN, HLEN, ...) answers a length `wanted` accepts.
+async fn wait_for_length(
+    shop: &Shop,
+    command: &str,
+    key: &str,
+    what: &str,
+    wanted: impl Fn(u64) -> bool,
+) {
+    let conn = shop.redis().await;
+    eventually(what, CATCH_UP, || {
+        let (mut conn, command, key) = (conn.clone(), command.to_owned(), key.to_owned());
+        let accepted = async move {
+            redis::cmd(&command)
+                .arg(&key)
+                .query_async::<u64>(&mut conn)
+                .await
+                .unwrap_or(0)
+        };
+        let wanted = &wanted;
+        async move { wanted(accepted.await) }
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_projectors_mid_burst_loses_and_duplicates_nothing() {
     const CLIENTS: usize = 8;
@@ -201,42 +267,7 @@ async fn killing_the_projectors_mid_burst_loses_and_duplicates_nothing() {
     tokio::join!(burst, crash);
     wait_all_caught_up(&shop).await;
 
-    // No message twice, and exactly the messages the burst called for.
-    let emails = shop.emails(None).await;
-    assert_no_duplicate_messages(&emails);
-    let kinds = |kind: &str| emails.iter().filter(|m| m["kind"] == kind).count();
-    let customers = CLIENTS * ROUNDS;
-    assert_eq!(kinds("welcome"), customers);
-    assert_eq!(kinds("order_confirmation"), customers);
-    assert_eq!(kinds("payment_request"), customers);
-    assert_eq!(kinds("receipt"), customers);
-
-    // The live state equals a rebuild from scratch.
-    let mut conn = shop.redis().await;
-    let cache_live = dump(&mut conn, &CACHE_KEYS).await;
-    let crm_live = crm_dump(&shop).await;
-    assert_eq!(
-        cache_live
-            .get("customer_ids")
-            .and_then(Value::as_array)
-            .map(Vec::len),
-        Some(customers)
-    );
-    for projection in ["entity-cache", "crm"] {
-        let (code, out, err) = run_cli(&shop, &["rebuild", projection, "--yes"]);
-        assert_eq!(code, 0, "rebuild {projection}: {out}{err}");
-    }
-    assert_eq!(
-        dump(&mut conn, &CACHE_KEYS).await,
-        cache_live,
-        "entity cache equals a rebuild"
-    );
-    assert_eq!(crm_dump(&shop).await, crm_live, "CRM equals a rebuild");
-    assert_eq!(
-        shop.emails(None).await.len(),
-        emails.len(),
-        "the rebuild sent nothing"
-    );
+    assert_burst_outcome(&shop, CLIENTS * ROUNDS).await;
 }
 
 /// Every projection's group vanishes mid-burst (`XGROUP DESTROY`, as after a failover to a
@@ -248,26 +279,10 @@ async fn destroying_the_groups_mid_burst_loses_and_duplicates_nothing() {
     const ROUNDS: usize = 40; // 8 clients x 40 rounds x 5 events = 1,600 events
     let shop = Shop::start(Layout::OneProcess).await;
     let products = products_with_stock(&shop, 5, 1_000_000).await;
-    let mut conn = shop.redis().await;
     for projection in ProjectionName::ALL {
         let key = ordershop_eventstore::keys::group_checkpoint(projection.name());
-        eventually(
-            &format!("a checkpoint of {}", projection.name()),
-            CATCH_UP,
-            || {
-                let mut conn = conn.clone();
-                let key = key.clone();
-                async move {
-                    let n: u64 = redis::cmd("HLEN")
-                        .arg(&key)
-                        .query_async(&mut conn)
-                        .await
-                        .unwrap_or(0);
-                    n > 0
-                }
-            },
-        )
-        .await;
+        let what = format!("a checkpoint of {}", projection.name());
+        wait_for_length(&shop, "HLEN", &key, &what, |n| n > 0).await;
     }
     let done = AtomicUsize::new(0);
     let burst = async {
@@ -305,31 +320,7 @@ async fn destroying_the_groups_mid_burst_loses_and_duplicates_nothing() {
             projection.name()
         );
     }
-
-    let emails = shop.emails(None).await;
-    assert_no_duplicate_messages(&emails);
-    let kinds = |kind: &str| emails.iter().filter(|m| m["kind"] == kind).count();
-    let customers = CLIENTS * ROUNDS;
-    for kind in [
-        "welcome",
-        "order_confirmation",
-        "payment_request",
-        "receipt",
-    ] {
-        assert_eq!(kinds(kind), customers, "{kind} messages");
-    }
-    let cache_live = dump(&mut conn, &CACHE_KEYS).await;
-    let crm_live = crm_dump(&shop).await;
-    for projection in ["entity-cache", "crm"] {
-        let (code, out, err) = run_cli(&shop, &["rebuild", projection, "--yes"]);
-        assert_eq!(code, 0, "rebuild {projection}: {out}{err}");
-    }
-    assert_eq!(
-        dump(&mut conn, &CACHE_KEYS).await,
-        cache_live,
-        "entity cache equals a rebuild"
-    );
-    assert_eq!(crm_dump(&shop).await, crm_live, "CRM equals a rebuild");
+    assert_burst_outcome(&shop, CLIENTS * ROUNDS).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -497,24 +488,8 @@ async fn a_poison_entry_is_dead_lettered_and_later_events_applied() {
 
     for projection in ["entity-cache", "crm"] {
         let dead = keys::dead_letters(projection);
-        let watcher = conn.clone();
-        eventually(
-            &format!("{dead} to hold the poison entry"),
-            CATCH_UP,
-            || {
-                let mut conn = watcher.clone();
-                let dead = dead.clone();
-                async move {
-                    let len: u64 = redis::cmd("XLEN")
-                        .arg(&dead)
-                        .query_async(&mut conn)
-                        .await
-                        .unwrap_or(0);
-                    len == 1
-                }
-            },
-        )
-        .await;
+        let what = format!("{dead} to hold the poison entry");
+        wait_for_length(&shop, "XLEN", &dead, &what, |n| n == 1).await;
         let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
             .arg(&dead)
             .arg("-")
