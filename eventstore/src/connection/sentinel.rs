@@ -92,7 +92,20 @@ pub(crate) async fn follow(shared: Weak<Shared>, sentinel: redis::Client, master
         drop(alive);
         if let Ok(Ok(pubsub)) = subscribed {
             let mut messages = pubsub.into_on_message();
-            while let Some(message) = futures::StreamExt::next(&mut messages).await {
+            let mut alive_check = tokio::time::interval(POLL);
+            loop {
+                // Wakes every `POLL` too, so a subscription whose connection handle is gone
+                // ends even when its sentinel stays quiet.
+                let message = tokio::select! {
+                    message = futures::StreamExt::next(&mut messages) => message,
+                    _ = alive_check.tick() => {
+                        if shared.strong_count() == 0 {
+                            return;
+                        }
+                        continue;
+                    }
+                };
+                let Some(message) = message else { break };
                 let Some(shared) = shared.upgrade() else {
                     return;
                 };

@@ -281,11 +281,19 @@ async fn subscribe(inner: Weak<Inner>, conn: RedisConnection) {
                 let mut messages = pubsub.into_on_message();
                 let mut primary = conn.primary_changes();
                 primary.borrow_and_update();
+                let mut alive_check = tokio::time::interval(RESUBSCRIBE_MAX);
                 loop {
                     let message = tokio::select! {
                         message = messages.next() => message,
                         // The primary moved (a failover): subscribe again, on the new one.
                         _ = primary.changed() => None,
+                        // The watch is gone, though no notice came to say so.
+                        _ = alive_check.tick() => {
+                            if inner.strong_count() == 0 {
+                                return;
+                            }
+                            continue;
+                        }
                     };
                     let Some(message) = message else { break };
                     let Some(alive) = inner.upgrade() else {
