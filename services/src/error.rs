@@ -260,9 +260,17 @@ pub async fn unknown_route(req: HttpRequest) -> HttpResponse {
 }
 
 /// The answer to a known path called with a method it does not serve.
-pub async fn wrong_method(req: HttpRequest) -> HttpResponse {
-    ApiError::method_not_allowed(format!("{} is not allowed on {}", req.method(), req.path()))
-        .error_response()
+pub fn wrong_method(req: &HttpRequest, allow: &str) -> HttpResponse {
+    let mut response = ApiError::method_not_allowed(format!(
+        "{} is not allowed on {}; allowed: {allow}",
+        req.method(),
+        req.path()
+    ))
+    .error_response();
+    if let Ok(value) = header::HeaderValue::from_str(allow) {
+        response.headers_mut().insert(header::ALLOW, value);
+    }
+    response
 }
 
 /// `web::Path` failures (e.g. an id that is not a UUID) as 400 JSON.

@@ -119,8 +119,33 @@ fn json_type(value: &Value) -> &'static str {
     }
 }
 
+/// A whole number. JSON has one number type, and JSON Schema's `integer` (what the API document
+/// says) admits any number without a fraction, so `250.0` and `2.5e2` are read as 250; `2.5` is
+/// refused. A number too large for the type saturates, and the domain's range check refuses it.
+#[derive(Debug, Clone, Copy)]
+pub struct Integer(pub i128);
+
+impl<'de> Deserialize<'de> for Integer {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let number = serde_json::Number::deserialize(d)?;
+        if let Some(n) = number.as_i64() {
+            return Ok(Self(n.into()));
+        }
+        if let Some(n) = number.as_u64() {
+            return Ok(Self(n.into()));
+        }
+        match number.as_f64() {
+            // Saturating: beyond i128 the range check refuses it anyway.
+            Some(f) if f.is_finite() && f.fract() == 0.0 => Ok(Self(f as i128)),
+            _ => Err(D::Error::custom(format_args!(
+                "`{number}` is not a whole number"
+            ))),
+        }
+    }
+}
+
 /// Deserialisers that name the field in their error (serde's own say only what was wrong, not
-/// where): `field `price`: invalid type: floating point `1.5`, expected i128`.
+/// where): `field `price`: `1.5` is not a whole number`.
 mod field {
     use super::*;
 
@@ -137,9 +162,9 @@ mod field {
         id: Option<Uuid>,
         name: String,
         email: String,
-        price: i128,
+        price: Integer,
         product_id: ProductId,
-        amount: i128,
+        amount: Integer,
         product_ids: Vec<ProductId>,
         customer_id: CustomerId,
         order_id: OrderId,
@@ -152,12 +177,14 @@ mod field {
 /// `{name, email}`
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CustomerBody {
-    /// The entity's own id (ignored on create; must match the path on update).
     #[serde(default, deserialize_with = "field::id")]
+    #[schema(schema_with = crate::openapi::fields::optional_uuid)]
     pub id: Option<Uuid>,
     #[serde(deserialize_with = "field::name")]
+    #[schema(schema_with = crate::openapi::fields::name)]
     pub name: String,
     #[serde(deserialize_with = "field::email")]
+    #[schema(schema_with = crate::openapi::fields::email)]
     pub email: String,
 }
 
@@ -177,15 +204,15 @@ impl WireBody for CustomerBody {
 /// `{name, price}`, the price an integer in minor units.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ProductBody {
-    /// The entity's own id (ignored on create; must match the path on update).
     #[serde(default, deserialize_with = "field::id")]
+    #[schema(schema_with = crate::openapi::fields::optional_uuid)]
     pub id: Option<Uuid>,
     #[serde(deserialize_with = "field::name")]
+    #[schema(schema_with = crate::openapi::fields::name)]
     pub name: String,
-    /// Minor units, above zero (`1250` is 12.50).
     #[serde(deserialize_with = "field::price")]
-    #[schema(value_type = i64, minimum = 1)]
-    pub price: i128,
+    #[schema(schema_with = crate::openapi::fields::price)]
+    pub price: Integer,
 }
 
 impl WireBody for ProductBody {
@@ -196,7 +223,7 @@ impl WireBody for ProductBody {
     fn into_draft(self) -> Result<ProductDraft, DomainError> {
         Ok(ProductDraft {
             name: Name::parse("name", &self.name)?,
-            price: Money::price(self.price)?,
+            price: Money::price(self.price.0)?,
         })
     }
 }
@@ -204,16 +231,15 @@ impl WireBody for ProductBody {
 /// `{product_id, amount}`
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct InventoryBody {
-    /// The entity's own id (ignored on create; must match the path on update).
     #[serde(default, deserialize_with = "field::id")]
+    #[schema(schema_with = crate::openapi::fields::optional_uuid)]
     pub id: Option<Uuid>,
     #[serde(deserialize_with = "field::product_id")]
-    #[schema(value_type = Uuid)]
+    #[schema(schema_with = crate::openapi::fields::uuid)]
     pub product_id: ProductId,
-    /// Units in stock, zero or more.
     #[serde(deserialize_with = "field::amount")]
-    #[schema(value_type = i64, minimum = 0)]
-    pub amount: i128,
+    #[schema(schema_with = crate::openapi::fields::amount)]
+    pub amount: Integer,
 }
 
 impl WireBody for InventoryBody {
@@ -224,7 +250,7 @@ impl WireBody for InventoryBody {
     fn into_draft(self) -> Result<InventoryDraft, DomainError> {
         Ok(InventoryDraft {
             product_id: self.product_id,
-            amount: Quantity::parse("amount", self.amount)?,
+            amount: Quantity::parse("amount", self.amount.0)?,
         })
     }
 }
@@ -232,15 +258,14 @@ impl WireBody for InventoryBody {
 /// `{product_ids, customer_id}`: one product id per unit.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct OrderBody {
-    /// The entity's own id (ignored on create; must match the path on update).
     #[serde(default, deserialize_with = "field::id")]
+    #[schema(schema_with = crate::openapi::fields::optional_uuid)]
     pub id: Option<Uuid>,
-    /// One product id per unit (a product may repeat); at least one.
     #[serde(deserialize_with = "field::product_ids")]
-    #[schema(value_type = Vec<Uuid>, min_items = 1)]
+    #[schema(schema_with = crate::openapi::fields::product_ids)]
     pub product_ids: Vec<ProductId>,
     #[serde(deserialize_with = "field::customer_id")]
-    #[schema(value_type = Uuid)]
+    #[schema(schema_with = crate::openapi::fields::uuid)]
     pub customer_id: CustomerId,
 }
 
@@ -257,11 +282,11 @@ impl WireBody for OrderBody {
 /// `{order_id, done?=false}`
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct BillingBody {
-    /// The entity's own id (ignored on create; must match the path on update).
     #[serde(default, deserialize_with = "field::id")]
+    #[schema(schema_with = crate::openapi::fields::optional_uuid)]
     pub id: Option<Uuid>,
     #[serde(deserialize_with = "field::order_id")]
-    #[schema(value_type = Uuid)]
+    #[schema(schema_with = crate::openapi::fields::uuid)]
     pub order_id: OrderId,
     #[serde(default, deserialize_with = "field::done")]
     pub done: bool,

@@ -14,10 +14,12 @@
 //! and their deletion ([`wipe`], [`unlink_matching`]).
 
 pub mod keys;
+pub mod powercut;
 pub mod replicated;
 pub mod wait;
 
 pub use keys::{dump, try_dump, unlink_matching, wipe, KeyDump};
+pub use powercut::{CutTotals, PowerCutFs};
 pub use replicated::ReplicatedRedis;
 pub use wait::eventually;
 

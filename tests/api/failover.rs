@@ -417,7 +417,9 @@ async fn a_command_no_replica_confirms_is_a_503_and_its_retry_is_done_once() {
         Layout::OneProcess,
         &[
             ("ORDERSHOP_ACK_REPLICAS", "1"),
-            ("ORDERSHOP_ACK_TIMEOUT_MS", "200"),
+            // Long enough for a replica in sync to confirm on a busy machine (the suite runs
+            // many shops at once); the refusals before it joins each take this long.
+            ("ORDERSHOP_ACK_TIMEOUT_MS", "1000"),
         ],
     )
     .await;

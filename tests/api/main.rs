@@ -3,6 +3,7 @@
 
 mod compose;
 mod contention;
+mod contract;
 mod failover;
 mod fuzz;
 mod helpers;
@@ -10,6 +11,7 @@ mod limits;
 mod local_shop;
 mod msrv;
 mod observability;
+mod power_loss;
 mod projections;
 mod reliability;
 mod report;

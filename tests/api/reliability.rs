@@ -21,7 +21,7 @@ fn strict_redis() -> RedisServer {
     })
 }
 
-fn kill_redis(shop: &Shop) {
+pub(crate) fn kill_redis(shop: &Shop) {
     let pid = shop.redis.pid().expect("redis runs");
     let status = std::process::Command::new("kill")
         .args(["-9", &pid.to_string()])
@@ -171,6 +171,12 @@ async fn acknowledged_orders_survive_a_redis_crash_in_strict_mode() {
         live,
         "the cache equals a rebuild"
     );
+    assert_listed_orders_are_the_logs(&shop).await;
+}
+
+/// `GET /orders` lists exactly the orders the log holds.
+pub(crate) async fn assert_listed_orders_are_the_logs(shop: &Shop) {
+    let (orders, _) = log_facts(&shop.store().await).await;
     let (_, listed) = shop.get("/orders").await;
     let listed: BTreeSet<String> = listed
         .as_array()

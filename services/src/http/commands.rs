@@ -2,13 +2,13 @@
 //! over the entity type. A success carries `X-Ordershop-Versions` with every entity version the
 //! append produced.
 
-use super::{resource, JsonBody};
+use super::{Endpoint, JsonBody};
 use crate::commands::{CommandService, EntityCommands, Written};
 use crate::error::ApiError;
 use crate::headers;
 use crate::idempotency;
 use crate::request_id::RequestId;
-use crate::routes::EntityPaths;
+use crate::routes::{EntityPaths, Method};
 use crate::versions::header_value;
 use crate::wire::{self, WireBody};
 use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
@@ -51,14 +51,23 @@ impl HttpCommands for Billing {
 
 fn routes<T: HttpCommands + 'static>(cfg: &mut web::ServiceConfig) {
     let paths = EntityPaths::of(T::KIND);
-    cfg.service(resource(paths.collection).route(web::post().to(create::<T>)));
+    cfg.service(
+        Endpoint::new(paths.collection)
+            .on(Method::Post, web::to(create::<T>))
+            .finish(),
+    );
     if let Some(item) = paths.separate_item() {
-        cfg.service(resource(item).route(web::post().to(create::<T>)));
+        cfg.service(
+            Endpoint::new(item)
+                .on(Method::Post, web::to(create::<T>))
+                .finish(),
+        );
     }
     cfg.service(
-        resource(&paths.with_id())
-            .route(web::put().to(update::<T>))
-            .route(web::delete().to(delete::<T>)),
+        Endpoint::new(&paths.with_id())
+            .on(Method::Put, web::to(update::<T>))
+            .on(Method::Delete, web::to(delete::<T>))
+            .finish(),
     );
 }
 

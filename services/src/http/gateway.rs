@@ -1,14 +1,14 @@
 //! The gateway's routes: every route of the original. Queries are answered from the entity
 //! cache; commands are forwarded to the owning service and relayed once the cache shows them.
 
-use super::{resource, RawBody};
+use super::{Endpoint, RawBody};
 use crate::config::Role;
 use crate::error::ApiError;
 use crate::gateway::forward::{Outgoing, Relayed};
 use crate::gateway::Gateway;
 use crate::openapi::{self, ApiDocument};
 use crate::request_id::RequestId;
-use crate::routes::{gateway_routes, GatewayOp, GatewayRoute, Method, DOCS_FILES};
+use crate::routes::{gateway_routes, GatewayOp, GatewayRoute, DOCS_FILES};
 use crate::wire::{entity_json, ReportBody};
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
@@ -34,32 +34,21 @@ pub fn configure(gateway: Gateway, cfg: &mut web::ServiceConfig) {
         } else {
             path
         };
-        let mut resource = resource(pattern);
-        let mut any = false;
+        let mut endpoint = Endpoint::new(pattern);
         for route in routes.iter().filter(|r| r.path == path) {
             if let Some(handler) = handler(route) {
-                resource = resource.route(handler);
-                any = true;
+                endpoint = endpoint.on(route.method, handler);
             }
         }
-        if any {
-            cfg.service(resource);
+        if endpoint.serves_any() {
+            cfg.service(endpoint.finish());
         }
-    }
-}
-
-fn method(method: Method) -> actix_web::Route {
-    match method {
-        Method::Get => web::get(),
-        Method::Post => web::post(),
-        Method::Put => web::put(),
-        Method::Delete => web::delete(),
     }
 }
 
 /// The handler of one route; `None` for the routes every role registers itself.
 fn handler(route: &GatewayRoute) -> Option<actix_web::Route> {
-    let on = method(route.method);
+    let on = web::route();
     let forward_to = |kind: EntityKind| {
         let owner = Role::owner_of(kind);
         move |gateway: web::Data<Gateway>, req: HttpRequest, body: RawBody| {

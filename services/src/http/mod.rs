@@ -9,8 +9,9 @@ pub mod msg;
 use crate::config::Role;
 use crate::connection::Health;
 use crate::error::{self, ApiError};
-use crate::routes::{HEALTH, METRICS};
+use crate::routes::{Method, HEALTH, METRICS};
 use actix_web::dev::Payload;
+use actix_web::guard;
 use actix_web::web::{self, Bytes};
 use actix_web::ResponseError;
 use actix_web::{FromRequest, HttpRequest, HttpResponse};
@@ -116,9 +117,54 @@ async fn metrics(metrics: web::Data<Arc<Metrics>>) -> HttpResponse {
     }
 }
 
-/// A resource whose unknown methods get a 405 JSON answer.
-pub(crate) fn resource(path: &str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(error::wrong_method))
+/// One path and the methods it serves. A path served with GET answers HEAD too (the same
+/// status and headers; the HTTP layer sends no body for HEAD); any other method is answered 405
+/// with an `Allow` header naming the served ones.
+pub(crate) struct Endpoint {
+    resource: actix_web::Resource,
+    allow: Vec<&'static str>,
+}
+
+impl Endpoint {
+    pub(crate) fn new(path: &str) -> Self {
+        Self {
+            resource: web::resource(path),
+            allow: Vec::new(),
+        }
+    }
+
+    /// Serves `method` with `route` (a route without a method guard, e.g. `web::to(handler)`).
+    pub(crate) fn on(mut self, method: Method, route: actix_web::Route) -> Self {
+        let route = match method {
+            Method::Get => {
+                self.allow.extend(["GET", "HEAD"]);
+                route.guard(guard::Any(guard::Get()).or(guard::Head()))
+            }
+            Method::Post => route.guard(guard::Post()),
+            Method::Put => route.guard(guard::Put()),
+            Method::Delete => route.guard(guard::Delete()),
+        };
+        if method != Method::Get {
+            self.allow.push(method.as_str());
+        }
+        self.resource = self.resource.route(route);
+        self
+    }
+
+    /// Whether any method is served.
+    pub(crate) fn serves_any(&self) -> bool {
+        !self.allow.is_empty()
+    }
+
+    /// The resource, answering 405 with `Allow` for the methods it does not serve.
+    pub(crate) fn finish(self) -> actix_web::Resource {
+        let allow = self.allow.join(", ");
+        self.resource
+            .default_service(web::to(move |req: HttpRequest| {
+                let allow = allow.clone();
+                async move { error::wrong_method(&req, &allow) }
+            }))
+    }
 }
 
 /// What the application layer of a role is.
@@ -154,8 +200,16 @@ impl RoleApp {
             .app_data(error::query_config())
             .app_data(web::Data::new(self.health.clone()))
             .app_data(web::Data::new(self.metrics.clone()))
-            .service(resource(HEALTH).route(web::get().to(health)))
-            .service(resource(METRICS).route(web::get().to(metrics)));
+            .service(
+                Endpoint::new(HEALTH)
+                    .on(Method::Get, web::to(health))
+                    .finish(),
+            )
+            .service(
+                Endpoint::new(METRICS)
+                    .on(Method::Get, web::to(metrics))
+                    .finish(),
+            );
         match &self.state {
             RoleState::Commands(service) => {
                 if let Some(kind) = self.role.commands() {

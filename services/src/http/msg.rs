@@ -1,9 +1,9 @@
 //! The message service's routes: `POST /email` and `GET /emails`.
 
-use super::{resource, JsonBody};
+use super::{Endpoint, JsonBody};
 use crate::error::ApiError;
 use crate::messages::MessageService;
-use crate::routes::{EMAIL, EMAILS};
+use crate::routes::{Method, EMAIL, EMAILS};
 use crate::wire;
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
@@ -11,8 +11,16 @@ use serde_json::json;
 
 pub fn configure(messages: MessageService, cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::Data::new(messages))
-        .service(resource(EMAIL).route(web::post().to(send)))
-        .service(resource(EMAILS).route(web::get().to(delivered)));
+        .service(
+            Endpoint::new(EMAIL)
+                .on(Method::Post, web::to(send))
+                .finish(),
+        )
+        .service(
+            Endpoint::new(EMAILS)
+                .on(Method::Get, web::to(delivered))
+                .finish(),
+        );
 }
 
 /// `POST /email {to, msg}`: answers `{"msg_id": ...}`.
