@@ -101,6 +101,15 @@ fn bind(role: Role, addr: SocketAddr, change: &str) -> anyhow::Result<TcpListene
     })
 }
 
+/// The domain services among `roles`: a gateway run in the same process runs their commands
+/// in-process (`Config::in_process_commands`) instead of calling them over loopback HTTP.
+pub fn local_commands(roles: impl IntoIterator<Item = Role>) -> Vec<Role> {
+    roles
+        .into_iter()
+        .filter(|role| role.commands().is_some())
+        .collect()
+}
+
 /// Starts one role's HTTP server and worker on `tasks` (also used by the bench to run the shop
 /// in-process on free ports), with metrics of their own. Roles of one process should share one
 /// registry: see [`start_role_with_metrics`].
@@ -315,8 +324,12 @@ async fn run_everything(
     let mut tasks = JoinSet::new();
     // One registry for the process: every role's `/metrics` shows all of them.
     let metrics = Arc::new(Metrics::new());
+    let local = local_commands(roles.iter().map(|(role, _, _)| *role));
     for (role, mut config, listener) in roles {
         config.redis = redis.clone();
+        if role == Role::Gateway {
+            config.in_process_commands = local.clone();
+        }
         tracing::info!(%role, listen = %listener.local_addr()?, "starting");
         start_role_with_metrics(&mut tasks, role, &config, listener, &shutdown, &metrics)?;
     }

@@ -80,6 +80,9 @@ pub struct Config {
     /// The Function libraries of the projection worker this process runs beside the role (set
     /// by the launcher, not the environment): `/health` is ready only once they are loaded.
     pub worker_libraries: Vec<&'static str>,
+    /// The domain services that run in the same process as this gateway (set by `up`, not the
+    /// environment): the gateway runs their commands in-process instead of over HTTP.
+    pub in_process_commands: Vec<Role>,
     /// `ORDERSHOP_API_TOKEN`: when set, mutating requests must carry it as a bearer token.
     pub api_token: Option<ApiToken>,
     /// `ORDERSHOP_ACK_REPLICAS` (default 0), `ORDERSHOP_ACK_TIMEOUT_MS` (default 1000) and
@@ -210,6 +213,7 @@ impl Config {
             consistency_timeout: Duration::from_millis(consistency_ms as u64),
             consistency_notices,
             worker_libraries: Vec::new(),
+            in_process_commands: Vec::new(),
             api_token,
             ack_replicas: AckReplicas {
                 replicas: ack_replicas as u32,
@@ -282,6 +286,7 @@ impl fmt::Debug for Config {
             .field("http_workers", &self.http_workers)
             .field("consistency_timeout", &self.consistency_timeout)
             .field("worker_libraries", &self.worker_libraries)
+            .field("in_process_commands", &self.in_process_commands)
             .field("api_token", &self.api_token)
             .finish()
     }

@@ -6,19 +6,19 @@
 
 use crate::commands::IdempotencyKey;
 use crate::error::ApiError;
-use actix_web::HttpRequest;
 use ordershop_domain::EntityKind;
 use ordershop_eventstore::keys;
 
 /// Longest key accepted.
 pub const MAX_KEY_LEN: usize = 200;
 
-/// The request's key, if it sent one; 400 when it is not 1–200 of `A-Z a-z 0-9 - _ . :`.
-pub fn key_of(req: &HttpRequest) -> Result<Option<String>, ApiError> {
-    let Some(value) = req.headers().get(crate::headers::IDEMPOTENCY_KEY) else {
+/// The request's key (the header's value), if it sent one; 400 when it is not 1–200 of
+/// `A-Z a-z 0-9 - _ . :`.
+pub fn key_of(header: Option<&[u8]>) -> Result<Option<String>, ApiError> {
+    let Some(value) = header else {
         return Ok(None);
     };
-    let key = value.to_str().unwrap_or_default();
+    let key = std::str::from_utf8(value).unwrap_or_default();
     let sane = !key.is_empty()
         && key.len() <= MAX_KEY_LEN
         && key
@@ -33,18 +33,20 @@ pub fn key_of(req: &HttpRequest) -> Result<Option<String>, ApiError> {
     Ok(Some(key.to_owned()))
 }
 
-/// The key as the command service uses it: scoped to `kind`, bound to this request.
+/// The key as the command service uses it: scoped to `kind`, bound to the request (`method`,
+/// `path` without its query, and body).
 pub fn scoped(
     kind: EntityKind,
     key: Option<String>,
-    req: &HttpRequest,
+    method: &str,
+    path: &str,
     body: Option<&serde_json::Value>,
 ) -> Option<IdempotencyKey> {
     let key = key?;
     let canonical = body.map(ToString::to_string).unwrap_or_default();
     Some(IdempotencyKey {
         key: keys::idempotency(kind.as_str(), &key),
-        fingerprint: fingerprint(&[req.method().as_str(), req.path(), &canonical]),
+        fingerprint: fingerprint(&[method, path, &canonical]),
     })
 }
 

@@ -107,9 +107,25 @@ pub fn build_app(
             store = Some(event_store.clone());
             RoleState::Commands(CommandService::new(event_store).with_metrics(metrics.clone()))
         }
-        Role::Gateway => RoleState::Gateway(
-            Gateway::new(config, conn.clone()).context("cannot build the gateway's HTTP client")?,
-        ),
+        Role::Gateway => {
+            // The domain services this process also runs: their commands run here, not over
+            // loopback HTTP (through the same handler code, on the gateway's connection).
+            let mut local = std::collections::BTreeMap::new();
+            for &owner in &config.in_process_commands {
+                let store = EventStore::from_connection(conn.clone())
+                    .with_ack_replicas(&config.redis, config.ack_replicas)
+                    .context("cannot set up the connection that waits for replicas")?;
+                local.insert(
+                    owner,
+                    CommandService::new(store).with_metrics(metrics.clone()),
+                );
+            }
+            RoleState::Gateway(
+                Gateway::new(config, conn.clone())
+                    .context("cannot build the gateway's HTTP client")?
+                    .with_local_commands(local),
+            )
+        }
         Role::MsgService => RoleState::Messages(MessageService::new(conn.clone())),
         Role::CrmService | Role::EntityCache => RoleState::HealthOnly,
     };

@@ -4,7 +4,8 @@
 //! orders in the entity cache.
 //!
 //! The shop runs in this process, every role on a free loopback port, as `ordershop up` runs it
-//! (same `start_role`, same default of 2 HTTP workers per role), against the bench's Redis. The
+//! (same `start_role`, same default of 2 HTTP workers per role, the gateway running the
+//! commands in-process), against the bench's Redis. The
 //! bare server gets the same 2 workers. The orders the queries list are written through the
 //! store (pipelined guarded appends) and projected by the shop's own entity-cache worker; the
 //! queries are timed once every projection has caught up, so they do not compete with it.
@@ -64,9 +65,10 @@ impl InProcessShop {
         for (role, l, addr) in listeners {
             let mut vars = env.clone();
             vars.insert("ORDERSHOP_LISTEN".into(), addr.to_string());
-            let config = Config::from_lookup(role, |name| vars.get(name).cloned())?;
+            let mut config = Config::from_lookup(role, |name| vars.get(name).cloned())?;
             if role == Role::Gateway {
                 gateway = format!("http://{addr}");
+                config.in_process_commands = ordershop::run::local_commands(Role::ALL);
             }
             ordershop::run::start_role(&mut tasks, role, &config, l, &shutdown)?;
         }

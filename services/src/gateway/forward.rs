@@ -1,9 +1,17 @@
 //! Forwarding a command to the service that owns its entity type, verbatim (method, path and
 //! query, body, content type), and relaying the answer (status, body, content type and the
 //! versions header). A service that cannot be reached is reported as such, never as a 500.
+//!
+//! When the owning service runs in the same process (`ordershop up`), the command is not sent
+//! over loopback HTTP: it runs through the same handler code the service's HTTP route uses
+//! ([`crate::http::commands::run_in_process`]), so the answer is the same, minus a hop.
 
+use crate::commands::CommandService;
 use crate::config::{Config, Role};
+use crate::http::commands::{run_in_process, CommandCall};
+use crate::request_id::RequestId;
 use actix_web::web::Bytes;
+use ordershop_domain::EntityKind;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -32,6 +40,16 @@ pub struct Outgoing<'a> {
     pub request_id: Option<crate::request_id::RequestId>,
     /// The client's `Idempotency-Key`, forwarded as is (the service validates it).
     pub idempotency_key: Option<&'a [u8]>,
+    /// The path's entity id, for `PUT` and `DELETE` (the gateway's route parsed it).
+    pub id: Option<uuid::Uuid>,
+}
+
+impl Outgoing<'_> {
+    fn path(&self) -> &str {
+        self.path_and_query
+            .split_once('?')
+            .map_or(self.path_and_query, |(path, _)| path)
+    }
 }
 
 /// A service's answer.
@@ -46,6 +64,20 @@ pub struct Relayed {
 }
 
 impl Relayed {
+    /// An answer from its status, a lookup of its headers and its body: keeps the relayed
+    /// headers and the internal versions header apart.
+    fn new(status: u16, header: impl Fn(&str) -> Option<Vec<u8>>, body: Bytes) -> Self {
+        Self {
+            status,
+            headers: RELAYED_HEADERS
+                .into_iter()
+                .filter_map(|name| Some((name, header(name)?)))
+                .collect(),
+            versions: header(crate::headers::VERSIONS),
+            body,
+        }
+    }
+
     pub fn header(&self, name: &str) -> Option<&[u8]> {
         self.headers
             .iter()
@@ -67,11 +99,12 @@ pub struct Unreachable {
     pub source: reqwest::Error,
 }
 
-/// Sends commands to the domain services.
+/// Sends commands to the domain services: over HTTP, or in-process to those in `local`.
 #[derive(Clone)]
 pub struct Forwarder {
     client: reqwest::Client,
     peers: BTreeMap<Role, String>,
+    local: BTreeMap<Role, CommandService>,
 }
 
 impl Forwarder {
@@ -89,7 +122,17 @@ impl Forwarder {
             .into_iter()
             .filter_map(|role| Some((role, config.peer_url(role)?.to_owned())))
             .collect();
-        Ok(Self { client, peers })
+        Ok(Self {
+            client,
+            peers,
+            local: BTreeMap::new(),
+        })
+    }
+
+    /// Runs the commands of these services in this process instead of calling them over HTTP.
+    pub fn with_local(mut self, local: BTreeMap<Role, CommandService>) -> Self {
+        self.local = local;
+        self
     }
 
     pub async fn forward(
@@ -97,6 +140,9 @@ impl Forwarder {
         owner: Role,
         request: Outgoing<'_>,
     ) -> Result<Relayed, Unreachable> {
+        if let (Some(service), Some(kind)) = (self.local.get(&owner), owner.commands()) {
+            return Ok(in_process(service, kind, request).await);
+        }
         let unreachable = |source| Unreachable {
             role: owner,
             source,
@@ -127,25 +173,37 @@ impl Forwarder {
         }
         let response = builder.send().await.map_err(unreachable)?;
         let status = response.status().as_u16();
-        let headers = RELAYED_HEADERS
-            .into_iter()
-            .filter_map(|name| {
-                let value = response.headers().get(name)?;
-                Some((name, value.as_bytes().to_vec()))
-            })
-            .collect();
-        let versions = response
-            .headers()
-            .get(crate::headers::VERSIONS)
-            .map(|v| v.as_bytes().to_vec());
+        let head = response.headers().clone();
         let body = response.bytes().await.map_err(unreachable)?;
-        Ok(Relayed {
+        Ok(Relayed::new(
             status,
-            headers,
-            versions,
+            |name| head.get(name).map(|v| v.as_bytes().to_vec()),
             body,
-        })
+        ))
     }
+}
+
+/// Runs the command through the owning service's handler code in this process and takes its
+/// answer apart as [`Forwarder::forward`] takes an HTTP answer apart.
+async fn in_process(service: &CommandService, kind: EntityKind, request: Outgoing<'_>) -> Relayed {
+    let call = CommandCall {
+        method: request.method,
+        path: request.path(),
+        request_id: request.request_id.as_ref().map(RequestId::as_str),
+        idempotency_key: request.idempotency_key,
+    };
+    let response = run_in_process(service, kind, call, request.id, &request.body).await;
+    let status = response.status().as_u16();
+    let head = response.headers().clone();
+    // The body is in memory: reading it cannot fail.
+    let body = actix_web::body::to_bytes(response.into_body())
+        .await
+        .unwrap_or_default();
+    Relayed::new(
+        status,
+        |name| head.get(name).map(|v| v.as_bytes().to_vec()),
+        body,
+    )
 }
 
 /// The headers the gateway sends with every request to a peer service: its token, if set,

@@ -43,6 +43,16 @@ impl Gateway {
         })
     }
 
+    /// Runs the commands of these domain services in this process (they run here too, as in
+    /// `ordershop up`) instead of calling them over HTTP.
+    pub fn with_local_commands(
+        mut self,
+        local: std::collections::BTreeMap<Role, crate::commands::CommandService>,
+    ) -> Self {
+        self.forwarder = self.forwarder.with_local(local);
+        self
+    }
+
     pub fn cache(&self) -> &CacheReader {
         &self.cache
     }

@@ -52,16 +52,22 @@ fn handler(route: &GatewayRoute) -> Option<actix_web::Route> {
     let forward_to = |kind: EntityKind| {
         let owner = Role::owner_of(kind);
         move |gateway: web::Data<Gateway>, req: HttpRequest, body: RawBody| {
-            forward(gateway, owner, req, body)
+            forward(gateway, owner, req, None, body)
+        }
+    };
+    // The id is parsed here, as the service's route would (the same 400 for a bad one).
+    let forward_with_id = |kind: EntityKind| {
+        let owner = Role::owner_of(kind);
+        move |gateway: web::Data<Gateway>, req: HttpRequest, id: web::Path<Uuid>, body: RawBody| {
+            forward(gateway, owner, req, Some(id.into_inner()), body)
         }
     };
     Some(match route.op {
         GatewayOp::List(kind) => on.to(move |gateway: web::Data<Gateway>| list(gateway, kind)),
         GatewayOp::Get(kind) => on
             .to(move |gateway: web::Data<Gateway>, id: web::Path<Uuid>| get_one(gateway, kind, id)),
-        GatewayOp::Create(kind) | GatewayOp::Update(kind) | GatewayOp::Delete(kind) => {
-            on.to(forward_to(kind))
-        }
+        GatewayOp::Create(kind) => on.to(forward_to(kind)),
+        GatewayOp::Update(kind) | GatewayOp::Delete(kind) => on.to(forward_with_id(kind)),
         GatewayOp::UnbilledOrders => on.to(unbilled_orders),
         GatewayOp::Report => on.to(report),
         GatewayOp::OpenApi => on.to(openapi::serve_document),
@@ -106,6 +112,7 @@ async fn forward(
     gateway: web::Data<Gateway>,
     owner: Role,
     req: HttpRequest,
+    id: Option<Uuid>,
     body: RawBody,
 ) -> Result<HttpResponse, ApiError> {
     let outgoing = Outgoing {
@@ -124,6 +131,7 @@ async fn forward(
             .map(|v| v.as_bytes()),
         body: body.0,
         request_id: req.extensions().get::<RequestId>().cloned(),
+        id,
     };
     Ok(relay(gateway.command(owner, outgoing).await?))
 }
