@@ -91,6 +91,7 @@ pub struct Latency {
     pub p50_ms: f64,
     pub p90_ms: f64,
     pub p99_ms: f64,
+    pub p999_ms: f64,
     pub max_ms: f64,
     pub mean_ms: f64,
 }
@@ -105,9 +106,21 @@ impl Latency {
             p50_ms: ms(histogram.value_at_quantile(0.50)),
             p90_ms: ms(histogram.value_at_quantile(0.90)),
             p99_ms: ms(histogram.value_at_quantile(0.99)),
+            p999_ms: ms(histogram.value_at_quantile(0.999)),
             max_ms: ms(histogram.max()),
             mean_ms: histogram.mean() / 1000.0,
         }
+    }
+
+    /// The percentiles of latencies measured elsewhere, in milliseconds.
+    pub fn of_samples(samples_ms: &[f64]) -> anyhow::Result<Self> {
+        let mut histogram = Histogram::<u64>::new_with_bounds(1, MAX_LATENCY_US, 3)
+            .map_err(|e| anyhow::anyhow!("latency histogram: {e:?}"))?;
+        for ms in samples_ms {
+            let us = ((ms * 1000.0) as u64).clamp(1, MAX_LATENCY_US);
+            histogram.saturating_record(us);
+        }
+        Ok(Self::of(&histogram))
     }
 }
 
@@ -161,8 +174,12 @@ impl std::fmt::Display for LoadReport {
         writeln!(f, "  operations: {}", ops.join(", "))?;
         write!(
             f,
-            "  latency: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-            self.latency.p50_ms, self.latency.p90_ms, self.latency.p99_ms, self.latency.max_ms
+            "  latency: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
+            self.latency.p50_ms,
+            self.latency.p90_ms,
+            self.latency.p99_ms,
+            self.latency.p999_ms,
+            self.latency.max_ms
         )
     }
 }

@@ -42,7 +42,7 @@ struct InProcessShop {
     tasks: JoinSet<anyhow::Result<()>>,
 }
 
-fn listener() -> anyhow::Result<TcpListener> {
+pub(super) fn listener() -> anyhow::Result<TcpListener> {
     TcpListener::bind("127.0.0.1:0").context("cannot bind a loopback port")
 }
 
@@ -125,7 +125,7 @@ async fn bare_order(
     }
 }
 
-async fn with_bare_server<T>(
+pub(super) async fn with_bare_server<T>(
     env: &BenchEnv,
     run: impl AsyncFnOnce(String) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
@@ -165,7 +165,7 @@ fn load_options(base_url: String, requests: u64, seed: bool) -> LoadOptions {
 
 /// Waits until every projection has caught up, then checks through the gateway's cache reader
 /// that the entity cache lists at least `orders` orders.
-async fn wait_projected(env: &BenchEnv, orders: u64) -> anyhow::Result<()> {
+pub(super) async fn wait_projected(env: &BenchEnv, orders: u64) -> anyhow::Result<()> {
     let deadline = Instant::now() + WAIT;
     loop {
         let groups = ordershop_projections::group_status(&env.redis).await?;
@@ -190,7 +190,11 @@ async fn wait_projected(env: &BenchEnv, orders: u64) -> anyhow::Result<()> {
 }
 
 /// Latency in ms of `count` sequential GETs of `path` (all must succeed).
-async fn get_latencies(base: &str, path: &str, count: usize) -> anyhow::Result<Vec<f64>> {
+pub(super) async fn get_latencies(
+    base: &str,
+    path: &str,
+    count: usize,
+) -> anyhow::Result<Vec<f64>> {
     let client = reqwest::Client::new();
     let mut latencies = Vec::with_capacity(count);
     for _ in 0..count {

@@ -19,6 +19,7 @@
 pub mod append;
 pub mod gateway;
 pub mod memory;
+pub mod processes;
 pub mod replay;
 pub mod workload;
 
@@ -39,6 +40,10 @@ use std::time::Duration;
 pub enum BenchPath {
     Append,
     Gateway,
+    /// One client ordering in sequence, the roles as separate processes.
+    OneClient,
+    /// 32 connections ordering 2 products, the roles as separate processes.
+    FlashSale,
     Queries,
     Replay,
     Memory,
@@ -322,6 +327,10 @@ async fn run_paths(options: &BenchOptions, url: &str) -> anyhow::Result<Vec<Meas
     if options.wants(BenchPath::Gateway) || options.wants(BenchPath::Queries) {
         env.flush().await?;
         all.extend(gateway::measure(&env, options).await?);
+    }
+    if options.wants(BenchPath::OneClient) || options.wants(BenchPath::FlashSale) {
+        env.flush().await?;
+        all.extend(processes::measure(&env, options).await?);
     }
     if options.wants(BenchPath::Replay) || options.wants(BenchPath::Memory) {
         env.flush().await?;
