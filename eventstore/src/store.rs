@@ -39,6 +39,9 @@ pub enum StoreError {
     },
     #[error(transparent)]
     Decode(#[from] crate::codec::DecodeError),
+    /// Redis answered something this build does not expect (e.g. another build's Function).
+    #[error("unexpected answer from Redis: {0}")]
+    Protocol(String),
     /// A recorded answer's append is not (yet) confirmed by the replicas asked for.
     #[error(transparent)]
     NotReplicated(AppendError),
@@ -223,6 +226,56 @@ impl EventStore {
                         value: *value,
                         reason: e.to_string(),
                     }),
+            })
+            .collect()
+    }
+
+    /// For each value of a unique index, in order: who holds it, and that entity's head; one
+    /// round trip (the `heads_by_unique` Function) instead of two.
+    pub async fn heads_by_unique<T: EntityState>(
+        &self,
+        index: UniqueIndex,
+        values: &[Uuid],
+    ) -> Result<Vec<Option<(Uuid, Head<T>)>>, StoreError> {
+        if values.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut cmd = redis::cmd("FCALL");
+        cmd.arg("heads_by_unique")
+            .arg(2)
+            .arg(index.key())
+            .arg(keys::heads(T::KIND))
+            .arg(values.iter().map(Uuid::to_string).collect::<Vec<_>>());
+        let mut conn = self.conn.clone();
+        let raw: Vec<Option<Vec<u8>>> = match cmd.query_async(&mut conn).await {
+            Err(e) if is_missing_function(&e) => {
+                load_library(&mut conn, STORE_LIBRARY).await?;
+                cmd.query_async(&mut conn).await?
+            }
+            other => other?,
+        };
+        if raw.len() != values.len() * 2 {
+            return Err(StoreError::Protocol(format!(
+                "heads_by_unique answered {} items for {} values",
+                raw.len(),
+                values.len()
+            )));
+        }
+        raw.chunks(2)
+            .zip(values)
+            .map(|(pair, value)| {
+                let Some(owner) = &pair[0] else {
+                    return Ok(None);
+                };
+                let owner = std::str::from_utf8(owner)
+                    .ok()
+                    .and_then(|s| Uuid::parse_str(s).ok())
+                    .ok_or_else(|| StoreError::CorruptUnique {
+                        index: index.name(),
+                        value: *value,
+                        reason: format!("owner `{}` is not a UUID", String::from_utf8_lossy(owner)),
+                    })?;
+                Ok(Some((owner, parse_head::<T>(owner, pair[1].as_deref())?)))
             })
             .collect()
     }

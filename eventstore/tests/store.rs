@@ -6,7 +6,9 @@ use ordershop_domain::{
     Action, Change, Customer, CustomerId, Email, EntityKind, Head, Inventory, InventoryId, Money,
     Name, OrderId, Product, ProductId, Quantity,
 };
-use ordershop_eventstore::{Append, AppendError, EntryId, EventStore, RedisConfig, Stream};
+use ordershop_eventstore::{
+    Append, AppendError, EntryId, EventStore, RedisConfig, Stream, UniqueIndex,
+};
 use ordershop_testkit::RedisServer;
 use std::collections::{BTreeMap, HashMap};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -622,4 +624,63 @@ async fn a_pipelined_append_guards_each_append_on_its_own() {
         .await
         .expect("empty")
         .is_empty());
+}
+
+#[tokio::test]
+async fn heads_by_unique_reads_the_index_and_the_heads_it_names_in_one_step() {
+    let server = RedisServer::start();
+    let store = store(&server).await;
+    let (held, free) = (ProductId::new(), ProductId::new());
+    let record = Inventory {
+        id: InventoryId::new(),
+        product_id: held,
+        amount: Quantity::parse("amount", 7).unwrap(),
+    };
+    store
+        .append_guarded(
+            &Append::new()
+                .claim(UniqueIndex::InventoryByProduct, held.0, record.id.0)
+                .change(Change {
+                    action: Action::Created,
+                    entity: record.clone().into(),
+                }),
+        )
+        .await
+        .expect("append");
+
+    let found = store
+        .heads_by_unique::<Inventory>(UniqueIndex::InventoryByProduct, &[free.0, held.0])
+        .await
+        .expect("read");
+    assert_eq!(found.len(), 2);
+    assert!(found[0].is_none(), "nobody holds the free product");
+    let (owner, head) = found[1].clone().expect("the held product's record");
+    assert_eq!(owner, record.id.0);
+    assert_eq!(head.version, 1);
+    assert_eq!(head.entity.as_ref(), Some(&record));
+    assert!(store
+        .heads_by_unique::<Inventory>(UniqueIndex::InventoryByProduct, &[])
+        .await
+        .expect("empty")
+        .is_empty());
+
+    // A server that lost its Functions gets them back on the first call.
+    let mut conn = redis::Client::open(server.url())
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connects");
+    let _: () = redis::cmd("FUNCTION")
+        .arg("FLUSH")
+        .query_async(&mut conn)
+        .await
+        .expect("FUNCTION FLUSH");
+    let again = store
+        .heads_by_unique::<Inventory>(UniqueIndex::InventoryByProduct, &[held.0])
+        .await
+        .expect("read after FUNCTION FLUSH");
+    assert_eq!(
+        again[0].as_ref().map(|(owner, _)| *owner),
+        Some(record.id.0)
+    );
 }

@@ -410,6 +410,27 @@ impl<'a> Snapshot<'a> {
             .collect())
     }
 
+    /// The entities of type `T` a unique index names for these values (values nobody holds
+    /// are absent), read with their index in one round trip; their versions are remembered.
+    pub async fn heads_by_unique<T: EntityState>(
+        &mut self,
+        index: UniqueIndex,
+        values: impl IntoIterator<Item = Uuid>,
+    ) -> Result<BTreeMap<Uuid, (Uuid, Head<T>)>, StoreError> {
+        let mut values: Vec<Uuid> = values.into_iter().collect();
+        values.sort_unstable();
+        values.dedup();
+        let found = self.store.heads_by_unique::<T>(index, &values).await?;
+        let mut held = BTreeMap::new();
+        for (value, owner) in values.into_iter().zip(found) {
+            if let Some((owner, head)) = owner {
+                self.read.push((T::KIND, owner, head.version));
+                held.insert(value, (owner, head));
+            }
+        }
+        Ok(held)
+    }
+
     /// Takes in what another snapshot read (reads made side by side, in one round trip).
     pub fn merge(&mut self, other: Snapshot<'_>) {
         self.read.extend(other.read);

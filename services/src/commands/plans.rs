@@ -257,19 +257,16 @@ async fn read_stock(
     snapshot: &mut Snapshot<'_>,
     products: &BTreeSet<ProductId>,
 ) -> Result<BTreeMap<ProductId, Inventory>, StoreError> {
-    let owners = snapshot
-        .owners(
+    let records = snapshot
+        .heads_by_unique::<Inventory>(
             UniqueIndex::InventoryByProduct,
             products.iter().map(|p| p.0),
         )
         .await?;
-    let records = snapshot
-        .heads::<Inventory>(owners.values().copied())
-        .await?;
-    Ok(owners
+    Ok(records
         .into_iter()
-        .filter_map(|(product, record)| {
-            let record = records.get(&record)?.entity.clone()?;
+        .filter_map(|(product, (_, head))| {
+            let record = head.entity?;
             (record.product_id.0 == product).then_some((record.product_id, record))
         })
         .collect())
@@ -297,7 +294,7 @@ impl EntityCommands for Order {
             .flat_map(|(_, d)| d.product_ids.iter().copied())
             .collect();
         // The three reads side by side: they share one multiplexed connection, so they go out
-        // together (two round trips in all, the stock needing its index first).
+        // together, one round trip in all (the stock comes with its index in one step).
         let (mut snapshot, mut for_products, mut for_stock) = (
             Snapshot::new(store),
             Snapshot::new(store),
