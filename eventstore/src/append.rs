@@ -30,6 +30,9 @@ pub struct PendingEvent {
     pub change: Change,
     pub version: u64,
     pub event_id: Uuid,
+    /// The id of the request this event is for, when the append carries events of several
+    /// requests (see [`Append::changes_for_request`]); else the append's own `metadata` says.
+    pub request_id: Option<String>,
 }
 
 /// Makes an append happen at most once per client key: the store keeps `response` under `key`
@@ -130,12 +133,29 @@ impl Append {
             change,
             version: base + earlier + 1,
             event_id: Uuid::new_v4(),
+            request_id: None,
         });
         self
     }
 
     pub fn changes(self, changes: impl IntoIterator<Item = Change>) -> Self {
         changes.into_iter().fold(self, Append::change)
+    }
+
+    /// Adds the changes of one request among several in this append: their entries carry that
+    /// request's id (field `request_id`). Returns the range of `events` they took.
+    pub fn changes_for_request(
+        &mut self,
+        changes: impl IntoIterator<Item = Change>,
+        request_id: Option<&str>,
+    ) -> std::ops::Range<usize> {
+        let start = self.events.len();
+        let mut append = std::mem::take(self).changes(changes);
+        for event in &mut append.events[start..] {
+            event.request_id = request_id.map(str::to_owned);
+        }
+        *self = append;
+        start..self.events.len()
     }
 
     /// Adds an extra field to every entry of the append. The codec's own fields (`event_id`,
@@ -173,7 +193,7 @@ pub struct Appended {
     pub version: u64,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum AppendError {
     /// An entity was not at the version the command expected; nothing was appended.
     #[error("version conflict on {kind} {id}: expected version {expected}, found {actual}")]

@@ -21,7 +21,7 @@ use uuid::Uuid;
 /// The Function library, loaded at start-up.
 pub const STORE_LIBRARY: &str = include_str!("lua/store.lua");
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("event store unavailable")]
     Redis(#[from] redis::RedisError),
@@ -426,7 +426,7 @@ impl FcallArgs {
             4 + append.metadata.len() * 2
                 + append.expectations.len() * 3
                 + append.claims.len() * 4
-                + append.events.len() * 7,
+                + append.events.len() * 8,
         );
         match &append.idempotency {
             Some(record) => {
@@ -474,6 +474,7 @@ impl FcallArgs {
                 }
                 .to_owned(),
             );
+            args.push(e.request_id.clone().unwrap_or_default());
         }
         Self { keys, args }
     }

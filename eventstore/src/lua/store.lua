@@ -11,7 +11,9 @@
 --     n_expect,  then n_expect  x (head key index, entity id, expected version)
 --     n_claims,  then n_claims  x (unique key index, value, owner id, 'claim' | 'release')
 --     n_events,  then n_events  x (stream key index, head key index, entity id, event id,
---                                  version, entity JSON, '1' when the event deletes the entity)
+--                                  version, entity JSON, '1' when the event deletes the entity,
+--                                  the event's own request id or '' — one append may carry
+--                                  the events of several requests)
 --   Key indexes point into KEYS. Nothing is written unless every check passes.
 --
 -- Returns {1, id...} with one new entry ID per event, or
@@ -111,7 +113,7 @@ local function append_guarded(keys, args)
   -- was lost) may sit above the clock: start past it, so that no XADD below can fail halfway.
   local checked = {}
   for i = 0, n_events - 1 do
-    local stream = keys[tonumber(args[pos + i * 7])]
+    local stream = keys[tonumber(args[pos + i * 8])]
     if not checked[stream] then
       checked[stream] = true
       local top = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)[1]
@@ -135,10 +137,16 @@ local function append_guarded(keys, args)
     local version = take()
     local entity = take()
     local deleted = take()
+    local request_id = take()
     if i > 1 then seq = seq + 1 end
     local entry_id = string.format('%.0f-%.0f', ms, seq)
-    redis.call('XADD', stream, entry_id, 'event_id', event_id, 'entity', entity, 'version', version,
-      unpack(meta))
+    if request_id == '' then
+      redis.call('XADD', stream, entry_id, 'event_id', event_id, 'entity', entity,
+        'version', version, unpack(meta))
+    else
+      redis.call('XADD', stream, entry_id, 'event_id', event_id, 'entity', entity,
+        'version', version, 'request_id', request_id, unpack(meta))
+    end
     if deleted == '1' then
       redis.call('HSET', head_key, id, version .. ':')
     else

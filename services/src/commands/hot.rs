@@ -14,8 +14,6 @@ use std::sync::Arc;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 use uuid::Uuid;
 
-const STRIPES: usize = 256;
-
 /// One process's turns, shared by its command handlers.
 #[derive(Clone)]
 pub struct HotEntities {
@@ -25,7 +23,11 @@ pub struct HotEntities {
 impl Default for HotEntities {
     fn default() -> Self {
         Self {
-            stripes: Arc::new((0..STRIPES).map(|_| Arc::new(Mutex::new(()))).collect()),
+            stripes: Arc::new(
+                (0..Self::STRIPES)
+                    .map(|_| Arc::new(Mutex::new(())))
+                    .collect(),
+            ),
         }
     }
 }
@@ -37,10 +39,14 @@ pub struct Turn {
 }
 
 impl HotEntities {
-    fn stripe(kind: EntityKind, id: Uuid) -> usize {
+    /// How many turns there are (entities share them by hash).
+    pub const STRIPES: usize = 256;
+
+    /// The stripe whose turn covers `(kind, id)`.
+    pub fn stripe(kind: EntityKind, id: Uuid) -> usize {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         (kind, id).hash(&mut hasher);
-        (hasher.finish() as usize) % STRIPES
+        (hasher.finish() as usize) % Self::STRIPES
     }
 
     /// Waits for the turn on `(kind, id)`.

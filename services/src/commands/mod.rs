@@ -8,8 +8,11 @@
 //! bounded number of times with a small jittered backoff. So no decision is ever taken on stale
 //! state, and an order and all its stock changes land in one atomic append (no oversell).
 //!
-//! What each entity type reads and decides is in [`plans`]; this module is the loop.
+//! What each entity type reads and decides is in [`plans`]; this module is the loop. Orders
+//! take a wider path: those of one product are committed in groups, one read and one append for
+//! all the orders queued on it ([`batch`]).
 
+mod batch;
 mod hot;
 mod plans;
 
@@ -29,7 +32,7 @@ pub use hot::HotEntities;
 pub use plans::EntityCommands;
 
 /// Why a command was not carried out.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum CommandError {
     /// The domain refused it (a 4xx for the client).
     #[error(transparent)]
@@ -118,10 +121,14 @@ impl Written {
     /// What an append will have written, known before it runs (ids and versions are decided
     /// by the command), so it can be kept under an idempotency key in the same atomic step.
     fn planned(ids: Vec<Uuid>, append: &Append) -> Self {
+        Self::of_events(ids, &append.events)
+    }
+
+    /// What these events of an append wrote, for the request whose ids these are.
+    fn of_events(ids: Vec<Uuid>, events: &[ordershop_eventstore::append::PendingEvent]) -> Self {
         Self {
             ids,
-            versions: append
-                .events
+            versions: events
                 .iter()
                 .map(|e| VersionStamp {
                     kind: e.change.entity.kind(),
@@ -166,6 +173,8 @@ pub struct CommandService {
     retry: RetryPolicy,
     /// Turns on the entities this process's commands collide on.
     hot: HotEntities,
+    /// Orders waiting to be committed in groups ([`CommandService::create_orders`]).
+    groups: batch::OrderGroups,
     metrics: Option<Arc<Metrics>>,
     /// Recorded on every event appended (the entry field `request_id`).
     request_id: Option<String>,
@@ -179,6 +188,7 @@ impl CommandService {
             store,
             retry: RetryPolicy::default(),
             hot: HotEntities::default(),
+            groups: batch::OrderGroups::default(),
             metrics: None,
             request_id: None,
             idempotency: None,
@@ -307,27 +317,13 @@ impl CommandService {
                 }
                 Err(AppendError::KeyReused) => return Err(CommandError::IdempotencyKeyReused),
                 Ok(appended) => {
-                    if let Some(metrics) = &self.metrics {
-                        metrics.command_attempts(attempt + 1);
-                    }
-                    for event in &appended {
-                        tracing::info!(stream = %event.stream.key(), entry_id = %event.entry_id,
-                            event_id = %event.event_id, version = event.version, "appended");
-                        if let Some(metrics) = &self.metrics {
-                            metrics.event_appended(event.stream.key());
-                        }
-                    }
+                    self.record_appended(&appended, attempt + 1);
                     return Ok(written);
                 }
                 Err(
                     e @ (AppendError::VersionConflict { .. } | AppendError::UniqueConflict { .. }),
                 ) => {
-                    if let Some(metrics) = &self.metrics {
-                        metrics.append_conflict(match e {
-                            AppendError::VersionConflict { .. } => "version",
-                            _ => "unique",
-                        });
-                    }
+                    self.record_conflict(&e);
                     tracing::debug!(attempt, conflict = %e, "append refused; deciding again");
                     // Lost a race on this entity: wait for its turn (one turn held at a time).
                     if let AppendError::VersionConflict { kind, id, .. } = &e {
@@ -356,6 +352,31 @@ impl CommandService {
             attempts: self.retry.attempts,
             last,
         })
+    }
+}
+
+impl CommandService {
+    /// Logs and counts what an append wrote, and the attempts it took.
+    fn record_appended(&self, appended: &[ordershop_eventstore::Appended], attempts: u32) {
+        if let Some(metrics) = &self.metrics {
+            metrics.command_attempts(attempts);
+        }
+        for event in appended {
+            tracing::info!(stream = %event.stream.key(), entry_id = %event.entry_id,
+                event_id = %event.event_id, version = event.version, "appended");
+            if let Some(metrics) = &self.metrics {
+                metrics.event_appended(event.stream.key());
+            }
+        }
+    }
+
+    fn record_conflict(&self, conflict: &AppendError) {
+        if let Some(metrics) = &self.metrics {
+            metrics.append_conflict(match conflict {
+                AppendError::VersionConflict { .. } => "version",
+                _ => "unique",
+            });
+        }
     }
 }
 

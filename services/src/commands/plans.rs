@@ -13,8 +13,8 @@ use ordershop_domain::decide::{
 };
 use ordershop_domain::entity::EntityState;
 use ordershop_domain::{
-    Billing, BillingId, Customer, CustomerId, DomainError, Entity, Inventory, InventoryId, Order,
-    OrderId, Product, ProductId,
+    Billing, BillingId, Customer, CustomerId, DomainError, Entity, Head, Inventory, InventoryId,
+    Order, OrderId, Product, ProductId,
 };
 use ordershop_eventstore::{Append, EventStore, StoreError, UniqueIndex};
 use std::collections::{BTreeMap, BTreeSet};
@@ -42,6 +42,18 @@ pub trait EntityCommands: EntityState + Send + Sync {
         store: &EventStore,
         id: Uuid,
     ) -> impl Future<Output = Result<Append, CommandError>> + Send;
+
+    /// Creates one entity per draft through `service`: as one command, unless the type has a
+    /// better way (orders are committed in groups, see [`super::CommandService::create_orders`]).
+    fn create_through(
+        service: &super::CommandService,
+        drafts: Vec<Self::Draft>,
+    ) -> impl Future<Output = Result<super::Written, CommandError>> + Send
+    where
+        Self: Sized,
+    {
+        service.create::<Self>(drafts)
+    }
 }
 
 /// A command that reads only the head of the entity it changes, and optionally gives up the
@@ -272,6 +284,75 @@ async fn read_stock(
         .collect())
 }
 
+/// What creating orders reads, side by side on the multiplexed connection (one round trip):
+/// their customers, their products, and those products' stock with its index.
+async fn read_for_orders<'a, 'i>(
+    store: &'a EventStore,
+    items: impl Iterator<Item = &'i (Uuid, OrderDraft)> + Clone,
+) -> Result<(Snapshot<'a>, BTreeMap<Uuid, Head<Customer>>, OrderContext), CommandError> {
+    let product_ids: BTreeSet<ProductId> = items
+        .clone()
+        .flat_map(|(_, d)| d.product_ids.iter().copied())
+        .collect();
+    let (mut snapshot, mut for_products, mut for_stock) = (
+        Snapshot::new(store),
+        Snapshot::new(store),
+        Snapshot::new(store),
+    );
+    let (customers, products, stock) = tokio::try_join!(
+        snapshot.heads::<Customer>(items.map(|(_, d)| d.customer_id.0)),
+        read_products(&mut for_products, &product_ids),
+        read_stock(&mut for_stock, &product_ids),
+    )?;
+    snapshot.merge(for_products);
+    snapshot.merge(for_stock);
+    let ctx = OrderContext {
+        customer: None,
+        products,
+        stock,
+    };
+    Ok((snapshot, customers, ctx))
+}
+
+/// Decides one order on `ctx` and leaves the stock it takes there for the next.
+fn decide_order(
+    customers: &BTreeMap<Uuid, Head<Customer>>,
+    ctx: &mut OrderContext,
+    id: Uuid,
+    draft: &OrderDraft,
+) -> Result<Vec<Change>, DomainError> {
+    ctx.customer = customers
+        .get(&draft.customer_id.0)
+        .and_then(|h| h.entity.clone());
+    let decided = decide::create_order(OrderId(id), draft.clone(), ctx)?;
+    carry_stock(ctx, &decided);
+    Ok(decided)
+}
+
+/// Several independent order creates (requests) decided on one read, in turn: each request
+/// gets its changes, or the domain's refusal (then it takes no stock from the next ones). The
+/// append holds the read's expectations; the caller adds the changes it keeps.
+pub(super) async fn plan_order_requests(
+    store: &EventStore,
+    requests: &[&[(Uuid, OrderDraft)]],
+) -> Result<(Append, Vec<Result<Vec<Change>, DomainError>>), CommandError> {
+    let (snapshot, customers, mut ctx) =
+        read_for_orders(store, requests.iter().flat_map(|r| r.iter())).await?;
+    let decided = requests
+        .iter()
+        .map(|items| {
+            let mut trial = ctx.clone();
+            let mut changes = Vec::new();
+            for (id, draft) in items.iter() {
+                changes.extend(decide_order(&customers, &mut trial, *id, draft)?);
+            }
+            ctx = trial;
+            Ok(changes)
+        })
+        .collect();
+    Ok((snapshot.into_append(), decided))
+}
+
 /// Folds the stock changes of an order decision into the context, so that the next order of
 /// the same list decides on the stock this one leaves.
 fn carry_stock(ctx: &mut OrderContext, changes: &[Change]) {
@@ -289,39 +370,19 @@ impl EntityCommands for Order {
         store: &EventStore,
         items: &[(Uuid, OrderDraft)],
     ) -> Result<Append, CommandError> {
-        let product_ids: BTreeSet<ProductId> = items
-            .iter()
-            .flat_map(|(_, d)| d.product_ids.iter().copied())
-            .collect();
-        // The three reads side by side: they share one multiplexed connection, so they go out
-        // together, one round trip in all (the stock comes with its index in one step).
-        let (mut snapshot, mut for_products, mut for_stock) = (
-            Snapshot::new(store),
-            Snapshot::new(store),
-            Snapshot::new(store),
-        );
-        let (customers, products, stock) = tokio::try_join!(
-            snapshot.heads::<Customer>(items.iter().map(|(_, d)| d.customer_id.0)),
-            read_products(&mut for_products, &product_ids),
-            read_stock(&mut for_stock, &product_ids),
-        )?;
-        snapshot.merge(for_products);
-        snapshot.merge(for_stock);
-        let mut ctx = OrderContext {
-            customer: None,
-            products,
-            stock,
-        };
+        let (snapshot, customers, mut ctx) = read_for_orders(store, items.iter()).await?;
         let mut changes = Vec::new();
         for (id, draft) in items {
-            ctx.customer = customers
-                .get(&draft.customer_id.0)
-                .and_then(|h| h.entity.clone());
-            let decided = decide::create_order(OrderId(*id), draft.clone(), &ctx)?;
-            carry_stock(&mut ctx, &decided);
-            changes.extend(decided);
+            changes.extend(decide_order(&customers, &mut ctx, *id, draft)?);
         }
         Ok(snapshot.into_append().changes(changes))
+    }
+
+    fn create_through(
+        service: &super::CommandService,
+        drafts: Vec<OrderDraft>,
+    ) -> impl Future<Output = Result<super::Written, CommandError>> + Send {
+        service.create_orders(drafts)
     }
 
     async fn plan_update(

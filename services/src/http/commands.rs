@@ -192,7 +192,7 @@ async fn create<T: HttpCommands>(
 ) -> Result<HttpResponse, ApiError> {
     let service = call.service(service, T::KIND, Some(&body))?;
     let drafts = wire::create_drafts::<T::Body>(body)?;
-    let written = service.create::<T>(drafts).await?;
+    let written = T::create_through(&service, drafts).await?;
     Ok(success(&written).json(&written.ids))
 }
 
