@@ -9,25 +9,46 @@ const CLIENTS: usize = 64;
 const ORDERS_EACH: usize = 3;
 const STOCK: u64 = 100;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sixty_four_clients_buying_the_last_hundred_units_get_exactly_a_hundred() {
-    let shop = Shop::start(Layout::OneProcess).await;
+/// A shop's one buyer and products with this stock each: (customer id, product ids, inventory
+/// record ids).
+async fn buyer_and_products(shop: &Shop, stock: &[u64]) -> (String, Vec<String>, Vec<String>) {
     let customer = shop
         .create(
             "/customers",
             json!([{"name": "Buyer", "email": "buyer@example.com"}]),
         )
         .await;
-    let product = shop
-        .create("/products", json!([{"name": "Hot", "price": 100}]))
+    let products = shop
+        .create(
+            "/products",
+            Value::Array(
+                (0..stock.len())
+                    .map(|n| json!({"name": format!("P{n}"), "price": 100 + n}))
+                    .collect(),
+            ),
+        )
         .await;
-    shop.create(
-        "/inventory",
-        json!([{"product_id": product[0], "amount": STOCK}]),
-    )
-    .await;
+    let records = shop
+        .create(
+            "/inventory",
+            Value::Array(
+                products
+                    .iter()
+                    .zip(stock)
+                    .map(|(product, amount)| json!({"product_id": product, "amount": amount}))
+                    .collect(),
+            ),
+        )
+        .await;
+    (customer[0].clone(), products, records)
+}
 
-    let body = json!({"customer_id": customer[0], "product_ids": [product[0]]});
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sixty_four_clients_buying_the_last_hundred_units_get_exactly_a_hundred() {
+    let shop = Shop::start(Layout::OneProcess).await;
+    let (customer, product, _) = buyer_and_products(&shop, &[STOCK]).await;
+
+    let body = json!({"customer_id": customer, "product_ids": [product[0]]});
     let clients = (0..CLIENTS).map(|_| {
         let (shop, body) = (&shop, body.clone());
         async move {
@@ -66,23 +87,9 @@ async fn sixty_four_clients_buying_the_last_hundred_units_get_exactly_a_hundred(
 async fn orders_committed_together_keep_their_own_answers_and_request_ids() {
     const BUYERS: usize = 48;
     let shop = Shop::start(Layout::OneProcess).await;
-    let customer = shop
-        .create(
-            "/customers",
-            json!([{"name": "Buyer", "email": "buyer@example.com"}]),
-        )
-        .await;
-    let product = shop
-        .create("/products", json!([{"name": "Hot", "price": 100}]))
-        .await;
-    let record = shop
-        .create(
-            "/inventory",
-            json!([{"product_id": product[0], "amount": 1_000}]),
-        )
-        .await;
+    let (customer, product, record) = buyer_and_products(&shop, &[1_000]).await;
 
-    let body = json!({"customer_id": customer[0], "product_ids": [product[0], product[0]]});
+    let body = json!({"customer_id": customer, "product_ids": [product[0], product[0]]});
     let buyers = (0..BUYERS).map(|n| {
         let (shop, body) = (&shop, body.clone());
         async move {
@@ -165,23 +172,7 @@ async fn grouped_creates_and_single_updates_on_the_same_products_all_get_answers
     const CLIENTS: usize = 24;
     const ROUNDS: usize = 8;
     let shop = Shop::start(Layout::OneProcess).await;
-    let customer = shop
-        .create(
-            "/customers",
-            json!([{"name": "Buyer", "email": "buyer@example.com"}]),
-        )
-        .await;
-    let products = shop
-        .create(
-            "/products",
-            json!([{"name": "A", "price": 100}, {"name": "B", "price": 250}]),
-        )
-        .await;
-    shop.create(
-        "/inventory",
-        json!([{"product_id": products[0], "amount": 10_000}, {"product_id": products[1], "amount": 10_000}]),
-    )
-    .await;
+    let (customer, products, _) = buyer_and_products(&shop, &[10_000, 10_000]).await;
     let client = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(20))
         .build()
@@ -191,7 +182,7 @@ async fn grouped_creates_and_single_updates_on_the_same_products_all_get_answers
         let (shop, client, customer, products) = (&shop, &client, &customer, &products);
         async move {
             let order = |n: usize| {
-                json!({"customer_id": customer[0], "product_ids": [products[n % 2], products[(n + c) % 2]]})
+                json!({"customer_id": customer, "product_ids": [products[n % 2], products[(n + c) % 2]]})
             };
             let mut mine: Vec<String> = Vec::new();
             for n in 0..ROUNDS {
