@@ -426,7 +426,8 @@ impl FcallArgs {
             4 + append.metadata.len() * 2
                 + append.expectations.len() * 3
                 + append.claims.len() * 4
-                + append.events.len() * 8,
+                + append.events.len() * 8
+                + 1,
         );
         match &append.idempotency {
             Some(record) => {
@@ -474,7 +475,13 @@ impl FcallArgs {
                 }
                 .to_owned(),
             );
-            args.push(e.request_id.clone().unwrap_or_default());
+        }
+        // Each event's own request id, last (see store.lua): only when some event has one.
+        if append.events.iter().any(|e| e.request_id.is_some()) {
+            args.push(append.events.len().to_string());
+            for e in &append.events {
+                args.push(e.request_id.clone().unwrap_or_default());
+            }
         }
         Self { keys, args }
     }

@@ -684,3 +684,41 @@ async fn heads_by_unique_reads_the_index_and_the_heads_it_names_in_one_step() {
         Some(record.id.0)
     );
 }
+
+#[tokio::test]
+async fn one_append_can_carry_the_events_of_several_requests_each_with_its_request_id() {
+    let server = RedisServer::start();
+    let store = store(&server).await;
+    let (ada, bob, cyd) = (customer("ada"), customer("bob"), customer("cyd"));
+    let created = |c: &Customer| Change {
+        action: Action::Created,
+        entity: c.clone().into(),
+    };
+    let mut append = Append::new();
+    let first = append.changes_for_request([created(&ada), created(&bob)], Some("req-1"));
+    let second = append.changes_for_request([created(&cyd)], None);
+    assert_eq!((first, second), (0..2, 2..3));
+    store.append_guarded(&append).await.expect("append");
+
+    let mut conn = redis::Client::open(server.url())
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connects");
+    let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg("events:customer_created")
+        .arg("-")
+        .arg("+")
+        .query_async(&mut conn)
+        .await
+        .expect("XRANGE");
+    let tags: Vec<Option<String>> = reply
+        .ids
+        .iter()
+        .map(|e| e.get::<String>("request_id"))
+        .collect();
+    assert_eq!(
+        tags,
+        vec![Some("req-1".to_owned()), Some("req-1".to_owned()), None]
+    );
+}

@@ -11,9 +11,10 @@
 --     n_expect,  then n_expect  x (head key index, entity id, expected version)
 --     n_claims,  then n_claims  x (unique key index, value, owner id, 'claim' | 'release')
 --     n_events,  then n_events  x (stream key index, head key index, entity id, event id,
---                                  version, entity JSON, '1' when the event deletes the entity,
---                                  the event's own request id or '' — one append may carry
---                                  the events of several requests)
+--                                  version, entity JSON, '1' when the event deletes the entity)
+--     n_rids,    then n_rids    x the request id of event i, or '' (one append may carry the
+--                                  events of several requests). Optional, and last, so that a
+--                                  caller or a library of the build before reads the rest alike
 --   Key indexes point into KEYS. Nothing is written unless every check passes.
 --
 -- Returns {1, id...} with one new entry ID per event, or
@@ -113,7 +114,7 @@ local function append_guarded(keys, args)
   -- was lost) may sit above the clock: start past it, so that no XADD below can fail halfway.
   local checked = {}
   for i = 0, n_events - 1 do
-    local stream = keys[tonumber(args[pos + i * 8])]
+    local stream = keys[tonumber(args[pos + i * 7])]
     if not checked[stream] then
       checked[stream] = true
       local top = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)[1]
@@ -128,6 +129,8 @@ local function append_guarded(keys, args)
       end
     end
   end
+  local rids = pos + n_events * 7
+  local n_rids = tonumber(args[rids]) or 0
   local ids = {1}
   for i = 1, n_events do
     local stream = keys[tonumber(take())]
@@ -137,7 +140,8 @@ local function append_guarded(keys, args)
     local version = take()
     local entity = take()
     local deleted = take()
-    local request_id = take()
+    local request_id = ''
+    if i <= n_rids then request_id = args[rids + i] end
     if i > 1 then seq = seq + 1 end
     local entry_id = string.format('%.0f-%.0f', ms, seq)
     if request_id == '' then
