@@ -116,16 +116,8 @@ impl EventStore {
         if let Some(replicated) = &self.replicated {
             return replicated.append(append).await;
         }
-        let call = FcallArgs::build(append);
-        let mut conn = self.conn.clone();
-        let reply = match call.invoke(&mut conn).await {
-            Err(e) if is_missing_function(&e) => {
-                // The server lost its functions (e.g. restarted without persistence): reload.
-                load_library(&mut conn, STORE_LIBRARY).await?;
-                call.invoke(&mut conn).await?
-            }
-            other => other?,
-        };
+        let command = FcallArgs::build(append).command();
+        let reply = call_loading_functions(&mut self.conn.clone(), &command).await?;
         interpret_reply(append, reply)
     }
 
@@ -246,14 +238,8 @@ impl EventStore {
             .arg(index.key())
             .arg(keys::heads(T::KIND))
             .arg(values.iter().map(Uuid::to_string).collect::<Vec<_>>());
-        let mut conn = self.conn.clone();
-        let raw: Vec<Option<Vec<u8>>> = match cmd.query_async(&mut conn).await {
-            Err(e) if is_missing_function(&e) => {
-                load_library(&mut conn, STORE_LIBRARY).await?;
-                cmd.query_async(&mut conn).await?
-            }
-            other => other?,
-        };
+        let raw: Vec<Option<Vec<u8>>> =
+            call_loading_functions(&mut self.conn.clone(), &cmd).await?;
         if raw.len() != values.len() * 2 {
             return Err(StoreError::Protocol(format!(
                 "heads_by_unique answered {} items for {} values",
@@ -329,6 +315,21 @@ pub async fn load_library(
         .query_async(conn)
         .await?;
     Ok(())
+}
+
+/// Sends one call to a store Function; when the server lost its Functions (e.g. restarted
+/// without persistence), loads the library and sends it again.
+async fn call_loading_functions<T: redis::FromRedisValue>(
+    conn: &mut RedisConnection,
+    cmd: &redis::Cmd,
+) -> Result<T, redis::RedisError> {
+    match cmd.query_async(conn).await {
+        Err(e) if is_missing_function(&e) => {
+            load_library(conn, STORE_LIBRARY).await?;
+            cmd.query_async(conn).await
+        }
+        other => other,
+    }
 }
 
 /// Sends a pipeline of store calls (their errors kept one by one). A server without the
@@ -493,10 +494,6 @@ impl FcallArgs {
             .arg(&self.keys)
             .arg(&self.args);
         cmd
-    }
-
-    async fn invoke(&self, conn: &mut RedisConnection) -> Result<Value, redis::RedisError> {
-        self.command().query_async(conn).await
     }
 }
 

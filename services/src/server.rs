@@ -89,6 +89,12 @@ pub fn build_app(
             config.redis.redacted_url()
         )
     })?;
+    // The store a command service appends through (waiting for replicas, if asked to).
+    let command_store = || {
+        EventStore::from_connection(conn.clone())
+            .with_ack_replicas(&config.redis, config.ack_replicas)
+            .context("cannot set up the connection that waits for replicas")
+    };
     let mut store = None;
     let state = match role {
         Role::CustomerService
@@ -96,9 +102,7 @@ pub fn build_app(
         | Role::InventoryService
         | Role::OrderService
         | Role::BillingService => {
-            let event_store = EventStore::from_connection(conn.clone())
-                .with_ack_replicas(&config.redis, config.ack_replicas)
-                .context("cannot set up the connection that waits for replicas")?;
+            let event_store = command_store()?;
             tokio::spawn(load_functions_when_ready(
                 event_store.clone(),
                 role,
@@ -108,23 +112,17 @@ pub fn build_app(
             RoleState::Commands(CommandService::new(event_store).with_metrics(metrics.clone()))
         }
         Role::Gateway => {
+            let mut gateway = Gateway::new(config, conn.clone())
+                .context("cannot build the gateway's HTTP client")?;
             // The domain services this process also runs: their commands run here, not over
             // loopback HTTP (through the same handler code, on the gateway's connection).
-            let mut local = std::collections::BTreeMap::new();
-            for &owner in &config.in_process_commands {
-                let store = EventStore::from_connection(conn.clone())
-                    .with_ack_replicas(&config.redis, config.ack_replicas)
-                    .context("cannot set up the connection that waits for replicas")?;
-                local.insert(
-                    owner,
-                    CommandService::new(store).with_metrics(metrics.clone()),
+            if !config.in_process_commands.is_empty() {
+                gateway = gateway.with_local_commands(
+                    CommandService::new(command_store()?).with_metrics(metrics.clone()),
+                    config.in_process_commands.clone(),
                 );
             }
-            RoleState::Gateway(
-                Gateway::new(config, conn.clone())
-                    .context("cannot build the gateway's HTTP client")?
-                    .with_local_commands(local),
-            )
+            RoleState::Gateway(gateway)
         }
         Role::MsgService => RoleState::Messages(MessageService::new(conn.clone())),
         Role::CrmService | Role::EntityCache => RoleState::HealthOnly,

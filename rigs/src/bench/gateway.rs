@@ -82,22 +82,7 @@ impl InProcessShop {
     }
 
     async fn wait_healthy(&self) -> anyhow::Result<()> {
-        let client = reqwest::Client::new();
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let ok = client
-                .get(format!("{}/health", self.gateway))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success());
-            if ok {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                anyhow::bail!("the in-process shop did not become healthy");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_healthy(&self.gateway, Instant::now() + WAIT).await
     }
 
     async fn stop(mut self) -> anyhow::Result<()> {
@@ -106,6 +91,25 @@ impl InProcessShop {
             done.context("a role panicked")??;
         }
         Ok(())
+    }
+}
+
+/// Waits until `GET <url>/health` answers 2xx, or fails at `deadline`.
+pub(super) async fn wait_healthy(url: &str, deadline: Instant) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    loop {
+        let ok = client
+            .get(format!("{url}/health"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        if ok {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!("{url} did not become healthy in time");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

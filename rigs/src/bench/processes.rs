@@ -11,7 +11,7 @@
 //! The roles run as `ordershop-rigs shop serve <role>`: the product's own code (see
 //! [`crate::shop`]), one process per role.
 
-use super::gateway::{get_latencies, listener, wait_projected, with_bare_server};
+use super::gateway::{get_latencies, listener, wait_healthy, wait_projected, with_bare_server};
 use super::{BenchEnv, BenchOptions, BenchPath, Better, Measurement, Target};
 use crate::load::{run_load, Latency, LoadOptions, LoadReport, Workload};
 use anyhow::Context;
@@ -80,23 +80,11 @@ impl ProcessShop {
     }
 
     async fn wait_healthy(&self) -> anyhow::Result<()> {
-        let client = reqwest::Client::new();
         let deadline = Instant::now() + START;
         for (role, url) in &self.urls {
-            loop {
-                let ok = client
-                    .get(format!("{url}/health"))
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status().is_success());
-                if ok {
-                    break;
-                }
-                if Instant::now() > deadline {
-                    anyhow::bail!("{role} did not become healthy at {url}");
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+            wait_healthy(url, deadline)
+                .await
+                .with_context(|| format!("starting {role}"))?;
         }
         Ok(())
     }

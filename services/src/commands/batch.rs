@@ -71,13 +71,13 @@ impl CommandService {
     /// Creates orders (one per draft, all or none for this request), committed together with
     /// the other orders this process has queued on the same product.
     pub async fn create_orders(&self, drafts: Vec<OrderDraft>) -> Result<Written, CommandError> {
-        let Some(product) = drafts.first().and_then(|d| d.product_ids.first()) else {
-            return self.create::<ordershop_domain::Order>(drafts).await;
+        // Under an Idempotency-Key (or with nothing to order) the order is a command of its own.
+        let stripe = match drafts.first().and_then(|d| d.product_ids.first()) {
+            Some(product) if self.idempotency.is_none() => {
+                HotEntities::stripe(EntityKind::Product, product.0)
+            }
+            _ => return self.create::<ordershop_domain::Order>(drafts).await,
         };
-        if self.idempotency.is_some() {
-            return self.create::<ordershop_domain::Order>(drafts).await;
-        }
-        let stripe = HotEntities::stripe(EntityKind::Product, product.0);
         let (reply, answer) = oneshot::channel();
         self.groups.queue(stripe).push(Queued {
             items: drafts.into_iter().map(|d| (Uuid::new_v4(), d)).collect(),
@@ -135,7 +135,7 @@ impl CommandService {
             let (mut append, decided) =
                 match plans::plan_order_requests(&self.store, &requests).await {
                     Ok(planned) => planned,
-                    Err(e) => return answer_all(group, |_| Err(e.clone())),
+                    Err(e) => return answer_all(group, || Err(e.clone())),
                 };
             let ranges: Vec<Result<std::ops::Range<usize>, DomainError>> = group
                 .iter()
@@ -167,26 +167,18 @@ impl CommandService {
                         "group append refused; deciding again");
                     last = e.to_string();
                 }
-                Err(e) => return answer_all(group, |_| Err(CommandError::Append(e.clone()))),
+                Err(e) => return answer_all(group, || Err(CommandError::Append(e.clone()))),
             }
         }
-        tracing::warn!(attempts = self.retry.attempts, last = %last,
-            "an order group gave up on contended data");
-        let attempts = self.retry.attempts;
-        answer_all(group, |_| {
-            Err(CommandError::Contended {
-                attempts,
-                last: last.clone(),
-            })
-        });
+        let gave_up = self.gave_up(last);
+        answer_all(group, || Err(gave_up.clone()));
     }
 }
 
-fn answer_all(group: Vec<Queued>, answer: impl Fn(&Queued) -> Result<Written, CommandError>) {
+fn answer_all(group: Vec<Queued>, answer: impl Fn() -> Result<Written, CommandError>) {
     for queued in group {
-        let result = answer(&queued);
         // A request that went away no longer waits for its answer.
-        let _ = queued.reply.send(result);
+        let _ = queued.reply.send(answer());
     }
 }
 

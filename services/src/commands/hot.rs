@@ -59,13 +59,9 @@ impl HotEntities {
         }
     }
 
-    /// Whether another command holds the turn on `(kind, id)` now.
-    pub fn is_taken(&self, kind: EntityKind, id: Uuid, mine: Option<&Turn>) -> bool {
-        let stripe = Self::stripe(kind, id);
-        if mine.is_some_and(|turn| turn.stripe == stripe) {
-            return false;
-        }
-        self.stripes[stripe].try_lock().is_err()
+    /// Whether a command holds the turn on `(kind, id)` now.
+    pub fn is_taken(&self, kind: EntityKind, id: Uuid) -> bool {
+        self.stripes[Self::stripe(kind, id)].try_lock().is_err()
     }
 
     /// Whether `turn` covers `(kind, id)`.
@@ -82,15 +78,11 @@ mod tests {
     async fn a_turn_is_taken_until_dropped() {
         let hot = HotEntities::default();
         let id = Uuid::from_u128(1);
-        assert!(!hot.is_taken(EntityKind::Inventory, id, None));
+        assert!(!hot.is_taken(EntityKind::Inventory, id));
         let turn = hot.turn(EntityKind::Inventory, id).await;
-        assert!(hot.is_taken(EntityKind::Inventory, id, None));
-        assert!(
-            !hot.is_taken(EntityKind::Inventory, id, Some(&turn)),
-            "mine"
-        );
+        assert!(hot.is_taken(EntityKind::Inventory, id));
         assert!(HotEntities::covers(&turn, EntityKind::Inventory, id));
         drop(turn);
-        assert!(!hot.is_taken(EntityKind::Inventory, id, None));
+        assert!(!hot.is_taken(EntityKind::Inventory, id));
     }
 }

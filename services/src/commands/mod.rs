@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
 
-pub use hot::HotEntities;
+use hot::HotEntities;
 pub use plans::EntityCommands;
 
 /// Why a command was not carried out.
@@ -292,7 +292,7 @@ impl CommandService {
                 if let Some(e) = append
                     .expectations
                     .iter()
-                    .find(|e| self.hot.is_taken(e.kind, e.id, None))
+                    .find(|e| self.hot.is_taken(e.kind, e.id))
                 {
                     turn = Some(self.hot.turn(e.kind, e.id).await);
                     continue;
@@ -340,6 +340,12 @@ impl CommandService {
                 Err(e) => return Err(CommandError::Append(e)),
             }
         }
+        Err(self.gave_up(last))
+    }
+
+    /// Counts and logs a command (or a group of orders) that ran out of attempts, the last on
+    /// conflict `last`.
+    fn gave_up(&self, last: String) -> CommandError {
         if let Some(metrics) = &self.metrics {
             metrics.command_attempts(self.retry.attempts);
         }
@@ -348,14 +354,12 @@ impl CommandService {
             last = %last,
             "command gave up on contended data"
         );
-        Err(CommandError::Contended {
+        CommandError::Contended {
             attempts: self.retry.attempts,
             last,
-        })
+        }
     }
-}
 
-impl CommandService {
     /// Logs and counts what an append wrote, and the attempts it took.
     fn record_appended(&self, appended: &[ordershop_eventstore::Appended], attempts: u32) {
         if let Some(metrics) = &self.metrics {
@@ -380,6 +384,14 @@ impl CommandService {
     }
 }
 
+/// The ids, sorted, each once.
+fn distinct(ids: impl IntoIterator<Item = Uuid>) -> Vec<Uuid> {
+    let mut ids: Vec<Uuid> = ids.into_iter().collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
 /// The heads a command has read, with their versions: the expectations of its append.
 pub struct Snapshot<'a> {
     store: &'a EventStore,
@@ -399,9 +411,7 @@ impl<'a> Snapshot<'a> {
         &mut self,
         ids: impl IntoIterator<Item = Uuid>,
     ) -> Result<BTreeMap<Uuid, Head<T>>, StoreError> {
-        let mut ids: Vec<Uuid> = ids.into_iter().collect();
-        ids.sort_unstable();
-        ids.dedup();
+        let ids = distinct(ids);
         let heads = self.store.heads::<T>(&ids).await?;
         for (id, head) in ids.iter().zip(&heads) {
             self.read.push((T::KIND, *id, head.version));
@@ -420,9 +430,7 @@ impl<'a> Snapshot<'a> {
         index: UniqueIndex,
         values: impl IntoIterator<Item = Uuid>,
     ) -> Result<BTreeMap<Uuid, Uuid>, StoreError> {
-        let mut values: Vec<Uuid> = values.into_iter().collect();
-        values.sort_unstable();
-        values.dedup();
+        let values = distinct(values);
         let owners = self.store.unique_owners(index, &values).await?;
         Ok(values
             .into_iter()
@@ -438,9 +446,7 @@ impl<'a> Snapshot<'a> {
         index: UniqueIndex,
         values: impl IntoIterator<Item = Uuid>,
     ) -> Result<BTreeMap<Uuid, (Uuid, Head<T>)>, StoreError> {
-        let mut values: Vec<Uuid> = values.into_iter().collect();
-        values.sort_unstable();
-        values.dedup();
+        let values = distinct(values);
         let found = self.store.heads_by_unique::<T>(index, &values).await?;
         let mut held = BTreeMap::new();
         for (value, owner) in values.into_iter().zip(found) {

@@ -99,12 +99,13 @@ pub struct Unreachable {
     pub source: reqwest::Error,
 }
 
-/// Sends commands to the domain services: over HTTP, or in-process to those in `local`.
+/// Sends commands to the domain services: over HTTP, or in-process to the `local` ones.
 #[derive(Clone)]
 pub struct Forwarder {
     client: reqwest::Client,
     peers: BTreeMap<Role, String>,
-    local: BTreeMap<Role, CommandService>,
+    /// The command service of this process, and the domain services whose commands it runs.
+    local: Option<(CommandService, Vec<Role>)>,
 }
 
 impl Forwarder {
@@ -125,13 +126,14 @@ impl Forwarder {
         Ok(Self {
             client,
             peers,
-            local: BTreeMap::new(),
+            local: None,
         })
     }
 
-    /// Runs the commands of these services in this process instead of calling them over HTTP.
-    pub fn with_local(mut self, local: BTreeMap<Role, CommandService>) -> Self {
-        self.local = local;
+    /// Runs the commands of these domain services with `service`, in this process, instead of
+    /// calling them over HTTP.
+    pub fn with_local(mut self, service: CommandService, roles: Vec<Role>) -> Self {
+        self.local = Some((service, roles));
         self
     }
 
@@ -140,8 +142,10 @@ impl Forwarder {
         owner: Role,
         request: Outgoing<'_>,
     ) -> Result<Relayed, Unreachable> {
-        if let (Some(service), Some(kind)) = (self.local.get(&owner), owner.commands()) {
-            return Ok(in_process(service, kind, request).await);
+        if let (Some((service, roles)), Some(kind)) = (&self.local, owner.commands()) {
+            if roles.contains(&owner) {
+                return Ok(in_process(service, kind, request).await);
+            }
         }
         let unreachable = |source| Unreachable {
             role: owner,

@@ -43,13 +43,14 @@ impl Gateway {
         })
     }
 
-    /// Runs the commands of these domain services in this process (they run here too, as in
-    /// `ordershop up`) instead of calling them over HTTP.
+    /// Runs the commands of these domain services with `service`, in this process (they run
+    /// here too, as in `ordershop up`), instead of calling them over HTTP.
     pub fn with_local_commands(
         mut self,
-        local: std::collections::BTreeMap<Role, crate::commands::CommandService>,
+        service: crate::commands::CommandService,
+        roles: Vec<Role>,
     ) -> Self {
-        self.forwarder = self.forwarder.with_local(local);
+        self.forwarder = self.forwarder.with_local(service, roles);
         self
     }
 

@@ -51,17 +51,12 @@ impl HttpCommands for Billing {
 
 fn routes<T: HttpCommands + 'static>(cfg: &mut web::ServiceConfig) {
     let paths = EntityPaths::of(T::KIND);
-    cfg.service(
-        Endpoint::new(paths.collection)
-            .on(Method::Post, web::to(create_http::<T>))
-            .finish(),
-    );
-    if let Some(item) = paths.separate_item() {
-        cfg.service(
-            Endpoint::new(item)
-                .on(Method::Post, web::to(create_http::<T>))
-                .finish(),
-        );
+    for path in std::iter::once(paths.collection).chain(paths.separate_item()) {
+        cfg.service(Endpoint::only(
+            path,
+            Method::Post,
+            web::to(create_http::<T>),
+        ));
     }
     cfg.service(
         Endpoint::new(&paths.with_id())

@@ -151,6 +151,11 @@ impl Endpoint {
         self
     }
 
+    /// A path that serves one method.
+    pub(crate) fn only(path: &str, method: Method, route: actix_web::Route) -> actix_web::Resource {
+        Self::new(path).on(method, route).finish()
+    }
+
     /// Whether any method is served.
     pub(crate) fn serves_any(&self) -> bool {
         !self.allow.is_empty()
@@ -200,16 +205,8 @@ impl RoleApp {
             .app_data(error::query_config())
             .app_data(web::Data::new(self.health.clone()))
             .app_data(web::Data::new(self.metrics.clone()))
-            .service(
-                Endpoint::new(HEALTH)
-                    .on(Method::Get, web::to(health))
-                    .finish(),
-            )
-            .service(
-                Endpoint::new(METRICS)
-                    .on(Method::Get, web::to(metrics))
-                    .finish(),
-            );
+            .service(Endpoint::only(HEALTH, Method::Get, web::to(health)))
+            .service(Endpoint::only(METRICS, Method::Get, web::to(metrics)));
         match &self.state {
             RoleState::Commands(service) => {
                 if let Some(kind) = self.role.commands() {

@@ -11,16 +11,8 @@ use serde_json::json;
 
 pub fn configure(messages: MessageService, cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::Data::new(messages))
-        .service(
-            Endpoint::new(EMAIL)
-                .on(Method::Post, web::to(send))
-                .finish(),
-        )
-        .service(
-            Endpoint::new(EMAILS)
-                .on(Method::Get, web::to(delivered))
-                .finish(),
-        );
+        .service(Endpoint::only(EMAIL, Method::Post, web::to(send)))
+        .service(Endpoint::only(EMAILS, Method::Get, web::to(delivered)));
 }
 
 /// `POST /email {to, msg}`: answers `{"msg_id": ...}`.
