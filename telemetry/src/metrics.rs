@@ -123,7 +123,7 @@ impl Metrics {
         registry.register(
             "command_attempts",
             "Read-decide-append attempts a command needed (1: no conflict), including those \
-             that gave up",
+             that gave up; orders committed together in one append count once per group",
             command_attempts.clone(),
         );
         let projection_applied = Family::<ProjectionLabels, Counter>::default();
@@ -211,7 +211,8 @@ impl Metrics {
             .inc();
     }
 
-    /// A command is done (or gave up) after `attempts` read-decide-append rounds.
+    /// A command (or a group of orders committed together) is done, or gave up, after
+    /// `attempts` read-decide-append rounds.
     pub fn command_attempts(&self, attempts: u32) {
         self.command_attempts.observe(f64::from(attempts));
     }
