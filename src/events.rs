@@ -221,9 +221,14 @@ mod tests {
 
     #[test]
     fn times_parse_as_durations_or_rfc3339() {
-        let now = now_ms();
+        // Bracketed by the clock read before and after: parse_time reads it in between.
+        let before = now_ms();
         let ten_minutes_ago = parse_time("10m").unwrap();
-        assert!(now - ten_minutes_ago >= 600_000 && now - ten_minutes_ago < 605_000);
+        let after = now_ms();
+        assert!(
+            (before - 600_000..=after - 600_000).contains(&ten_minutes_ago),
+            "{before} {ten_minutes_ago} {after}"
+        );
         assert_eq!(parse_time("1970-01-01T00:00:01Z"), Ok(1_000));
         assert!(parse_time("10 parsecs").is_err());
         assert!(parse_time("yesterday").is_err());
