@@ -28,6 +28,8 @@ pub struct CustomerRow {
     pub amount_ordered: u64,
     pub amount_billed: u64,
     pub amount_unbilled: u64,
+    /// Messages the CRM wrote to the customer.
+    pub messages_sent: u64,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -117,6 +119,7 @@ pub async fn load(redis: &RedisConfig) -> anyhow::Result<Report> {
             orders: c.orders,
             amount_ordered: c.amount_ordered,
             amount_billed: c.amount_billed,
+            messages_sent: c.messages_sent,
         })
         .collect();
     customers.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));

@@ -16,13 +16,13 @@ use std::sync::Arc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-/// The consumer-group worker a role runs besides its HTTP server, if any.
-fn worker_of(role: Role) -> Option<ProjectionName> {
+/// The consumer-group workers a role runs besides its HTTP server.
+fn workers_of(role: Role) -> &'static [ProjectionName] {
     match role {
-        Role::EntityCache => Some(ProjectionName::EntityCache),
-        Role::CrmService => Some(ProjectionName::Crm),
-        Role::MsgService => Some(ProjectionName::MsgDelivery),
-        _ => None,
+        Role::EntityCache => &[ProjectionName::EntityCache],
+        Role::CrmService => &[ProjectionName::Crm, ProjectionName::CrmMailer],
+        Role::MsgService => &[ProjectionName::MsgDelivery],
+        _ => &[],
     }
 }
 
@@ -136,9 +136,10 @@ pub(crate) fn start_role_with_metrics(
 ) -> anyhow::Result<()> {
     let listen = listener.local_addr()?;
     let mut http_config = config.clone();
-    if let Some(projection) = worker_of(role) {
-        http_config.worker_libraries = projection.libraries().to_vec();
-    }
+    let workers = workers_of(role);
+    http_config.worker_libraries = workers.iter().flat_map(|p| p.libraries()).collect();
+    http_config.worker_libraries.sort_unstable();
+    http_config.worker_libraries.dedup();
     let token = shutdown.clone();
     let http_metrics = metrics.clone();
     tasks.spawn(async move {
@@ -146,7 +147,7 @@ pub(crate) fn start_role_with_metrics(
             .await
             .with_context(|| format!("{role} HTTP server"))
     });
-    if let Some(projection) = worker_of(role) {
+    for &projection in workers {
         let redis = config.redis.clone();
         let token = shutdown.clone();
         let options = runner_options(role, listen)?;

@@ -4,9 +4,12 @@
 //!   own pending entries, read new ones with BLOCK, apply, ack, reclaim a dead consumer's
 //!   entries, dead-letter a poison entry, stop on shutdown).
 //! - [`entity_cache`]: the entity cache the gateway answers queries from.
-//! - [`crm`]: the customer-relationship view and the customer messages (through an outbox).
+//! - [`crm`]: the customer-relationship view.
+//! - [`mailer`]: the CRM's customer messages, written to an outbox once each (a side effect, with
+//!   a consumer group of its own, never rebuilt).
 //! - [`msg`]: the message service's delivery of the outbox, exactly once per message id;
-//!   [`message_text`]: the wording of the CRM's messages, rendered from the facts it writes.
+//!   [`message_text`]: the wording of the CRM's messages, rendered from the facts the mailer
+//!   writes.
 //! - [`rebuild`] and [`status`]: the operator commands (rebuild a projection, show lag).
 //!
 //! Each projection applies a batch in one Redis Function call that checks each entity's version,
@@ -17,6 +20,7 @@
 pub mod crm;
 pub mod entity_cache;
 pub mod error;
+pub mod mailer;
 pub mod message_text;
 pub mod msg;
 pub mod projection;
@@ -28,6 +32,7 @@ pub mod status;
 pub use crm::Crm;
 pub use entity_cache::EntityCache;
 pub use error::{ProjectionError, UnknownProjection};
+pub use mailer::CrmMailer;
 pub use msg::MsgDelivery;
 pub use projection::{Mode, Projection, Replayable};
 pub use rebuild::{rebuild_projection, wiped_key_patterns, RebuildReport};
@@ -48,6 +53,7 @@ use std::str::FromStr;
 pub enum ProjectionName {
     EntityCache,
     Crm,
+    CrmMailer,
     MsgDelivery,
 }
 
@@ -70,6 +76,10 @@ macro_rules! with_projection {
                 let $view = $crate::Crm;
                 $if_view
             }
+            $crate::ProjectionName::CrmMailer => {
+                let $sink = $crate::CrmMailer;
+                $if_sink
+            }
             $crate::ProjectionName::MsgDelivery => {
                 let $sink = $crate::MsgDelivery;
                 $if_sink
@@ -80,9 +90,10 @@ macro_rules! with_projection {
 pub(crate) use with_projection;
 
 impl ProjectionName {
-    pub const ALL: [ProjectionName; 3] = [
+    pub const ALL: [ProjectionName; 4] = [
         ProjectionName::EntityCache,
         ProjectionName::Crm,
+        ProjectionName::CrmMailer,
         ProjectionName::MsgDelivery,
     ];
 
@@ -95,7 +106,7 @@ impl ProjectionName {
         with_projection!(self, p => p.streams())
     }
 
-    /// The event streams this projection derives its state from (none for the message sink).
+    /// The event streams this projection derives its state from (none for a sink).
     pub fn event_streams(self) -> Vec<Stream> {
         with_projection!(self, view => view.event_streams(), _sink => Vec::new())
     }
@@ -108,7 +119,7 @@ impl ProjectionName {
         ]
     }
 
-    /// Whether `rebuild` applies: the message sink is not a view of the log.
+    /// Whether `rebuild` applies: a sink (the mailer, the message service) is not a view.
     pub fn is_rebuildable(self) -> bool {
         with_projection!(self, _view => true, _sink => false)
     }
@@ -143,7 +154,7 @@ mod tests {
     #[test]
     fn projection_names_are_the_group_names_and_parse_back() {
         let names: Vec<&str> = ProjectionName::ALL.iter().map(|p| p.name()).collect();
-        assert_eq!(names, ["entity-cache", "crm", "msg-service"]);
+        assert_eq!(names, ["entity-cache", "crm", "crm-mailer", "msg-service"]);
         for p in ProjectionName::ALL {
             assert_eq!(p.name().parse::<ProjectionName>(), Ok(p));
         }
@@ -153,11 +164,12 @@ mod tests {
     #[test]
     fn each_projection_reads_the_streams_it_needs() {
         assert_eq!(ProjectionName::EntityCache.streams().len(), 15);
-        assert_eq!(ProjectionName::Crm.streams().len(), 12);
-        assert!(!ProjectionName::Crm
-            .streams()
-            .iter()
-            .any(|s| s.contains("inventory")));
+        assert_eq!(ProjectionName::Crm.streams().len(), 9);
+        assert_eq!(ProjectionName::CrmMailer.streams().len(), 12);
+        for p in [ProjectionName::Crm, ProjectionName::CrmMailer] {
+            assert!(!p.streams().iter().any(|s| s.contains("inventory")));
+        }
+        assert!(!ProjectionName::CrmMailer.is_rebuildable());
         assert_eq!(ProjectionName::MsgDelivery.streams(), [keys::outbox()]);
     }
 }

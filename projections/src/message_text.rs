@@ -1,5 +1,5 @@
-//! The wording of the customer messages the CRM sends. The CRM's Function decides which messages
-//! go out and writes their facts to the outbox (kind, the customer's name, the order, its total,
+//! The wording of the customer messages the CRM sends. The CRM's mailer decides which messages
+//! go out (`crate::mailer`) and writes their facts to the outbox (kind, the customer's name, the order, its total,
 //! the names of the units ordered); this module, pure Rust, turns those facts into the text the
 //! message service delivers. So the wording and the money format live where a unit test reaches
 //! them, and once.

@@ -1,5 +1,5 @@
 //! The message service's delivery (the msg-service role): its own consumer group on the outbox
-//! delivers each message exactly once, whoever wrote it (the CRM, or `POST /email` with kind
+//! delivers each message exactly once, whoever wrote it (the CRM's mailer, or `POST /email` with kind
 //! `direct`) and however often it is delivered to the group, by deduplicating on the message id
 //! in the same atomic step that records the delivery (`lua/msg.lua`).
 //!
@@ -15,7 +15,7 @@ const NAME: &str = names::MSG_SERVICE;
 const LIBRARY: &str = include_str!("lua/msg.lua");
 
 /// An outbox entry: `msg_id`, `to` (required), `kind` (`direct` when absent), the text — `msg`
-/// for a direct message, else rendered from the CRM's facts ([`crate::message_text`]) — and the
+/// for a direct message, else rendered from the mailer's facts ([`crate::message_text`]) — and the
 /// `event_id` and `request_id` that caused it, if known (copied to the delivered message).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxMessage {

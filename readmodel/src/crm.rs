@@ -1,5 +1,6 @@
 //! The CRM view as readers see it: per customer a Hash `crm:customer:<id>` (written by the CRM's
-//! Function, projections/src/lua/crm.lua, with the field names below) and the segment Sets.
+//! Function, projections/src/lua/crm.lua, with the field names below), the segment Sets, and the
+//! number of messages the CRM's mailer wrote to each customer (`crm:mail:sent_per_customer`).
 //! [`CrmReader`] turns them into typed values, so no reader spells a field name.
 
 use crate::cache_reader::ReadError;
@@ -32,6 +33,8 @@ pub struct CrmCustomer {
     pub orders: u64,
     pub amount_ordered: u64,
     pub amount_billed: u64,
+    /// Messages the mailer wrote to the outbox for this customer.
+    pub messages_sent: u64,
 }
 
 impl CrmCustomer {
@@ -39,7 +42,7 @@ impl CrmCustomer {
         self.status == "active"
     }
 
-    fn from_fields(id: Uuid, fields: &HashMap<String, String>) -> Self {
+    fn from_fields(id: Uuid, fields: &HashMap<String, String>, messages_sent: u64) -> Self {
         let text = |name: &str| fields.get(name).cloned().unwrap_or_default();
         let number = |name: &str| fields.get(name).and_then(|v| v.parse().ok()).unwrap_or(0);
         Self {
@@ -50,6 +53,7 @@ impl CrmCustomer {
             orders: number(field::ORDERS),
             amount_ordered: number(field::AMOUNT_ORDERED),
             amount_billed: number(field::AMOUNT_BILLED),
+            messages_sent,
         }
     }
 }
@@ -65,7 +69,7 @@ impl CrmReader {
         Self { conn }
     }
 
-    /// Every customer the CRM has a profile of (deleted ones too), sorted by id; two round trips.
+    /// Every customer the CRM has a profile of (deleted ones too), sorted by id; three round trips.
     pub async fn customers(&self) -> Result<Vec<CrmCustomer>, ReadError> {
         let members: Vec<String> = redis::cmd("SMEMBERS")
             .arg(CrmSegment::All.key())
@@ -91,10 +95,16 @@ impl CrmReader {
             pipe.cmd("HGETALL").arg(keys::crm_customer(*id));
         }
         let hashes: Vec<HashMap<String, String>> = pipe.query_async(&mut self.conn.clone()).await?;
+        let sent: Vec<Option<u64>> = redis::cmd("HMGET")
+            .arg(keys::crm_messages_sent())
+            .arg(ids.iter().map(ToString::to_string).collect::<Vec<_>>())
+            .query_async(&mut self.conn.clone())
+            .await?;
         Ok(ids
             .iter()
             .zip(&hashes)
-            .map(|(id, fields)| CrmCustomer::from_fields(*id, fields))
+            .zip(sent)
+            .map(|((id, fields), sent)| CrmCustomer::from_fields(*id, fields, sent.unwrap_or(0)))
             .collect())
     }
 

@@ -76,6 +76,7 @@ pub fn delivered() -> String {
 /// `projections/src/lua/`).
 pub const ENTITY_CACHE_LIBRARY: &str = "ordershop_entity_cache";
 pub const CRM_LIBRARY: &str = "ordershop_crm";
+pub const CRM_MAILER_LIBRARY: &str = "ordershop_crm_mailer";
 pub const MSG_LIBRARY: &str = "ordershop_msg";
 pub const RUNNER_LIBRARY: &str = "ordershop_runner";
 
@@ -111,7 +112,8 @@ pub fn billings_per_order(projection: &str) -> String {
 pub const CRM_CUSTOMER_PREFIX: &str = "crm:customer:";
 /// Prefix of the CRM's per-customer Hash of product id -> units bought (`crm:customer_products:<id>`).
 pub const CRM_CUSTOMER_PRODUCTS_PREFIX: &str = "crm:customer_products:";
-/// Prefix of the CRM's copy of an order (`crm:order:<id>`): customer, total, products, billings.
+/// Prefix of the CRM's record of an order (`crm:order:<id>`): what it counts for its customer,
+/// and its number of live billings.
 pub const CRM_ORDER_PREFIX: &str = "crm:order:";
 /// Prefix of the mailer's messages waiting for a customer's address (`crm:mail:waiting_customer:<id>`).
 pub const CRM_WAITING_CUSTOMER_PREFIX: &str = "crm:mail:waiting_customer:";
@@ -135,9 +137,10 @@ pub fn crm_billing_orders() -> String {
     "crm:billing_orders".to_owned()
 }
 
-/// Hash of product id -> name, the CRM's copy for message texts (kept after deletes).
-pub fn crm_product_names() -> String {
-    "crm:product_names".to_owned()
+/// Hash of customer id -> the entry ID of its latest order as fixed-width text (the rank that
+/// decides the CRM's `last_order_*` fields).
+pub fn crm_last_order_ranks() -> String {
+    "crm:last_order_ranks".to_owned()
 }
 
 /// The CRM's customer segments.
@@ -174,10 +177,20 @@ impl CrmSegment {
     }
 }
 
-/// Set of the ids of every message the CRM has written to the outbox: the mailer's dedupe, kept
-/// across CRM rebuilds so that a rebuild never writes a message twice.
+/// Set of the ids of every message the CRM's mailer has written to the outbox: its dedupe.
 pub fn crm_sent_ids() -> String {
     "crm:mail:sent_ids".to_owned()
+}
+
+/// Hash of customer id -> messages the mailer wrote to the outbox for them.
+pub fn crm_messages_sent() -> String {
+    "crm:mail:sent_per_customer".to_owned()
+}
+
+/// Hash of `<type>:<id>` -> what the mailer knows of an entity (JSON, latest version): a
+/// customer's name and address, an order's customer and total, a product's name.
+pub fn crm_mail_directory() -> String {
+    "crm:mail:directory".to_owned()
 }
 
 pub fn crm_waiting_for_customer(id: Uuid) -> String {

@@ -5,7 +5,9 @@
 
 /// The entity cache's projector.
 pub const ENTITY_CACHE: &str = "entity-cache";
-/// The CRM view and its outbox.
+/// The CRM view.
 pub const CRM: &str = "crm";
+/// The CRM's mailer: the customer messages, written to the outbox.
+pub const CRM_MAILER: &str = "crm-mailer";
 /// The message service's delivery of the outbox.
 pub const MSG_SERVICE: &str = "msg-service";

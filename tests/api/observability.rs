@@ -270,7 +270,7 @@ async fn metrics_counters_move_by_exactly_the_requests_and_events_made() {
     assert_eq!(status, 200);
     let (status, _) = shop.get("/no/such/route").await;
     assert_eq!(status, 404);
-    // A poison entry: both projections that read the stream dead-letter it.
+    // A poison entry: the three projections that read the stream dead-letter it.
     let mut conn = shop.redis().await;
     let _: String = redis::cmd("XADD")
         .arg("events:customer_created")
@@ -304,13 +304,15 @@ async fn metrics_counters_move_by_exactly_the_requests_and_events_made() {
         // The order takes its stock in the same append.
         (stream("inventory_updated"), 1.0),
         (projection("events_applied_total", "entity-cache"), 5.0),
-        // The CRM does not read inventory.
-        (projection("events_applied_total", "crm"), 3.0),
+        // The CRM view reads neither stock nor products; its mailer reads products.
+        (projection("events_applied_total", "crm"), 2.0),
+        (projection("events_applied_total", "crm-mailer"), 3.0),
         // Welcome, order confirmation, payment request.
         (projection("events_applied_total", "msg-service"), 3.0),
         ("messages_delivered_total".to_owned(), 3.0),
         (projection("dead_lettered_total", "entity-cache"), 1.0),
         (projection("dead_lettered_total", "crm"), 1.0),
+        (projection("dead_lettered_total", "crm-mailer"), 1.0),
     ];
     let last = std::cell::RefCell::new(BTreeMap::new());
     eventually("the counters to move", WAIT, || {
@@ -341,10 +343,12 @@ async fn metrics_counters_move_by_exactly_the_requests_and_events_made() {
         let shop = &shop;
         async move {
             let now = scrape(shop, "gateway").await;
-            ["entity-cache", "crm", "msg-service"].iter().all(|p| {
-                now.get(&projection("pending", p)) == Some(&0.0)
-                    && now.get(&projection("lag", p)) == Some(&0.0)
-            })
+            ["entity-cache", "crm", "crm-mailer", "msg-service"]
+                .iter()
+                .all(|p| {
+                    now.get(&projection("pending", p)) == Some(&0.0)
+                        && now.get(&projection("lag", p)) == Some(&0.0)
+                })
         }
     })
     .await;

@@ -51,6 +51,7 @@ async fn a_consumer_killed_mid_burst_loses_nothing_and_doubles_nothing() {
     let long = Duration::from_secs(3600);
     let cache_a = spawn(ProjectionName::EntityCache, "cache-a", long);
     let crm_a = spawn(ProjectionName::Crm, "crm-a", long);
+    let mailer_a = spawn(ProjectionName::CrmMailer, "mailer-a", long);
     let msg_a = spawn(ProjectionName::MsgDelivery, "msg-a", long);
 
     let mut conn = shop.conn().await;
@@ -78,6 +79,7 @@ async fn a_consumer_killed_mid_burst_loses_nothing_and_doubles_nothing() {
         .await;
         cache_a.abort();
         crm_a.abort();
+        mailer_a.abort();
         msg_a.abort();
         let _: () = conn.del(&pause).await.unwrap();
         group_status(&shop.config).await.expect("status")
@@ -109,13 +111,14 @@ async fn a_consumer_killed_mid_burst_loses_nothing_and_doubles_nothing() {
     let short = Duration::from_millis(200);
     let cache_b = spawn(ProjectionName::EntityCache, "cache-b", short);
     let crm_b = spawn(ProjectionName::Crm, "crm-b", short);
+    let mailer_b = spawn(ProjectionName::CrmMailer, "mailer-b", short);
     let msg_b = spawn(ProjectionName::MsgDelivery, "msg-b", short);
     eventually("every group to catch up", Duration::from_secs(120), || {
         caught_up(&shop)
     })
     .await;
     stop.cancel();
-    for task in [cache_b, crm_b, msg_b] {
+    for task in [cache_b, crm_b, mailer_b, msg_b] {
         task.await.expect("task ends").expect("stops cleanly");
     }
 

@@ -9,7 +9,8 @@ use crate::support::{
 use ordershop_domain::{Action, EntityKind};
 use ordershop_eventstore::Stream;
 use ordershop_projections::{
-    rebuild_projection, Crm, EntityCache, Projection, ProjectionName, Replayable, RunnerOptions,
+    rebuild_projection, Crm, CrmMailer, EntityCache, Projection, ProjectionName, Replayable,
+    RunnerOptions,
 };
 use ordershop_readmodel::keys::{self, CrmSegment};
 use redis::AsyncCommands;
@@ -174,6 +175,9 @@ async fn an_update_read_after_its_delete_never_resurrects_the_entity() {
         .runner_with(EntityCache, batch_of_one(&shop, "cache"))
         .await;
     let mut crm = shop.runner_with(Crm, batch_of_one(&shop, "crm")).await;
+    let mut mailer = shop
+        .runner_with(CrmMailer, batch_of_one(&shop, "mailer"))
+        .await;
     let order = [
         customer(Action::Deleted),
         customer(Action::Updated),
@@ -181,6 +185,7 @@ async fn an_update_read_after_its_delete_never_resurrects_the_entity() {
     ];
     step_stream_by_stream(&mut cache, &order).await;
     step_stream_by_stream(&mut crm, &order).await;
+    step_stream_by_stream(&mut mailer, &order).await;
 
     let mut conn = shop.conn().await;
     let live: BTreeSet<String> = conn
@@ -272,6 +277,13 @@ async fn the_crm_view_is_the_same_whatever_order_the_streams_are_read_in() {
     let mut runner = shop.runner_with(Crm, batch_of_one(&shop, "reversed")).await;
     step_round_robin(&mut runner, &reversed).await;
     drain(&mut runner).await;
+    let mut mailer_streams = CrmMailer.streams();
+    mailer_streams.reverse();
+    let mut mailer = shop
+        .runner_with(CrmMailer, batch_of_one(&shop, "mailer-reversed"))
+        .await;
+    step_round_robin(&mut mailer, &mailer_streams).await;
+    drain(&mut mailer).await;
     let live = dump(&mut conn, &Crm.state_patterns()).await;
     let outbox_before = shop.xlen(&keys::outbox()).await;
 

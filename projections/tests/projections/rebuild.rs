@@ -8,7 +8,7 @@ use crate::support::{
 };
 use ordershop_domain::EntityKind;
 use ordershop_projections::{
-    group_status, rebuild_projection, run_until_stopped, Crm, EntityCache, MsgDelivery,
+    group_status, rebuild_projection, run_until_stopped, Crm, CrmMailer, EntityCache, MsgDelivery,
     ProjectionError, ProjectionName, Replayable, RunnerOptions,
 };
 use ordershop_readmodel::keys;
@@ -93,8 +93,10 @@ async fn rebuilding_the_crm_gives_the_same_view_and_sends_no_message_again() {
     let shop = Shop::start().await;
     workload(&shop, 500, 6).await;
     let mut crm = shop.runner(Crm, "crm").await;
+    let mut mailer = shop.runner(CrmMailer, "mailer").await;
     let mut msg = shop.runner(MsgDelivery, "msg").await;
     drain(&mut crm).await;
+    drain(&mut mailer).await;
     drain(&mut msg).await;
     let mut conn = shop.conn().await;
     let patterns = Crm.state_patterns();
@@ -110,6 +112,7 @@ async fn rebuilding_the_crm_gives_the_same_view_and_sends_no_message_again() {
     assert_eq!(shop.xlen(&keys::outbox()).await, outbox, "nothing written");
 
     drain(&mut crm).await;
+    drain(&mut mailer).await;
     drain(&mut msg).await;
     assert_eq!(shop.xlen(&keys::outbox()).await, outbox);
     assert_eq!(
@@ -124,8 +127,10 @@ async fn a_crm_rebuilt_while_behind_still_sends_what_it_had_not_sent() {
     let shop = Shop::start().await;
     let ada = shop.create_customer("Ada").await;
     let mut crm = shop.runner(Crm, "crm").await;
+    let mut mailer = shop.runner(CrmMailer, "mailer").await;
     let mut msg = shop.runner(MsgDelivery, "msg").await;
     drain(&mut crm).await;
+    drain(&mut mailer).await;
 
     // Events the CRM has not seen when the rebuild runs.
     let bob = shop.create_customer("Bob").await;
@@ -144,6 +149,7 @@ async fn a_crm_rebuilt_while_behind_still_sends_what_it_had_not_sent() {
     );
 
     drain(&mut crm).await;
+    drain(&mut mailer).await;
     drain(&mut msg).await;
     let mut conn = shop.conn().await;
     assert_eq!(

@@ -12,6 +12,7 @@ use ordershop_domain::{
 };
 use ordershop_eventstore::RedisConnection;
 use ordershop_eventstore::{Append, Appended, EventStore, RedisConfig, Stream, UniqueIndex};
+use ordershop_projections::mailer::MessageKind;
 use ordershop_projections::{Projection, ProjectionName, Runner, RunnerOptions, StepReport};
 use ordershop_readmodel::keys;
 pub use ordershop_testkit::{dump, eventually, wipe, KeyDump};
@@ -603,18 +604,15 @@ pub async fn expected_messages(shop: &Shop) -> BTreeMap<&'static str, u64> {
 pub async fn delivered_once_each(conn: &mut RedisConnection) -> BTreeMap<&'static str, u64> {
     let mut ids = BTreeSet::new();
     let mut per_kind: BTreeMap<&'static str, u64> = BTreeMap::new();
-    for kind in ordershop_projections::crm::MESSAGE_KINDS {
-        per_kind.insert(kind, 0);
+    for kind in MessageKind::ALL {
+        per_kind.insert(kind.as_str(), 0);
     }
     for m in delivered(conn).await {
         let id = m.get("msg_id").cloned().unwrap_or_default();
         assert!(ids.insert(id.clone()), "message {id} delivered twice");
         let kind = m.get("kind").map(String::as_str).unwrap_or_default();
-        if let Some(k) = ordershop_projections::crm::MESSAGE_KINDS
-            .iter()
-            .find(|k| **k == kind)
-        {
-            *per_kind.entry(k).or_default() += 1;
+        if let Some(k) = MessageKind::ALL.iter().find(|k| k.as_str() == kind) {
+            *per_kind.entry(k.as_str()).or_default() += 1;
         }
     }
     per_kind
