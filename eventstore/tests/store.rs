@@ -566,7 +566,8 @@ async fn an_entry_added_by_hand_above_the_clock_never_makes_an_append_fail_halfw
         .await
         .unwrap();
 
-    // An append that writes that stream after another one succeeds, with IDs past the entry.
+    // An append that writes that stream after another one succeeds: its event in that stream
+    // goes past the entry, and the append's IDs still increase.
     let appended = store
         .append_guarded(
             &Append::new()
@@ -576,8 +577,14 @@ async fn an_entry_added_by_hand_above_the_clock_never_makes_an_append_fail_halfw
         .await
         .unwrap();
     assert_eq!(appended.len(), 2);
-    assert!(appended[0].entry_id > EntryId::new(far, 5));
+    assert!(appended[1].entry_id > EntryId::new(far, 5));
     assert!(appended[1].entry_id > appended[0].entry_id);
+    let products: u64 = redis::cmd("XLEN")
+        .arg("events:product_created")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(products, 2, "both entries are there");
     // And the clock moved on: later appends stay above it too.
     let later = store
         .append_guarded(&Append::new().change(Change::created(customer("later"))))

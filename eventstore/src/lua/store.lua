@@ -47,6 +47,32 @@ local function next_id(clock_key)
   return ms, seq
 end
 
+-- XADD with the ID (ms, seq). An entry written to the stream without this Function (by hand,
+-- or after the clock key was lost) may sit at or above it; XADD then refuses the ID, and the
+-- append goes on past that stream's top instead of failing halfway (the events already written
+-- keep their lower IDs, so the append's IDs still increase). Checking only on refusal spares
+-- every append a read of each stream's top. Returns the ID used, as (ms, seq, text).
+local function xadd(stream, ms, seq, fields)
+  local entry_id = string.format('%.0f-%.0f', ms, seq)
+  local reply = redis.pcall('XADD', stream, entry_id, unpack(fields))
+  if type(reply) ~= 'table' or not reply.err then
+    return ms, seq, entry_id
+  end
+  local top = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)[1]
+  if not top then
+    return error(reply.err)
+  end
+  local tms, tseq = string.match(top[1], '^(%d+)-(%d+)$')
+  tms, tseq = tonumber(tms), tonumber(tseq)
+  if ms > tms or (ms == tms and seq > tseq) then
+    return error(reply.err)
+  end
+  ms, seq = tms, tseq + 1
+  entry_id = string.format('%.0f-%.0f', ms, seq)
+  redis.call('XADD', stream, entry_id, unpack(fields))
+  return ms, seq, entry_id
+end
+
 local function append_guarded(keys, args)
   local pos = 1
   local function take()
@@ -110,25 +136,6 @@ local function append_guarded(keys, args)
 
   local n_events = tonumber(take())
   local ms, seq = next_id(keys[1])
-  -- An entry written to a target stream without this Function (by hand, or after the clock key
-  -- was lost) may sit above the clock: start past it, so that no XADD below can fail halfway.
-  local checked = {}
-  for i = 0, n_events - 1 do
-    local stream = keys[tonumber(args[pos + i * 7])]
-    if not checked[stream] then
-      checked[stream] = true
-      local top = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)[1]
-      if top then
-        local tms, tseq = string.match(top[1], '^(%d+)-(%d+)$')
-        tms = tonumber(tms)
-        tseq = tonumber(tseq)
-        if ms < tms or (ms == tms and seq <= tseq) then
-          ms = tms
-          seq = tseq + 1
-        end
-      end
-    end
-  end
   local rids = pos + n_events * 7
   local n_rids = tonumber(args[rids]) or 0
   local ids = {1}
@@ -140,17 +147,15 @@ local function append_guarded(keys, args)
     local version = take()
     local entity = take()
     local deleted = take()
-    local request_id = ''
-    if i <= n_rids then request_id = args[rids + i] end
-    if i > 1 then seq = seq + 1 end
-    local entry_id = string.format('%.0f-%.0f', ms, seq)
-    if request_id == '' then
-      redis.call('XADD', stream, entry_id, 'event_id', event_id, 'entity', entity,
-        'version', version, unpack(meta))
-    else
-      redis.call('XADD', stream, entry_id, 'event_id', event_id, 'entity', entity,
-        'version', version, 'request_id', request_id, unpack(meta))
+    local fields = {'event_id', event_id, 'entity', entity, 'version', version}
+    if i <= n_rids and args[rids + i] ~= '' then
+      fields[#fields + 1] = 'request_id'
+      fields[#fields + 1] = args[rids + i]
     end
+    for _, v in ipairs(meta) do fields[#fields + 1] = v end
+    if i > 1 then seq = seq + 1 end
+    local entry_id
+    ms, seq, entry_id = xadd(stream, ms, seq, fields)
     if deleted == '1' then
       redis.call('HSET', head_key, id, version .. ':')
     else
