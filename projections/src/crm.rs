@@ -127,12 +127,16 @@ pub enum Upsert {
         key: String,
         member: String,
     },
-    /// Replaces a record's contribution; each list is JSON text, kept verbatim in the record.
+    /// Replaces a record's contribution; each list travels as JSON text, kept verbatim in the
+    /// record.
     Count {
         record: String,
-        always: String,
-        linked: String,
-        unlinked: String,
+        #[serde(serialize_with = "as_json_text")]
+        always: Vec<Delta>,
+        #[serde(serialize_with = "as_json_text")]
+        linked: Vec<Delta>,
+        #[serde(serialize_with = "as_json_text")]
+        unlinked: Vec<Delta>,
     },
     Link {
         links: String,
@@ -168,8 +172,9 @@ pub struct ViewPlan {
     pub always: Vec<Upsert>,
 }
 
-fn json(deltas: &[Delta]) -> String {
-    serde_json::to_string(deltas).unwrap_or_else(|_| "[]".to_owned())
+fn as_json_text<S: serde::Serializer>(deltas: &[Delta], s: S) -> Result<S::Ok, S::Error> {
+    let text = serde_json::to_string(deltas).map_err(serde::ser::Error::custom)?;
+    s.serialize_str(&text)
 }
 
 /// The CRM's rules: the upserts one event makes to the view.
@@ -212,9 +217,9 @@ pub fn plan(event: &StoredEvent) -> ViewPlan {
             let c = contribution(o, !deleted);
             ops.push(Upsert::Count {
                 record: keys::crm_order(o.id.0),
-                always: json(&c.always),
-                linked: json(&c.linked),
-                unlinked: json(&c.unlinked),
+                always: c.always,
+                linked: c.linked,
+                unlinked: c.unlinked,
             });
             if event.change.action == Action::Created {
                 // The last order placed: a maximum over created events, so their order does
@@ -455,14 +460,21 @@ mod tests {
     #[test]
     fn a_delta_is_the_json_list_the_function_reads() {
         let c = contribution(&order(&[3], 250), true);
-        let parse = |deltas: &[Delta]| -> serde_json::Value {
-            serde_json::from_str(&json(deltas)).unwrap()
+        let op = Upsert::Count {
+            record: keys::crm_order(Uuid::from_u128(2)),
+            always: c.always,
+            linked: c.linked,
+            unlinked: c.unlinked,
         };
-        let unlinked = parse(&c.unlinked);
+        let op = serde_json::to_value(op).unwrap();
+        let parse = |field: &str| -> serde_json::Value {
+            serde_json::from_str(op[field].as_str().expect("JSON text")).unwrap()
+        };
+        let unlinked = parse("unlinked");
         assert_eq!(unlinked[0][1], "unbilled_orders");
         assert_eq!(unlinked[0][2], 1);
         assert_eq!(unlinked[0][3], CrmSegment::Unbilled.key());
-        assert_eq!(parse(&c.linked)[0].as_array().map(Vec::len), Some(3));
+        assert_eq!(parse("linked")[0].as_array().map(Vec::len), Some(3));
     }
 
     #[test]
