@@ -50,7 +50,7 @@ impl Projection for EntityCache {
     }
 
     fn apply_call(&self, mode: Mode<'_>, events: &[&StoredEvent]) -> redis::Cmd {
-        let mut keys_table: Vec<String> = Vec::with_capacity(14 + events.len() * 2);
+        let mut keys_table: Vec<String> = Vec::with_capacity(19 + events.len() * 2);
         keys_table.push(keys::projection_paused(NAME));
         keys_table.extend(
             EntityKind::ALL
@@ -61,6 +61,7 @@ impl Projection for EntityCache {
         keys_table.push(keys::orders_unbilled());
         keys_table.push(keys::orders_billed());
         keys_table.push(keys::billings_per_order(NAME));
+        keys_table.extend(EntityKind::ALL.iter().map(|k| keys::entity_documents(*k)));
 
         let mut args: Vec<String> = mode.header().into();
         args.push(ordershop_readmodel::applied::channel());
@@ -72,6 +73,7 @@ impl Projection for EntityCache {
             args.push(event.change.action.as_str().to_owned());
             args.push(entity.id().to_string());
             args.push(event.version.to_string());
+            args.push(cache::entity_document(entity));
             let fields = cache::entity_fields(entity);
             args.push(fields.len().to_string());
             for (name, value) in fields {
@@ -107,6 +109,7 @@ impl Replayable for EntityCache {
             patterns.push(keys::entity_ids(kind));
             patterns.push(keys::entity_pattern(kind));
             patterns.push(keys::applied_versions(NAME, kind));
+            patterns.push(keys::entity_documents(kind));
         }
         patterns.push(keys::order_product_ids_pattern());
         patterns.push(keys::orders_unbilled());

@@ -3,7 +3,8 @@
 //! their own List, `order_product_ids:<id>`, so they are passed separately.
 //!
 //! The projector writes with [`entity_fields`]; [`crate::CacheReader`] reads with
-//! [`entity_from_fields`].
+//! [`entity_from_fields`]. Beside the Hashes the cache keeps each live entity's JSON as the API
+//! serves it ([`entity_document`]), so that a list is served without decoding anything.
 
 use ordershop_domain::{
     Billing, Customer, Email, Entity, EntityKind, Inventory, Money, Name, Order, Product, Quantity,
@@ -40,6 +41,24 @@ pub fn entity_fields(entity: &Entity) -> Vec<(&'static str, String)> {
             ("done", b.done.to_string()),
         ],
     }
+}
+
+/// An entity as the API shows it: its JSON object, fields in name order.
+pub fn entity_json(entity: &Entity) -> serde_json::Value {
+    let value = match entity {
+        Entity::Customer(e) => serde_json::to_value(e),
+        Entity::Product(e) => serde_json::to_value(e),
+        Entity::Inventory(e) => serde_json::to_value(e),
+        Entity::Order(e) => serde_json::to_value(e),
+        Entity::Billing(e) => serde_json::to_value(e),
+    };
+    // These plain structs (strings, integers, ids) always serialise.
+    value.unwrap_or_default()
+}
+
+/// [`entity_json`] as text: what `entity-cache:documents:<type>` holds for the entity.
+pub fn entity_document(entity: &Entity) -> String {
+    entity_json(entity).to_string()
 }
 
 /// An order's product ids, as its List stores them (one entry per unit).

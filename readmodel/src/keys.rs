@@ -28,6 +28,13 @@ pub fn order_product_ids(order: Uuid) -> String {
     format!("order_product_ids:{order}")
 }
 
+/// Hash of id -> the live entity's JSON as the API serves it: `entity-cache:documents:<type>`.
+/// Written with the entity's Hash in the same Function call, so that a list is one read with
+/// nothing to decode.
+pub fn entity_documents(kind: EntityKind) -> String {
+    format!("entity-cache:documents:{kind}")
+}
+
 /// Set of the ids of orders that have no billing: `orders_unbilled`.
 pub fn orders_unbilled() -> String {
     "orders_unbilled".to_owned()

@@ -357,15 +357,7 @@ impl From<&CacheReport> for ReportBody {
 /// An entity as the API returns it: the same JSON the log stores (`id` and the original's
 /// fields, plus `total` on orders).
 pub fn entity_json(entity: &Entity) -> Value {
-    let value = match entity {
-        Entity::Customer(e) => serde_json::to_value(e),
-        Entity::Product(e) => serde_json::to_value(e),
-        Entity::Inventory(e) => serde_json::to_value(e),
-        Entity::Order(e) => serde_json::to_value(e),
-        Entity::Billing(e) => serde_json::to_value(e),
-    };
-    // These plain structs (strings, integers, ids) always serialise.
-    value.unwrap_or_default()
+    ordershop_readmodel::cache::entity_json(entity)
 }
 
 #[cfg(test)]

@@ -12,22 +12,25 @@
 --   KEYS[2..6]     applied versions per kind (customer, product, inventory, order, billing)
 --   KEYS[7..11]    live id Sets per kind, same order
 --   KEYS[12]       orders_unbilled    KEYS[13] orders_billed    KEYS[14] billings per order
---   KEYS[15..]     per event, in order: the entity Hash, then for an order its product List
+--   KEYS[15..19]   the live entities' JSON documents per kind, same order
+--   KEYS[20..]     per event, in order: the entity Hash, then for an order its product List
 --   ARGV[1..3]     mode ('live' | 'rebuild'), rebuild token, lease in ms
 --   ARGV[4]        the channel of applied-versions notices
 --   ARGV[5..]      per event: kind (1..5, order above), action ('created'|'updated'|'deleted'),
---                  id, version, n_fields, n_fields x (field, value), n_products, product ids...
+--                  id, version, the entity's JSON document, n_fields, n_fields x (field,
+--                  value), n_products, product ids...
 --
 -- In live mode, publishes on ARGV[4] `<kind>:<id>:<version>,...`: the version now applied for
--- each entity of the batch (gateways wake their read-your-writes waiters with it).
+-- each entity of the batch, once per entity (gateways wake their read-your-writes waiters with it).
 --
 -- Returns {0, applied, skipped}, or {-1} when a rebuild pauses live batches, or {-2} when a
 -- rebuild's lease is no longer held by its token.
 --
--- Like any Redis script, a call that fails midway keeps the writes it made before the failure;
--- each event's version is recorded after its writes, so the events before a failing one are
--- complete (and skipped when the runner retries them one by one) and the failing one is not
--- marked applied.
+-- Each entity is written once per call, at the last version the batch brings for it (see
+-- cache_apply). Like any Redis script, a call that fails midway keeps the writes it made before
+-- the failure; each entity's version is recorded after its writes, so the entities before a
+-- failing one are complete (and skipped when the runner retries the events one by one) and the
+-- failing one is not marked applied.
 
 local ORDER = 4
 local BILLING = 5
@@ -51,86 +54,109 @@ local function billing_removed(keys, order_id)
   end
 end
 
+-- Applies one event's state (the entity as of `e.version`) over what the cache holds.
+local function apply_state(keys, args, e)
+  -- A billing's order before this event: its Hash exists iff the billing is live here.
+  local old_order
+  if e.kind == BILLING then
+    old_order = redis.call('HGET', e.entity_key, 'order_id')
+  end
+  local ids = keys[6 + e.kind]
+  local documents = keys[14 + e.kind]
+  if e.action == 'deleted' then
+    redis.call('DEL', e.entity_key)
+    redis.call('SREM', ids, e.id)
+    redis.call('HDEL', documents, e.id)
+    if e.kind == ORDER then
+      redis.call('DEL', e.list_key)
+      redis.call('SREM', keys[12], e.id)
+    elseif e.kind == BILLING and old_order then
+      billing_removed(keys, old_order)
+    end
+    return
+  end
+  local fields = {}
+  local new_order
+  for i = 0, e.n_fields - 1 do
+    local name, value = args[e.fields_at + 2 * i], args[e.fields_at + 2 * i + 1]
+    fields[#fields + 1] = name
+    fields[#fields + 1] = value
+    if name == 'order_id' then new_order = value end
+  end
+  redis.call('HSET', e.entity_key, unpack(fields))
+  redis.call('SADD', ids, e.id)
+  redis.call('HSET', documents, e.id, args[e.document_at])
+  if e.kind == ORDER then
+    redis.call('DEL', e.list_key)
+    if e.n_products > 0 then
+      redis.call('RPUSH', e.list_key, unpack(args, e.products_at, e.products_at + e.n_products - 1))
+    end
+    if redis.call('HEXISTS', keys[14], e.id) == 1 then
+      redis.call('SREM', keys[12], e.id)
+    else
+      redis.call('SADD', keys[12], e.id)
+    end
+  elseif e.kind == BILLING and old_order ~= new_order then
+    if old_order then billing_removed(keys, old_order) end
+    if new_order then billing_added(keys, new_order) end
+  end
+end
+
 local function cache_apply(keys, args)
   local ok, code = lease_ok(keys, args)
   if not ok then
     return {code}
   end
+  -- First pass, no writes: read the events, and for each entity walk its events in batch order
+  -- as if applying them one by one (an event applies iff its version is above the one applied
+  -- so far), to count applied and skipped exactly as one-by-one would and to find the version
+  -- the entity ends at. Because the state is the whole entity and every write below compares
+  -- with what the cache holds (a billing's old order, an order's billings), applying only that
+  -- last version gives the same cache as applying each in turn, with one write per entity.
   local applied, skipped = 0, 0
-  local notices = {}
-  local kp, ap = 15, 5
+  local entities, order = {}, {}
+  local kp, ap = 20, 5
   while ap <= #args do
-    local kind = tonumber(args[ap])
-    local action = args[ap + 1]
-    local id = args[ap + 2]
-    local version = args[ap + 3]
-    local n_fields = tonumber(args[ap + 4])
-    local fields_at = ap + 5
-    local n_products = tonumber(args[fields_at + 2 * n_fields])
-    local products_at = fields_at + 2 * n_fields + 1
-    ap = products_at + n_products
-
-    local entity_key = keys[kp]
+    local e = {kind = tonumber(args[ap]), action = args[ap + 1], id = args[ap + 2],
+      version = tonumber(args[ap + 3]), version_text = args[ap + 3], document_at = ap + 4,
+      n_fields = tonumber(args[ap + 5]), fields_at = ap + 6}
+    e.n_products = tonumber(args[e.fields_at + 2 * e.n_fields])
+    e.products_at = e.fields_at + 2 * e.n_fields + 1
+    ap = e.products_at + e.n_products
+    e.entity_key = keys[kp]
     kp = kp + 1
-    local list_key
-    if kind == ORDER then
-      list_key = keys[kp]
+    if e.kind == ORDER then
+      e.list_key = keys[kp]
       kp = kp + 1
     end
-
-    local versions = keys[1 + kind]
-    local ids = keys[6 + kind]
-    local seen = tonumber(redis.call('HGET', versions, id) or '0')
-    if tonumber(version) <= seen then
-      skipped = skipped + 1
-      notices[#notices + 1] = kind .. ':' .. id .. ':' .. string.format('%.0f', seen)
-    else
+    local slot = e.kind .. ':' .. e.id
+    local entity = entities[slot]
+    if not entity then
+      local versions = keys[1 + e.kind]
+      local seen = tonumber(redis.call('HGET', versions, e.id) or '0')
+      entity = {versions = versions, seen = seen, at = seen}
+      entities[slot] = entity
+      order[#order + 1] = slot
+    end
+    if e.version > entity.at then
       applied = applied + 1
-      -- A billing's order before this event: its Hash exists iff the billing is live here.
-      local old_order
-      if kind == BILLING then
-        old_order = redis.call('HGET', entity_key, 'order_id')
-      end
-      if action == 'deleted' then
-        redis.call('DEL', entity_key)
-        redis.call('SREM', ids, id)
-        if kind == ORDER then
-          redis.call('DEL', list_key)
-          redis.call('SREM', keys[12], id)
-        elseif kind == BILLING and old_order then
-          billing_removed(keys, old_order)
-        end
-      else
-        local fields = {}
-        local new_order
-        for i = 0, n_fields - 1 do
-          local name, value = args[fields_at + 2 * i], args[fields_at + 2 * i + 1]
-          fields[#fields + 1] = name
-          fields[#fields + 1] = value
-          if name == 'order_id' then new_order = value end
-        end
-        redis.call('HSET', entity_key, unpack(fields))
-        redis.call('SADD', ids, id)
-        if kind == ORDER then
-          redis.call('DEL', list_key)
-          if n_products > 0 then
-            redis.call('RPUSH', list_key, unpack(args, products_at, products_at + n_products - 1))
-          end
-          if redis.call('HEXISTS', keys[14], id) == 1 then
-            redis.call('SREM', keys[12], id)
-          else
-            redis.call('SADD', keys[12], id)
-          end
-        elseif kind == BILLING and old_order ~= new_order then
-          if old_order then billing_removed(keys, old_order) end
-          if new_order then billing_added(keys, new_order) end
-        end
-      end
+      entity.at = e.version
+      entity.last = e
+    else
+      skipped = skipped + 1
+    end
+  end
+
+  local notices = {}
+  for _, slot in ipairs(order) do
+    local entity = entities[slot]
+    if entity.last then
+      apply_state(keys, args, entity.last)
       -- Recorded last: should a write above fail (a key of the wrong type, set by hand), the
       -- event is not marked applied and its retry re-applies it.
-      redis.call('HSET', versions, id, version)
-      notices[#notices + 1] = kind .. ':' .. id .. ':' .. version
+      redis.call('HSET', entity.versions, entity.last.id, entity.last.version_text)
     end
+    notices[#notices + 1] = slot .. ':' .. string.format('%.0f', entity.at)
   end
   if args[1] == 'live' and #notices > 0 then
     redis.call('PUBLISH', args[4], table.concat(notices, ','))

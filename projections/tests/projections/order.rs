@@ -315,3 +315,106 @@ async fn the_crm_view_is_the_same_whatever_order_the_streams_are_read_in() {
     .await;
     assert!(waiting.is_empty(), "messages still waiting: {waiting:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_writes_each_entity_once_and_counts_as_one_by_one_would() {
+    let shop = Shop::start().await;
+    workload(&shop, 600, 5).await;
+    let mut conn = shop.conn().await;
+    let patterns = EntityCache.state_patterns();
+    // Updated streams first: a batch then holds several versions of one entity, newest last,
+    // and the creations arrive after them (to be skipped).
+    let order: Vec<String> = [Action::Updated, Action::Deleted, Action::Created]
+        .into_iter()
+        .flat_map(|a| EntityKind::ALL.map(|k| key(k, a)))
+        .collect();
+    async fn feed(
+        runner: &mut ordershop_projections::Runner<EntityCache>,
+        order: &[String],
+    ) -> (usize, u64, u64) {
+        let (mut read, mut applied, mut skipped) = (0, 0, 0);
+        for stream in order {
+            loop {
+                let step = runner
+                    .step_only(std::slice::from_ref(stream))
+                    .await
+                    .expect("step succeeds");
+                if step.read == 0 {
+                    break;
+                }
+                (read, applied, skipped) = (
+                    read + step.read,
+                    applied + step.applied,
+                    skipped + step.skipped,
+                );
+            }
+        }
+        (read, applied, skipped)
+    }
+
+    let mut one_by_one = shop
+        .runner_with(EntityCache, batch_of_one(&shop, "one"))
+        .await;
+    let alone = feed(&mut one_by_one, &order).await;
+    let reference = dump(&mut conn, &patterns).await;
+    assert!(alone.2 > 0, "some events were skipped: {alone:?}");
+
+    wipe(&mut conn, &patterns).await;
+    reset_group(&mut conn, ProjectionName::EntityCache).await;
+    let options = RunnerOptions {
+        batch: 1_000,
+        ..shop.options("batched")
+    };
+    let mut batched = shop.runner_with(EntityCache, options).await;
+    let together = feed(&mut batched, &order).await;
+    assert_same_state(&dump(&mut conn, &patterns).await, &reference);
+    assert_eq!(together, alone);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_served_from_the_cached_documents_are_the_lists_of_the_entities() {
+    use ordershop_readmodel::cache::entity_json;
+    use ordershop_readmodel::CacheReader;
+    let shop = Shop::start().await;
+    workload(&shop, 400, 13).await;
+    let mut cache = shop.runner(EntityCache, "cache").await;
+    drain(&mut cache).await;
+    let mut conn = shop.conn().await;
+    let reader = CacheReader::new(conn.clone());
+    let parse = |text: String| -> serde_json::Value {
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON: {e}: {text}"))
+    };
+    let entities = |list: Vec<ordershop_domain::Entity>| -> serde_json::Value {
+        list.iter().map(entity_json).collect()
+    };
+
+    for kind in EntityKind::ALL {
+        let expected = entities(reader.list(kind).await.unwrap());
+        assert!(expected.as_array().is_some_and(|a| !a.is_empty()), "{kind}");
+        assert_eq!(
+            parse(reader.list_json(kind).await.unwrap()),
+            expected,
+            "{kind}"
+        );
+    }
+    let unbilled = entities(reader.unbilled_orders().await.unwrap());
+    assert_eq!(
+        parse(reader.unbilled_orders_json().await.unwrap()),
+        unbilled
+    );
+
+    // A cache without its documents (built before they existed) is read entity by entity.
+    for kind in EntityKind::ALL {
+        let _: () = conn.del(keys::entity_documents(kind)).await.unwrap();
+        let expected = entities(reader.list(kind).await.unwrap());
+        assert_eq!(
+            parse(reader.list_json(kind).await.unwrap()),
+            expected,
+            "{kind}"
+        );
+    }
+    assert_eq!(
+        parse(reader.unbilled_orders_json().await.unwrap()),
+        unbilled
+    );
+}

@@ -12,7 +12,7 @@ use crate::routes::{gateway_routes, GatewayOp, GatewayRoute, DOCS_FILES};
 use crate::wire::{entity_json, ReportBody};
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
-use ordershop_domain::{Entity, EntityKind};
+use ordershop_domain::EntityKind;
 use uuid::Uuid;
 
 /// Registers every gateway route of [`gateway_routes`] (but `/health` and `/metrics`, which
@@ -77,13 +77,15 @@ fn handler(route: &GatewayRoute) -> Option<actix_web::Route> {
     })
 }
 
-fn entities_json(entities: &[Entity]) -> HttpResponse {
-    HttpResponse::Ok().json(entities.iter().map(entity_json).collect::<Vec<_>>())
+fn json_body(body: String) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(actix_web::http::header::ContentType::json())
+        .body(body)
 }
 
-/// `GET /<collection>`: every live entity, sorted by id.
+/// `GET /<collection>`: every live entity, sorted by id (the cached documents, joined).
 async fn list(gateway: web::Data<Gateway>, kind: EntityKind) -> Result<HttpResponse, ApiError> {
-    Ok(entities_json(&gateway.cache().list(kind).await?))
+    Ok(json_body(gateway.cache().list_json(kind).await?))
 }
 
 /// `GET /<item>/{id}`: the entity, or `null` when unknown or deleted (as the original).
@@ -98,7 +100,7 @@ async fn get_one(
 
 /// `GET /orders/unbilled`
 async fn unbilled_orders(gateway: web::Data<Gateway>) -> Result<HttpResponse, ApiError> {
-    Ok(entities_json(&gateway.cache().unbilled_orders().await?))
+    Ok(json_body(gateway.cache().unbilled_orders_json().await?))
 }
 
 /// `GET /report`
