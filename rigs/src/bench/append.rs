@@ -242,7 +242,7 @@ pub async fn measure(env: &BenchEnv, options: &BenchOptions) -> anyhow::Result<V
             Better::Higher,
             single_conc.0,
             single_conc.1,
-            Some(Target::RatioAtLeast(0.8)),
+            Some(Target::RatioAtLeast(0.5)),
         ),
         Measurement::compared(
             "append: order + 2 stock, sequential",

@@ -252,7 +252,7 @@ async fn measure_with(
                 for _ in 0..runs {
                     all.extend(get_latencies(&shop.gateway, path, gets).await?);
                 }
-                let target = (path == "/orders" && size >= 10_000).then_some(Target::AtMost(60.0));
+                let target = (path == "/orders" && size >= 10_000).then_some(Target::AtMost(30.0));
                 rows.push(
                     Measurement::alone(
                         format!("GET {path}, {size} orders"),
