@@ -83,6 +83,7 @@ pub async fn status(max_lag: Option<u64>, json: bool) -> anyhow::Result<ExitCode
             "lag",
             "dead-lettered",
             "last delivered",
+            "last error",
         ]);
         for g in &groups {
             let consumers = if g.consumers.is_empty() {
@@ -90,7 +91,15 @@ pub async fn status(max_lag: Option<u64>, json: bool) -> anyhow::Result<ExitCode
             } else {
                 g.consumers
                     .iter()
-                    .map(|c| format!("{} ({} pending, idle {} ms)", c.name, c.pending, c.idle_ms))
+                    .map(|c| {
+                        let beat = c
+                            .heartbeat_age_ms
+                            .map_or_else(String::new, |ms| format!(", alive {ms} ms ago"));
+                        format!(
+                            "{} ({} pending, idle {} ms{beat})",
+                            c.name, c.pending, c.idle_ms
+                        )
+                    })
                     .collect::<Vec<_>>()
                     .join("\n")
             };
@@ -104,6 +113,23 @@ pub async fn status(max_lag: Option<u64>, json: bool) -> anyhow::Result<ExitCode
                     g.last_delivered
                         .map_or_else(|| "-".to_owned(), |id| id.to_string()),
                 ),
+                Cell::new(g.last_error.as_ref().map_or_else(
+                    || "-".to_owned(),
+                    |e| {
+                        let when =
+                            crate::events::id_time(ordershop_eventstore::EntryId::new(e.at_ms, 0))
+                                .format("%Y-%m-%d %H:%M:%S UTC");
+                        let entry = e
+                            .entry
+                            .as_ref()
+                            .map_or_else(String::new, |entry| format!(" ({entry})"));
+                        let mut message = e.message.clone();
+                        if message.chars().count() > 80 {
+                            message = message.chars().take(79).collect::<String>() + "…";
+                        }
+                        format!("{when} {}{entry}: {message}", e.kind)
+                    },
+                )),
             ]);
         }
         println!("{table}");

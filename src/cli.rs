@@ -5,6 +5,8 @@ use crate::events::{self, EventFilter};
 use crate::{admin, report, run};
 use clap::{Parser, Subcommand};
 use ordershop_domain::{Action, EntityKind};
+use ordershop_eventstore::entry_id::ParseEntryIdError;
+use ordershop_eventstore::EntryId;
 use ordershop_projections::ProjectionName;
 use ordershop_services::config::Role;
 use std::process::ExitCode;
@@ -103,6 +105,9 @@ pub enum Command {
         #[arg(long)]
         limit: Option<u64>,
     },
+    /// What the projections parked after too many failed deliveries: list, retry, discard.
+    #[command(name = "dead-letters", subcommand)]
+    DeadLetters(DeadLetterCommand),
     /// Show each projection's consumer group: consumers, pending entries, lag, last delivered ID.
     Status {
         /// Exit with status 1 when a group has more than this many entries to finish: not yet
@@ -113,6 +118,55 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeadLetterCommand {
+    /// The parked entries, oldest first per group, with why each was parked.
+    List {
+        /// Only this projection's.
+        #[arg(long, value_parser = projection_name())]
+        group: Option<ProjectionName>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Apply parked entries again through their projection (idempotent: nothing is applied or
+    /// sent twice). One that fails again is parked again with the new reason; exits 1 then.
+    #[command(group = clap::ArgGroup::new("which").required(true))]
+    Retry {
+        /// The parked entry's ID, as `list` shows it.
+        #[arg(group = "which", value_parser = parse_entry_id)]
+        id: Option<EntryId>,
+        /// Every parked entry (of --group, if given).
+        #[arg(long, group = "which")]
+        all: bool,
+        #[arg(long, value_parser = projection_name())]
+        group: Option<ProjectionName>,
+    },
+    /// Remove parked entries without applying them.
+    #[command(group = clap::ArgGroup::new("which").required(true))]
+    Discard {
+        /// The parked entry's ID, as `list` shows it.
+        #[arg(group = "which", value_parser = parse_entry_id)]
+        id: Option<EntryId>,
+        /// Every parked entry (of --group, if given).
+        #[arg(long, group = "which")]
+        all: bool,
+        #[arg(long, value_parser = projection_name())]
+        group: Option<ProjectionName>,
+    },
+}
+
+fn parse_entry_id(s: &str) -> Result<EntryId, String> {
+    s.parse().map_err(|e: ParseEntryIdError| e.to_string())
+}
+
+/// Any projection's group; `--help` lists them.
+fn projection_name() -> impl clap::builder::TypedValueParser<Value = ProjectionName> {
+    let names: Vec<&'static str> = ProjectionName::ALL.map(ProjectionName::name).to_vec();
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(names).try_map(|s| s.parse::<ProjectionName>())
 }
 
 fn parse_kind(s: &str) -> Result<EntityKind, String> {
@@ -160,6 +214,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rebuild { projection, yes } => admin::rebuild(projection, yes).await,
         Command::Health { listen } => admin::health(listen.as_deref()).await,
         Command::Status { max_lag, json } => admin::status(max_lag, json).await,
+        Command::DeadLetters(command) => {
+            use crate::dead_letters::{self, Which};
+            let which = |id: Option<EntryId>| id.map_or(Which::All, Which::One);
+            match command {
+                DeadLetterCommand::List { group, json } => dead_letters::list(group, json).await,
+                DeadLetterCommand::Retry { id, group, .. } => {
+                    dead_letters::retry(group, which(id)).await
+                }
+                DeadLetterCommand::Discard { id, group, .. } => {
+                    dead_letters::discard(group, which(id)).await
+                }
+            }
+        }
         Command::Report { json, limit } => report::run(json, limit).await,
         Command::Events {
             kinds,

@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod cli;
+pub mod dead_letters;
 pub mod events;
 pub mod local_redis;
 pub mod local_shop;

@@ -10,7 +10,8 @@
 //! - [`msg`]: the message service's delivery of the outbox, exactly once per message id;
 //!   [`message_text`]: the wording of the CRM's messages, rendered from the facts the mailer
 //!   writes.
-//! - [`rebuild`] and [`status`]: the operator commands (rebuild a projection, show lag).
+//! - [`rebuild`], [`status`] and [`dead_letters`]: the operator commands (rebuild a projection,
+//!   show lag, list, retry or discard what a projection parked).
 //!
 //! Each projection applies a batch in one Redis Function call that checks each entity's version,
 //! writes its keys and records the version applied, atomically; the runner acks afterwards. So
@@ -18,6 +19,7 @@
 //! and the delivery semantics.
 
 pub mod crm;
+pub mod dead_letters;
 pub mod entity_cache;
 pub mod error;
 pub mod mailer;

@@ -21,6 +21,9 @@ pub struct ConsumerStatus {
     pub pending: u64,
     /// Milliseconds since it last read (the shortest over the streams).
     pub idle_ms: u64,
+    /// Milliseconds since it last said it was alive (a running consumer does every 5 s);
+    /// `None` when it never did (a consumer of a build without heartbeats).
+    pub heartbeat_age_ms: Option<u64>,
 }
 
 /// The state of one projection's consumer group, summed over its streams.
@@ -43,10 +46,16 @@ pub struct GroupStatus {
     /// how far the projection has read); `None` when nothing was delivered yet.
     #[serde(serialize_with = "as_text")]
     pub last_delivered: Option<EntryId>,
-    /// Entries moved to the projection's dead-letter stream.
+    /// Entries parked in the projection's dead-letter stream now (`dead-letters list` shows
+    /// them).
     pub dead_lettered: u64,
+    /// Parked entries an operator retried successfully, and discarded (`dead-letters`).
+    pub dead_letters_retried: u64,
+    pub dead_letters_discarded: u64,
     /// A rebuild holds the projection's pause lease.
     pub paused: bool,
+    /// What went wrong last, if anything ever did.
+    pub last_error: Option<crate::runner::health::LastError>,
 }
 
 impl GroupStatus {
@@ -106,7 +115,10 @@ pub(crate) async fn status_of(
         lag: 0,
         last_delivered: None,
         dead_lettered: 0,
+        dead_letters_retried: 0,
+        dead_letters_discarded: 0,
         paused: false,
+        last_error: None,
     };
     let mut by_name: BTreeMap<String, ConsumerStatus> = BTreeMap::new();
     for stream in &streams {
@@ -189,11 +201,18 @@ pub(crate) async fn status_of(
                     name: consumer.name,
                     pending: 0,
                     idle_ms,
+                    heartbeat_age_ms: None,
                 });
             entry.pending += consumer.pending.unwrap_or(0);
             entry.idle_ms = entry.idle_ms.min(idle_ms);
         }
     }
+    let (last_error, beats) = crate::runner::health::read(conn, group).await?;
+    let now = crate::runner::health::now_ms();
+    for (name, consumer) in &mut by_name {
+        consumer.heartbeat_age_ms = beats.get(name).map(|at| now.saturating_sub(*at));
+    }
+    status.last_error = last_error;
     status.consumers = by_name.into_values().collect();
     status.dead_lettered = redis::cmd("XLEN")
         .arg(keys::dead_letters(group))
@@ -204,6 +223,8 @@ pub(crate) async fn status_of(
         .query_async(conn)
         .await?;
     status.paused = paused == 1;
+    (status.dead_letters_retried, status.dead_letters_discarded) =
+        crate::dead_letters::actions(conn, projection).await?;
     Ok(status)
 }
 

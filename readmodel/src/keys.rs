@@ -56,6 +56,22 @@ pub fn dead_letters(projection: &str) -> String {
     format!("{projection}:dead")
 }
 
+/// Hash of a projection's last error: `kind`, `message`, `entry`, `at_ms`, `consumer`.
+pub fn projection_last_error(projection: &str) -> String {
+    format!("{projection}:last_error")
+}
+
+/// Hash of consumer name -> unix ms when it last said it was alive.
+pub fn projection_heartbeats(projection: &str) -> String {
+    format!("{projection}:heartbeats")
+}
+
+/// Hash of what operators did to a projection's dead letters: `retried` (applied on retry),
+/// `discarded`.
+pub fn dead_letter_actions(projection: &str) -> String {
+    format!("{projection}:dead:actions")
+}
+
 // ---------------------------------------------------------------------------------------------
 // Messages (CRM outbox and the message service's mail sink)
 

@@ -76,6 +76,8 @@ pub struct Metrics {
     projection_pending: Family<ProjectionLabels, Gauge>,
     projection_lag: Family<ProjectionLabels, Gauge>,
     projection_dead_lettered: Family<ProjectionLabels, Counter>,
+    dead_letters: [Family<ProjectionLabels, Gauge>; 3],
+    last_error_time: Family<ProjectionLabels, Gauge>,
     messages_delivered: Counter,
 }
 
@@ -150,6 +152,31 @@ impl Metrics {
             "Entries this process moved to a projection's dead-letter stream",
             projection_dead_lettered.clone(),
         );
+        let dead_letters = [
+            (
+                "projection_dead_letters",
+                "Entries parked in a projection's dead-letter stream now",
+            ),
+            (
+                "projection_dead_letters_retried",
+                "Parked entries an operator retried and the projection then applied (all hosts)",
+            ),
+            (
+                "projection_dead_letters_discarded",
+                "Parked entries an operator discarded (all hosts)",
+            ),
+        ]
+        .map(|(name, help)| {
+            let family = Family::<ProjectionLabels, Gauge>::default();
+            registry.register(name, help, family.clone());
+            family
+        });
+        let last_error_time = Family::<ProjectionLabels, Gauge>::default();
+        registry.register(
+            "projection_last_error_time_seconds",
+            "When a projection last failed (unix seconds; 0: never), from any host",
+            last_error_time.clone(),
+        );
         let messages_delivered = Counter::default();
         registry.register(
             "messages_delivered",
@@ -167,6 +194,8 @@ impl Metrics {
             projection_pending,
             projection_lag,
             projection_dead_lettered,
+            dead_letters,
+            last_error_time,
             messages_delivered,
         }
     }
@@ -239,6 +268,23 @@ impl Metrics {
         self.projection_lag
             .get_or_create(&labels)
             .set(as_gauge(lag));
+    }
+
+    /// A group's dead letters, as last read from Redis: parked now, retried, discarded.
+    pub fn projection_dead_letters(&self, projection: &'static str, counts: [u64; 3]) {
+        let labels = ProjectionLabels { projection };
+        for (family, n) in self.dead_letters.iter().zip(counts) {
+            family
+                .get_or_create(&labels)
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// When the group last failed, in unix seconds (0: never), as last read from Redis.
+    pub fn projection_last_error(&self, projection: &'static str, unix_seconds: u64) {
+        self.last_error_time
+            .get_or_create(&ProjectionLabels { projection })
+            .set(i64::try_from(unix_seconds).unwrap_or(i64::MAX));
     }
 
     pub fn messages_delivered(&self, count: u64) {

@@ -22,8 +22,9 @@ pub const ROLES: [&str; 9] = [
     "entity-cache",
 ];
 
-/// Key patterns of the entity cache: what "the cache's state" means in comparisons.
-pub const CACHE_KEYS: [&str; 10] = [
+/// Key patterns of the entity cache: what "the cache's state" means in comparisons (its
+/// runner's bookkeeping — heartbeats, last error, dead letters — is not state).
+pub const CACHE_KEYS: [&str; 12] = [
     "customer_ids",
     "product_ids",
     "inventory_ids",
@@ -33,7 +34,9 @@ pub const CACHE_KEYS: [&str; 10] = [
     "order_product_ids:*",
     "orders_unbilled",
     "orders_billed",
-    "entity-cache:*",
+    "entity-cache:versions:*",
+    "entity-cache:billings_per_order",
+    "entity-cache:documents:*",
 ];
 
 /// How the shop's roles are laid out in processes.

@@ -339,18 +339,31 @@ async fn metrics_counters_move_by_exactly_the_requests_and_events_made() {
     );
 
     // Pending and lag are refreshed in the background: every group catches up to zero.
-    eventually("the backlog gauges to reach zero", WAIT, || {
-        let shop = &shop;
-        async move {
-            let now = scrape(shop, "gateway").await;
-            ["entity-cache", "crm", "crm-mailer", "msg-service"]
-                .iter()
-                .all(|p| {
-                    now.get(&projection("pending", p)) == Some(&0.0)
-                        && now.get(&projection("lag", p)) == Some(&0.0)
-                })
-        }
-    })
+    eventually(
+        "the backlog gauges to reach zero and the parked entry to show",
+        WAIT,
+        || {
+            let shop = &shop;
+            async move {
+                let now = scrape(shop, "gateway").await;
+                let caught_up = ["entity-cache", "crm", "crm-mailer", "msg-service"]
+                    .iter()
+                    .all(|p| {
+                        now.get(&projection("pending", p)) == Some(&0.0)
+                            && now.get(&projection("lag", p)) == Some(&0.0)
+                    });
+                // The poison entry sits parked in each group that reads its stream, and each
+                // says when it last failed.
+                let parked = ["entity-cache", "crm", "crm-mailer"].iter().all(|p| {
+                    now.get(&projection("dead_letters", p)) == Some(&1.0)
+                        && now
+                            .get(&projection("last_error_time_seconds", p))
+                            .is_some_and(|t| *t > 0.0)
+                });
+                caught_up && parked
+            }
+        },
+    )
     .await;
 }
 

@@ -108,6 +108,15 @@ impl<P: Projection> Runner<P> {
         }
 
         for (entry, reason) in poison {
+            super::health::record_error(
+                &mut self.conn,
+                self.projection.name(),
+                &self.options.consumer,
+                "entry",
+                &reason,
+                Some((&entry.stream, entry.id)),
+            )
+            .await;
             if self.dead_letter_if_exhausted(&entry, &reason).await? {
                 report.dead_lettered += 1;
             } else {

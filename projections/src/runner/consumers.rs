@@ -94,6 +94,7 @@ pub(super) async fn forget_gone(
                 .arg(&consumer.name)
                 .query_async(conn)
                 .await?;
+            super::health::forget(conn, group, &consumer.name).await?;
             info!(
                 group,
                 stream,

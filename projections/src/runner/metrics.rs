@@ -50,8 +50,21 @@ impl Observed {
         }
         match crate::status::status_of(conn, self.projection).await {
             Ok(status) => {
+                let name = self.projection.name();
                 self.metrics
-                    .projection_backlog(self.projection.name(), status.pending, status.lag)
+                    .projection_backlog(name, status.pending, status.lag);
+                self.metrics.projection_last_error(
+                    name,
+                    status.last_error.as_ref().map_or(0, |e| e.at_ms / 1000),
+                );
+                self.metrics.projection_dead_letters(
+                    name,
+                    [
+                        status.dead_lettered,
+                        status.dead_letters_retried,
+                        status.dead_letters_discarded,
+                    ],
+                );
             }
             Err(e) => debug!(group = self.projection.name(), error = %error_chain(&e),
                              "cannot refresh the backlog gauges"),

@@ -23,6 +23,7 @@
 
 mod apply;
 pub(crate) mod consumers;
+pub mod health;
 mod metrics;
 mod options;
 mod step;

@@ -3,6 +3,7 @@
 //! blocking read. A configuration Redis refuses ends the consumer instead, because retrying
 //! cannot fix it.
 
+use super::health;
 use super::metrics::Observed;
 use super::{Runner, RunnerOptions};
 use crate::error::ProjectionError;
@@ -67,7 +68,12 @@ pub(super) async fn run<P: Projection>(
     info!(group, consumer, "projection consumer started");
     backoff.reset();
     let mut next_checkpoint = Instant::now() + super::CHECKPOINT_EVERY;
+    let mut next_beat = Instant::now();
     while !shutdown.is_cancelled() {
+        if Instant::now() >= next_beat {
+            health::beat(&mut runner.conn, group, &consumer).await;
+            next_beat = Instant::now() + health::BEAT_EVERY;
+        }
         observed.refresh_backlog_if_due(&mut runner.conn).await;
         if Instant::now() >= next_checkpoint {
             checkpoint(&mut runner).await;
@@ -92,8 +98,11 @@ pub(super) async fn run<P: Projection>(
             }
             Err(e) => {
                 let pause = backoff.next_pause();
-                warn!(group, consumer, error = %error_chain(&e), retry_in = ?pause,
+                let message = error_chain(&e);
+                warn!(group, consumer, error = %message, retry_in = ?pause,
                       "projection step failed; retrying");
+                health::record_error(&mut runner.conn, group, &consumer, "step", &message, None)
+                    .await;
                 if sleep_or_stop(pause, &shutdown).await {
                     break;
                 }
