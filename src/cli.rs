@@ -2,7 +2,7 @@
 //! the function that does the work; nothing else happens in this module.
 
 use crate::events::{self, EventFilter};
-use crate::{admin, report, run};
+use crate::{admin, dead_letters, report, run};
 use clap::{Parser, Subcommand};
 use ordershop_domain::{Action, EntityKind};
 use ordershop_eventstore::entry_id::ParseEntryIdError;
@@ -133,29 +133,38 @@ pub enum DeadLetterCommand {
     },
     /// Apply parked entries again through their projection (idempotent: nothing is applied or
     /// sent twice). One that fails again is parked again with the new reason; exits 1 then.
-    #[command(group = clap::ArgGroup::new("which").required(true))]
-    Retry {
-        /// The parked entry's ID, as `list` shows it.
-        #[arg(group = "which", value_parser = parse_entry_id)]
-        id: Option<EntryId>,
-        /// Every parked entry (of --group, if given).
-        #[arg(long, group = "which")]
-        all: bool,
-        #[arg(long, value_parser = projection_name())]
-        group: Option<ProjectionName>,
-    },
+    Retry(PickedDeadLetters),
     /// Remove parked entries without applying them.
-    #[command(group = clap::ArgGroup::new("which").required(true))]
-    Discard {
-        /// The parked entry's ID, as `list` shows it.
-        #[arg(group = "which", value_parser = parse_entry_id)]
-        id: Option<EntryId>,
-        /// Every parked entry (of --group, if given).
-        #[arg(long, group = "which")]
-        all: bool,
-        #[arg(long, value_parser = projection_name())]
-        group: Option<ProjectionName>,
-    },
+    Discard(PickedDeadLetters),
+}
+
+/// The parked entries a dead-letter action takes.
+#[derive(Debug, clap::Args)]
+pub struct PickedDeadLetters {
+    #[command(flatten)]
+    which: WhichDeadLetters,
+    /// Only this projection's (needed when the same ID is parked in two groups).
+    #[arg(long, value_parser = projection_name())]
+    group: Option<ProjectionName>,
+}
+
+#[derive(Debug, clap::Args)]
+#[group(required = true, multiple = false)]
+struct WhichDeadLetters {
+    /// The parked entry's ID, as `list` shows it.
+    #[arg(value_parser = parse_entry_id)]
+    id: Option<EntryId>,
+    /// Every parked entry (of --group, if given).
+    #[arg(long)]
+    all: bool,
+}
+
+impl PickedDeadLetters {
+    fn which(&self) -> dead_letters::Which {
+        self.which
+            .id
+            .map_or(dead_letters::Which::All, dead_letters::Which::One)
+    }
 }
 
 fn parse_entry_id(s: &str) -> Result<EntryId, String> {
@@ -214,19 +223,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rebuild { projection, yes } => admin::rebuild(projection, yes).await,
         Command::Health { listen } => admin::health(listen.as_deref()).await,
         Command::Status { max_lag, json } => admin::status(max_lag, json).await,
-        Command::DeadLetters(command) => {
-            use crate::dead_letters::{self, Which};
-            let which = |id: Option<EntryId>| id.map_or(Which::All, Which::One);
-            match command {
-                DeadLetterCommand::List { group, json } => dead_letters::list(group, json).await,
-                DeadLetterCommand::Retry { id, group, .. } => {
-                    dead_letters::retry(group, which(id)).await
-                }
-                DeadLetterCommand::Discard { id, group, .. } => {
-                    dead_letters::discard(group, which(id)).await
-                }
+        Command::DeadLetters(command) => match command {
+            DeadLetterCommand::List { group, json } => dead_letters::list(group, json).await,
+            DeadLetterCommand::Retry(picked) => {
+                dead_letters::retry(picked.group, picked.which()).await
             }
-        }
+            DeadLetterCommand::Discard(picked) => {
+                dead_letters::discard(picked.group, picked.which()).await
+            }
+        },
         Command::Report { json, limit } => report::run(json, limit).await,
         Command::Events {
             kinds,

@@ -443,6 +443,18 @@ async fn a_request_id_follows_an_order_from_the_gateway_to_the_crms_message() {
     assert_eq!(stock.len(), 1, "{stock:?}");
 
     // The CRM's messages about the order carry it and the event, in the outbox and delivered.
+    // The mailer writes them on its own time (the answer waited for the entity cache only).
+    eventually("the mailer to write the order's messages", WAIT, || {
+        let shop = &shop;
+        async move {
+            let mut conn = shop.redis().await;
+            entries_with(&mut conn, &keys::outbox(), "request_id", request_id)
+                .await
+                .len()
+                >= 2
+        }
+    })
+    .await;
     let outbox = entries_with(&mut conn, &keys::outbox(), "request_id", request_id).await;
     let kinds: BTreeSet<&str> = outbox.iter().map(|m| m["kind"].as_str()).collect();
     assert_eq!(

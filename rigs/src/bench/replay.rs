@@ -29,7 +29,7 @@ use ordershop_projections::{
     rebuild_projection, Crm, EntityCache, ProjectionName, Replayable, Runner, RunnerOptions,
 };
 use ordershop_testkit::unlink_matching;
-use redis::streams::StreamRangeReply;
+use redis::streams::{StreamId, StreamRangeReply};
 use redis::Value;
 use std::time::{Duration, Instant};
 
@@ -58,92 +58,16 @@ async fn stream_lengths(conn: &RedisConnection, streams: &[Stream]) -> anyhow::R
     Ok(lengths.iter().sum())
 }
 
-/// The bare baseline over `streams`; returns the entries it read.
-async fn bare_replay(conn: &RedisConnection, streams: &[Stream]) -> anyhow::Result<u64> {
+/// Reads each of `streams` with XRANGE in chunks of [`CHUNK`] and, per chunk, sends one
+/// pipeline that `write` fills from the chunk's entries: the loop both bare baselines share.
+/// Returns the entries read.
+async fn replay_pipelined(
+    conn: &RedisConnection,
+    streams: &[Stream],
+    mut write: impl FnMut(&mut redis::Pipeline, Stream, StreamId) -> anyhow::Result<()>,
+) -> anyhow::Result<u64> {
     let mut conn = conn.clone();
     let mut entries = 0u64;
-    for stream in streams {
-        let key = stream.key();
-        let length: u64 = redis::cmd("XLEN").arg(&key).query_async(&mut conn).await?;
-        let mut after = "-".to_owned();
-        for _ in 0..(length / CHUNK as u64 + 2) {
-            let reply: StreamRangeReply = redis::cmd("XRANGE")
-                .arg(&key)
-                .arg(&after)
-                .arg("+")
-                .arg("COUNT")
-                .arg(CHUNK)
-                .query_async(&mut conn)
-                .await?;
-            let n = reply.ids.len();
-            let mut pipe = redis::pipe();
-            for entry in &reply.ids {
-                after = format!("({}", entry.id);
-                let Some(Value::BulkString(json)) = entry.map.get("entity") else {
-                    continue;
-                };
-                let Ok(serde_json::Value::Object(fields)) = serde_json::from_slice(json) else {
-                    continue;
-                };
-                let Some(id) = fields.get("id").and_then(|v| v.as_str()) else {
-                    continue;
-                };
-                let kind = stream.kind;
-                let hset = pipe
-                    .cmd("HSET")
-                    .arg(format!("{BARE_PREFIX}{kind}_entity:{id}"));
-                for (name, value) in &fields {
-                    match value {
-                        serde_json::Value::String(s) => {
-                            hset.arg(name).arg(s);
-                        }
-                        serde_json::Value::Number(n) => {
-                            hset.arg(name).arg(n.to_string());
-                        }
-                        serde_json::Value::Bool(b) => {
-                            hset.arg(name).arg(b.to_string());
-                        }
-                        _ => {}
-                    }
-                }
-                hset.ignore();
-                pipe.cmd("SADD")
-                    .arg(format!("{BARE_PREFIX}{kind}_ids"))
-                    .arg(id)
-                    .ignore();
-            }
-            if n > 0 {
-                let () = pipe.query_async(&mut conn).await?;
-            }
-            entries += n as u64;
-            if n < CHUNK {
-                break;
-            }
-        }
-    }
-    Ok(entries)
-}
-
-/// The CRM catch-up's fair baseline over `streams`: the same entries read with XRANGE and
-/// decoded, the same plans made (`crm::plan`, the CRM's own rules), and the writes those plans
-/// make sent as plain pipelined commands, one pipeline per chunk — with no Function, no version
-/// check, no read of what a record counted before (each order counted as first seen, unbilled),
-/// no consumer group. Returns the entries it read.
-async fn bare_crm_replay(conn: &RedisConnection, streams: &[Stream]) -> anyhow::Result<u64> {
-    let mut conn = conn.clone();
-    let mut entries = 0u64;
-    let counters = |pipe: &mut redis::Pipeline, deltas: &[Delta]| {
-        for d in deltas {
-            pipe.cmd("HINCRBY")
-                .arg(&d.key)
-                .arg(&d.field)
-                .arg(d.n)
-                .ignore();
-            if let Some((set, member)) = &d.follow {
-                pipe.cmd("SADD").arg(set).arg(member).ignore();
-            }
-        }
-    };
     for stream in streams {
         let key = stream.key();
         let length: u64 = redis::cmd("XLEN").arg(&key).query_async(&mut conn).await?;
@@ -161,54 +85,7 @@ async fn bare_crm_replay(conn: &RedisConnection, streams: &[Stream]) -> anyhow::
             let mut pipe = redis::pipe();
             for entry in reply.ids {
                 after = format!("({}", entry.id);
-                let raw = RawEntry {
-                    stream: *stream,
-                    id: entry.id.parse().map_err(anyhow::Error::msg)?,
-                    fields: entry.map,
-                };
-                let Ok(event) = raw.decode() else { continue };
-                let plan = crm::plan(&event);
-                pipe.cmd("HSET")
-                    .arg(&plan.guard.key)
-                    .arg(plan.guard.id.to_string())
-                    .arg(plan.guard.v)
-                    .ignore();
-                for op in plan.ops.iter().chain(&plan.always) {
-                    match op {
-                        Upsert::Hset { key, fields } | Upsert::Max { key, fields, .. } => {
-                            let hset = pipe.cmd("HSET").arg(key);
-                            for (name, value) in fields {
-                                hset.arg(*name).arg(value);
-                            }
-                            hset.ignore();
-                        }
-                        Upsert::Sadd { key, member } => {
-                            pipe.cmd("SADD").arg(key).arg(member).ignore();
-                        }
-                        Upsert::Srem { key, member } => {
-                            pipe.cmd("SREM").arg(key).arg(member).ignore();
-                        }
-                        Upsert::Count {
-                            record,
-                            always,
-                            unlinked,
-                            ..
-                        } => {
-                            pipe.cmd("HSET").arg(record).arg("seen").arg(1).ignore();
-                            counters(&mut pipe, always);
-                            counters(&mut pipe, unlinked);
-                        }
-                        Upsert::Link { links, id, to, .. } => {
-                            if let Some(order) = to {
-                                pipe.cmd("HSET")
-                                    .arg(links)
-                                    .arg(id.to_string())
-                                    .arg(order.to_string())
-                                    .ignore();
-                            }
-                        }
-                    }
-                }
+                write(&mut pipe, *stream, entry)?;
             }
             if n > 0 {
                 let () = pipe.query_async(&mut conn).await?;
@@ -220,6 +97,120 @@ async fn bare_crm_replay(conn: &RedisConnection, streams: &[Stream]) -> anyhow::
         }
     }
     Ok(entries)
+}
+
+/// The bare baseline over `streams`; returns the entries it read.
+async fn bare_replay(conn: &RedisConnection, streams: &[Stream]) -> anyhow::Result<u64> {
+    replay_pipelined(conn, streams, |pipe, stream, entry| {
+        let Some(Value::BulkString(json)) = entry.map.get("entity") else {
+            return Ok(());
+        };
+        let Ok(serde_json::Value::Object(fields)) = serde_json::from_slice(json) else {
+            return Ok(());
+        };
+        let Some(id) = fields.get("id").and_then(|v| v.as_str()) else {
+            return Ok(());
+        };
+        let kind = stream.kind;
+        let hset = pipe
+            .cmd("HSET")
+            .arg(format!("{BARE_PREFIX}{kind}_entity:{id}"));
+        for (name, value) in &fields {
+            match value {
+                serde_json::Value::String(s) => {
+                    hset.arg(name).arg(s);
+                }
+                serde_json::Value::Number(n) => {
+                    hset.arg(name).arg(n.to_string());
+                }
+                serde_json::Value::Bool(b) => {
+                    hset.arg(name).arg(b.to_string());
+                }
+                _ => {}
+            }
+        }
+        hset.ignore();
+        pipe.cmd("SADD")
+            .arg(format!("{BARE_PREFIX}{kind}_ids"))
+            .arg(id)
+            .ignore();
+        Ok(())
+    })
+    .await
+}
+
+/// The CRM catch-up's fair baseline over `streams`: the same entries read with XRANGE and
+/// decoded, the same plans made (`crm::plan`, the CRM's own rules), and the writes those plans
+/// make sent as plain pipelined commands, one pipeline per chunk — with no Function, no version
+/// check, no read of what a record counted before (each order counted as first seen, unbilled),
+/// no consumer group. Returns the entries it read.
+async fn bare_crm_replay(conn: &RedisConnection, streams: &[Stream]) -> anyhow::Result<u64> {
+    let counters = |pipe: &mut redis::Pipeline, deltas: &[Delta]| {
+        for d in deltas {
+            pipe.cmd("HINCRBY")
+                .arg(&d.key)
+                .arg(&d.field)
+                .arg(d.n)
+                .ignore();
+            if let Some((set, member)) = &d.follow {
+                pipe.cmd("SADD").arg(set).arg(member).ignore();
+            }
+        }
+    };
+    replay_pipelined(conn, streams, |pipe, stream, entry| {
+        let raw = RawEntry {
+            stream,
+            id: entry.id.parse().map_err(anyhow::Error::msg)?,
+            fields: entry.map,
+        };
+        let Ok(event) = raw.decode() else {
+            return Ok(());
+        };
+        let plan = crm::plan(&event);
+        pipe.cmd("HSET")
+            .arg(&plan.guard.key)
+            .arg(plan.guard.id.to_string())
+            .arg(plan.guard.v)
+            .ignore();
+        for op in plan.ops.iter().chain(&plan.always) {
+            match op {
+                Upsert::Hset { key, fields } | Upsert::Max { key, fields, .. } => {
+                    let hset = pipe.cmd("HSET").arg(key);
+                    for (name, value) in fields {
+                        hset.arg(*name).arg(value);
+                    }
+                    hset.ignore();
+                }
+                Upsert::Sadd { key, member } => {
+                    pipe.cmd("SADD").arg(key).arg(member).ignore();
+                }
+                Upsert::Srem { key, member } => {
+                    pipe.cmd("SREM").arg(key).arg(member).ignore();
+                }
+                Upsert::Count {
+                    record,
+                    always,
+                    unlinked,
+                    ..
+                } => {
+                    pipe.cmd("HSET").arg(record).arg("seen").arg(1).ignore();
+                    counters(pipe, always);
+                    counters(pipe, unlinked);
+                }
+                Upsert::Link { links, id, to, .. } => {
+                    if let Some(order) = to {
+                        pipe.cmd("HSET")
+                            .arg(links)
+                            .arg(id.to_string())
+                            .arg(order.to_string())
+                            .ignore();
+                    }
+                }
+            }
+        }
+        Ok(())
+    })
+    .await
 }
 
 /// Time of one bare CRM replay, from an empty CRM view, which it leaves empty.
