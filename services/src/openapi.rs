@@ -647,6 +647,78 @@ fn operation(route: &GatewayRoute) -> utoipa::openapi::path::Operation {
             .summary(Some("Every entity of every type"))
             .response("200", ok("the report", schema_ref("Report")))
             .response("503", error(UNAVAILABLE)),
+        GatewayOp::EventStream => {
+            let query = |name: &str, description: &str, schema: RefOr<Schema>| {
+                ParameterBuilder::new()
+                    .name(name)
+                    .parameter_in(ParameterIn::Query)
+                    .required(Required::False)
+                    .description(Some(description))
+                    .schema(Some(schema))
+            };
+            let one_of = |values: Vec<&'static str>| -> RefOr<Schema> {
+                ObjectBuilder::new()
+                    .schema_type(SchemaType::Type(Type::String))
+                    .enum_values(Some(values))
+                    .build()
+                    .into()
+            };
+            let entry_id: RefOr<Schema> = ObjectBuilder::new()
+                .schema_type(SchemaType::Type(Type::String))
+                .pattern(Some("^[0-9]{1,20}-[0-9]{1,20}$"))
+                .build()
+                .into();
+            op.tag("events")
+                .summary(Some(
+                    "Every appended event as it happens (Server-Sent Events), resumable",
+                ))
+                .description(Some(
+                    "One SSE event per appended event, in ID order across all streams: `id:` \
+                     the entry ID, `event:` `<type>_<action>`, `data:` JSON `{id, stream, \
+                     event_id, entity, version, request_id?}`. A client that reconnects with \
+                     `Last-Event-ID` (or `?since=`) gets exactly the events after it. A viewer \
+                     that falls too far behind is disconnected (and can resume). With an API \
+                     token set, the feed needs it too.",
+                ))
+                .parameter(query(
+                    "type",
+                    "only events of this entity type",
+                    one_of(EntityKind::ALL.map(EntityKind::as_str).to_vec()),
+                ))
+                .parameter(query(
+                    "action",
+                    "only events of this action",
+                    one_of(ordershop_domain::Action::ALL.map(|a| a.as_str()).to_vec()),
+                ))
+                .parameter(query(
+                    "entity",
+                    "only the events of this entity",
+                    uuid_schema(),
+                ))
+                .parameter(query(
+                    "since",
+                    "resume after this entry ID (Last-Event-ID wins when both are given)",
+                    entry_id.clone(),
+                ))
+                .parameter(
+                    ParameterBuilder::new()
+                        .name("Last-Event-ID")
+                        .parameter_in(ParameterIn::Header)
+                        .required(Required::False)
+                        .description(Some("resume after this entry ID"))
+                        .schema(Some(entry_id)),
+                )
+                .response(
+                    "200",
+                    ResponseBuilder::new()
+                        .description("an endless stream of events")
+                        .content("text/event-stream", json(String::schema()))
+                        .build(),
+                )
+                .response("400", error(BAD_REQUEST))
+                .response("401", error(UNAUTHORIZED))
+                .response("503", error(UNAVAILABLE))
+        }
         GatewayOp::Health => op
             .tag("operations")
             .summary(Some("Ready when Redis (and the role's Functions) are"))

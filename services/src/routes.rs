@@ -51,6 +51,8 @@ pub const UNBILLED_ORDERS: &str = "/orders/unbilled";
 pub const REPORT: &str = "/report";
 /// Every role.
 pub const HEALTH: &str = "/health";
+/// Gateway: the live event feed (Server-Sent Events).
+pub const EVENT_STREAM: &str = "/events/stream";
 /// msg-service: send a message.
 pub const EMAIL: &str = "/email";
 /// msg-service: list delivered messages.
@@ -100,6 +102,8 @@ pub enum GatewayOp {
     OpenApi,
     Docs,
     DocsFiles,
+    /// The live event feed (Server-Sent Events).
+    EventStream,
 }
 
 /// One route of the gateway: method, path template (OpenAPI syntax, `{id}`) and operation.
@@ -120,6 +124,7 @@ pub fn gateway_routes() -> Vec<GatewayRoute> {
     let mut routes = vec![
         route(Method::Get, UNBILLED_ORDERS, GatewayOp::UnbilledOrders),
         route(Method::Get, REPORT, GatewayOp::Report),
+        route(Method::Get, EVENT_STREAM, GatewayOp::EventStream),
     ];
     for paths in ENTITY_PATHS {
         let kind = paths.kind;

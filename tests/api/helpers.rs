@@ -180,6 +180,11 @@ impl Shop {
         self.processes.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The process id of a role started as its own process.
+    pub fn pid(&self, name: &str) -> Option<u32> {
+        self.children().get(name).map(Child::id)
+    }
+
     pub fn url(&self, role: &str) -> String {
         format!("http://127.0.0.1:{}", self.ports[role])
     }

@@ -5,6 +5,7 @@ mod compose;
 mod contention;
 mod contract;
 mod failover;
+mod feed;
 mod fuzz;
 mod helpers;
 mod limits;

@@ -4,6 +4,7 @@
 //! (`ordershop_readmodel::CacheReader`).
 
 pub mod consistency;
+pub mod feed;
 pub mod forward;
 
 use crate::config::{Config, Role};
@@ -14,6 +15,7 @@ use forward::{Forwarder, Outgoing, Relayed, Unreachable};
 use ordershop_eventstore::RedisConnection;
 use ordershop_readmodel::CacheReader;
 use ordershop_telemetry::error_chain;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The gateway: a forwarder for commands, a reader for queries.
@@ -24,6 +26,8 @@ pub struct Gateway {
     conn: RedisConnection,
     applied: AppliedWatch,
     consistency_timeout: Duration,
+    feed: Arc<feed::Feed>,
+    token: Option<crate::config::ApiToken>,
 }
 
 impl Gateway {
@@ -38,8 +42,13 @@ impl Gateway {
             } else {
                 AppliedWatch::without_subscription()
             },
+            feed: Arc::new(feed::Feed::new(
+                ordershop_eventstore::EventStore::from_connection(conn.clone()),
+                config.redis.clone(),
+            )),
             conn,
             consistency_timeout: config.consistency_timeout,
+            token: config.api_token.clone(),
         })
     }
 
@@ -56,6 +65,16 @@ impl Gateway {
 
     pub fn cache(&self) -> &CacheReader {
         &self.cache
+    }
+
+    /// The live event feed.
+    pub fn feed(&self) -> &feed::Feed {
+        &self.feed
+    }
+
+    /// The API token, when one is set (the feed carries customer data, so it needs it).
+    pub fn token(&self) -> Option<&crate::config::ApiToken> {
+        self.token.as_ref()
     }
 
     /// Forwards a command to `owner`; when it succeeded, waits until the entity cache has

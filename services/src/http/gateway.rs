@@ -4,6 +4,7 @@
 use super::{Endpoint, RawBody};
 use crate::config::Role;
 use crate::error::ApiError;
+use crate::gateway::feed::FeedFilter;
 use crate::gateway::forward::{Outgoing, Relayed};
 use crate::gateway::Gateway;
 use crate::openapi::{self, ApiDocument};
@@ -13,6 +14,7 @@ use crate::wire::{entity_json, ReportBody};
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use ordershop_domain::EntityKind;
+use ordershop_eventstore::EntryId;
 use uuid::Uuid;
 
 /// Registers every gateway route of [`gateway_routes`] (but `/health` and `/metrics`, which
@@ -70,6 +72,7 @@ fn handler(route: &GatewayRoute) -> Option<actix_web::Route> {
         GatewayOp::Update(kind) | GatewayOp::Delete(kind) => on.to(forward_with_id(kind)),
         GatewayOp::UnbilledOrders => on.to(unbilled_orders),
         GatewayOp::Report => on.to(report),
+        GatewayOp::EventStream => on.to(event_stream),
         GatewayOp::OpenApi => on.to(openapi::serve_document),
         GatewayOp::Docs => on.to(openapi::docs_redirect),
         GatewayOp::DocsFiles => on.to(openapi::docs_file),
@@ -101,6 +104,91 @@ async fn get_one(
 /// `GET /orders/unbilled`
 async fn unbilled_orders(gateway: web::Data<Gateway>) -> Result<HttpResponse, ApiError> {
     Ok(json_body(gateway.cache().unbilled_orders_json().await?))
+}
+
+/// The query of `GET /events/stream`.
+#[derive(Debug, serde::Deserialize)]
+struct FeedQuery {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    action: Option<String>,
+    entity: Option<String>,
+    since: Option<String>,
+}
+
+/// `GET /events/stream`: the live event feed (see `gateway::feed`).
+async fn event_stream(
+    gateway: web::Data<Gateway>,
+    req: HttpRequest,
+    query: web::Query<FeedQuery>,
+) -> Result<HttpResponse, ApiError> {
+    if let Some(token) = gateway.token() {
+        crate::auth::authorizes(
+            token,
+            req.headers()
+                .get(header::AUTHORIZATION)
+                .map(|v| v.as_bytes()),
+        )?;
+    }
+    let query = query.into_inner();
+    let mut filter = FeedFilter::default();
+    if let Some(kind) = &query.kind {
+        filter.kinds.push(
+            kind.parse()
+                .map_err(|e: String| ApiError::bad_request(format!("type: {e}")))?,
+        );
+    }
+    if let Some(action) = &query.action {
+        filter.actions.push(
+            action
+                .parse()
+                .map_err(|e: String| ApiError::bad_request(format!("action: {e}")))?,
+        );
+    }
+    if let Some(entity) = &query.entity {
+        filter.entity =
+            Some(Uuid::parse_str(entity).map_err(|e| {
+                ApiError::bad_request(format!("entity: `{entity}` is not an id: {e}"))
+            })?);
+    }
+    let resume = match req.headers().get("last-event-id") {
+        Some(value) => Some(
+            value
+                .to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<EntryId>().ok())
+                .ok_or_else(|| {
+                    ApiError::bad_request("Last-Event-ID: not an entry ID (<ms>-<seq>)")
+                })?,
+        ),
+        None => match &query.since {
+            Some(since) => Some(
+                since
+                    .trim()
+                    .parse::<EntryId>()
+                    .map_err(|e| ApiError::bad_request(format!("since: {e}")))?,
+            ),
+            None => None,
+        },
+    };
+    let viewer = gateway
+        .feed()
+        .open(filter, resume)
+        .await
+        .map_err(ApiError::unavailable)?;
+    let hello = futures::stream::once(async {
+        Ok::<_, actix_web::Error>(web::Bytes::from_static(b": ordershop event feed\n\n"))
+    });
+    let events = futures::stream::unfold(viewer, |mut viewer| async move {
+        let frame = viewer.next_frame().await?;
+        Some((Ok::<_, actix_web::Error>(web::Bytes::from(frame)), viewer))
+    });
+    use futures::StreamExt;
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(hello.chain(events)))
 }
 
 /// `GET /report`
