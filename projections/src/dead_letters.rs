@@ -187,24 +187,16 @@ pub async fn discard(
     id: EntryId,
 ) -> Result<bool, ProjectionError> {
     let group = projection.name();
-    let (removed,): (u64,) = redis::pipe()
-        .atomic()
-        .cmd("XDEL")
+    let removed: u64 = redis::cmd("XDEL")
         .arg(keys::dead_letters(group))
         .arg(id.to_string())
-        .cmd("HINCRBY")
-        .arg(keys::dead_letter_actions(group))
-        .arg("discarded")
-        .arg(1)
-        .ignore()
         .query_async(conn)
         .await?;
-    if removed == 0 {
-        // Nothing was discarded: take the count back.
+    if removed == 1 {
         let _: i64 = redis::cmd("HINCRBY")
             .arg(keys::dead_letter_actions(group))
             .arg("discarded")
-            .arg(-1)
+            .arg(1)
             .query_async(conn)
             .await?;
     }

@@ -456,6 +456,36 @@ async fn two_entity_cache_instances_build_the_state_one_would() {
     );
 }
 
+/// Appends an event to `events:customer_created` by hand, outside the store: its entity as
+/// given (valid or not); returns the entry ID.
+async fn append_by_hand(conn: &mut redis::aio::MultiplexedConnection, entity: &str) -> String {
+    redis::cmd("XADD")
+        .arg("events:customer_created")
+        .arg("*")
+        .arg("event_id")
+        .arg(uuid::Uuid::new_v4().to_string())
+        .arg("entity")
+        .arg(entity)
+        .arg("version")
+        .arg("1")
+        .query_async(conn)
+        .await
+        .expect("XADD")
+}
+
+/// `status --json`, and the entry of one group in it.
+fn group_in_status(shop: &Shop, group: &str) -> (Value, Value) {
+    let (code, out, err) = run_cli(shop, &["status", "--json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let status: Value = serde_json::from_str(&out).expect("status --json is JSON");
+    let entry = status
+        .as_array()
+        .and_then(|g| g.iter().find(|g| g["group"] == group))
+        .cloned()
+        .unwrap_or_default();
+    (status, entry)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poison_entry_is_dead_lettered_and_later_events_applied() {
     let shop = Shop::start_with(
@@ -467,18 +497,7 @@ async fn a_poison_entry_is_dead_lettered_and_later_events_applied() {
     )
     .await;
     let mut conn = shop.redis().await;
-    let poison: String = redis::cmd("XADD")
-        .arg("events:customer_created")
-        .arg("*")
-        .arg("event_id")
-        .arg("00000000-0000-4000-8000-000000000000")
-        .arg("entity")
-        .arg("{not json")
-        .arg("version")
-        .arg("1")
-        .query_async(&mut conn)
-        .await
-        .expect("XADD");
+    let poison = append_by_hand(&mut conn, "{not json").await;
     let after = shop
         .create(
             "/customer",
@@ -515,14 +534,7 @@ async fn a_poison_entry_is_dead_lettered_and_later_events_applied() {
         );
     }
     wait_all_caught_up(&shop).await;
-    let (code, out, _) = run_cli(&shop, &["status", "--json"]);
-    assert_eq!(code, 0);
-    let status: Value = serde_json::from_str(&out).expect("status --json is JSON");
-    let cache = status
-        .as_array()
-        .and_then(|g| g.iter().find(|g| g["group"] == "entity-cache"))
-        .cloned()
-        .unwrap_or_default();
+    let (status, cache) = group_in_status(&shop, "entity-cache");
     assert_eq!(cache["dead_lettered"], 1, "{status}");
     assert_eq!(cache["lag"], 0, "{status}");
 }
@@ -562,18 +574,7 @@ async fn dead_letters_are_listed_retried_and_discarded_from_the_command_line() {
     let dead = keys::dead_letters("entity-cache");
 
     // A poison entry (its entity is not JSON): it can never be applied.
-    let poison: String = redis::cmd("XADD")
-        .arg("events:customer_created")
-        .arg("*")
-        .arg("event_id")
-        .arg(uuid::Uuid::new_v4().to_string())
-        .arg("entity")
-        .arg("{not json")
-        .arg("version")
-        .arg("1")
-        .query_async(&mut conn)
-        .await
-        .expect("XADD");
+    let poison = append_by_hand(&mut conn, "{not json").await;
     // A sound event the cache cannot apply for now: its Hash key holds a string, set by hand.
     let fixable = uuid::Uuid::new_v4();
     let cache_key = keys::entity(EntityKind::Customer, fixable);
@@ -584,18 +585,7 @@ async fn dead_letters_are_listed_retried_and_discarded_from_the_command_line() {
         .await
         .expect("SET");
     let entity = json!({"id": fixable, "name": "Fixed", "email": "fixed@example.com"});
-    let _: String = redis::cmd("XADD")
-        .arg("events:customer_created")
-        .arg("*")
-        .arg("event_id")
-        .arg(uuid::Uuid::new_v4().to_string())
-        .arg("entity")
-        .arg(entity.to_string())
-        .arg("version")
-        .arg("1")
-        .query_async(&mut conn)
-        .await
-        .expect("XADD");
+    append_by_hand(&mut conn, &entity.to_string()).await;
     wait_for_length(&shop, "XLEN", &dead, "both entries to be parked", |n| {
         n == 2
     })
@@ -695,14 +685,7 @@ async fn dead_letters_are_listed_retried_and_discarded_from_the_command_line() {
     );
     assert_eq!(code, 0, "{out}{err}");
     assert!(dead_letters(&shop, "entity-cache").is_empty());
-    let (code, out, _) = run_cli(&shop, &["status", "--json"]);
-    assert_eq!(code, 0);
-    let status: Value = serde_json::from_str(&out).expect("status --json is JSON");
-    let cache = status
-        .as_array()
-        .and_then(|g| g.iter().find(|g| g["group"] == "entity-cache"))
-        .cloned()
-        .unwrap_or_default();
+    let (status, cache) = group_in_status(&shop, "entity-cache");
     assert_eq!(cache["dead_lettered"], 0, "{status}");
     assert_eq!(cache["dead_letters_retried"], 1, "{status}");
     assert_eq!(cache["dead_letters_discarded"], 1, "{status}");

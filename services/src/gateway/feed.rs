@@ -171,11 +171,6 @@ impl Feed {
             done: false,
         })
     }
-
-    /// Viewers subscribed now.
-    pub fn viewers(&self) -> usize {
-        self.sender.receiver_count()
-    }
 }
 
 /// Where a viewer is in the feed: replaying the log up to the last ID issued when it
