@@ -74,7 +74,7 @@ fn now_ms() -> u64 {
 
 /// The wall-clock time an ID stands for, to the microsecond.
 pub fn id_time(id: EntryId) -> DateTime<Utc> {
-    DateTime::from_timestamp_micros(id.micros() as i64).unwrap_or_default()
+    ordershop_services::wire::entry_time(id)
 }
 
 fn short(id: impl ToString) -> String {
@@ -103,19 +103,7 @@ pub fn summary(entity: &Entity) -> String {
 
 fn print_event(event: &StoredEvent, json: bool) {
     if json {
-        let line = serde_json::json!({
-            "id": event.id.to_string(),
-            "time": id_time(event.id).to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-            "stream": event.stream.key(),
-            "type": event.kind().as_str(),
-            "action": event.stream.action.as_str(),
-            "entity_id": event.entity_id().to_string(),
-            "version": event.version,
-            "event_id": event.event_id.to_string(),
-            "entity": serde_json::from_str::<serde_json::Value>(
-                &ordershop_eventstore::codec::encode_entity(&event.change.entity)
-            ).unwrap_or_default(),
-        });
+        let line = ordershop_services::wire::event_json(event);
         println!("{line}");
         return;
     }

@@ -92,6 +92,14 @@ fn field_bytes<'a>(fields: &'a HashMap<String, Value>, name: &str) -> Option<&'a
 }
 
 impl RawEntry {
+    /// Whether the entry's entity JSON contains `text` (a cheap test before decoding).
+    pub fn mentions(&self, text: &str) -> bool {
+        field_bytes(&self.fields, FIELD_ENTITY).is_some_and(|json| {
+            json.windows(text.len().max(1))
+                .any(|window| window == text.as_bytes())
+        })
+    }
+
     pub fn decode(&self) -> Result<StoredEvent, DecodeError> {
         let fail = |reason: String| DecodeError {
             stream: self.stream.key(),

@@ -295,6 +295,30 @@ impl EventStore {
         Ok(last.and_then(|s| s.parse().ok()).unwrap_or(EntryId::ZERO))
     }
 
+    /// Every event of one entity, oldest first. The log has no per-entity index, so this reads
+    /// the entity type's three streams whole (one pass over that type's events); an entry whose
+    /// JSON does not even mention the id is skipped before it is decoded.
+    pub async fn history(
+        &self,
+        kind: EntityKind,
+        id: Uuid,
+    ) -> Result<Vec<crate::codec::StoredEvent>, StoreError> {
+        let needle = id.hyphenated().to_string();
+        let mut replay = self
+            .replay(Stream::of_kind(kind).to_vec(), EntryId::ZERO)
+            .await?;
+        let mut events = Vec::new();
+        while let Some(batch) = replay.next_batch().await? {
+            for entry in batch.iter().filter(|e| e.mentions(&needle)) {
+                let event = entry.decode()?;
+                if event.entity_id() == id {
+                    events.push(event);
+                }
+            }
+        }
+        Ok(events)
+    }
+
     /// Replays the given streams merged in ID order, from after `after` up to the last ID
     /// issued when the replay starts (so appends made during the replay do not disturb it).
     pub async fn replay(&self, streams: Vec<Stream>, after: EntryId) -> Result<Replay, StoreError> {

@@ -9,6 +9,8 @@ pub enum ProjectionError {
     Redis(#[from] redis::RedisError),
     #[error("event store unavailable")]
     Store(#[from] StoreError),
+    #[error("read model unavailable")]
+    Read(#[from] ordershop_readmodel::ReadError),
     #[error(
         "projection `{0}` cannot be rebuilt: it is a sink of side effects, not a view of the log"
     )]
@@ -32,5 +34,5 @@ impl ProjectionError {
 
 /// `unknown projection` for [`ProjectionName`](crate::ProjectionName)'s `FromStr`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown projection `{0}` (expected entity-cache, crm or msg-service)")]
+#[error("unknown projection `{0}` (expected entity-cache, crm, crm-mailer or msg-service)")]
 pub struct UnknownProjection(pub String);

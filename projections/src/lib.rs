@@ -11,7 +11,8 @@
 //!   [`message_text`]: the wording of the CRM's messages, rendered from the facts the mailer
 //!   writes.
 //! - [`rebuild`], [`status`] and [`dead_letters`]: the operator commands (rebuild a projection,
-//!   show lag, list, retry or discard what a projection parked).
+//!   show lag, list, retry or discard what a projection parked); [`report`]: what the shop
+//!   holds, read from the projections.
 //!
 //! Each projection applies a batch in one Redis Function call that checks each entity's version,
 //! writes its keys and records the version applied, atomically; the runner acks afterwards. So
@@ -28,6 +29,7 @@ pub mod msg;
 pub mod projection;
 mod read;
 pub mod rebuild;
+pub mod report;
 pub mod runner;
 pub mod status;
 
@@ -39,7 +41,7 @@ pub use msg::MsgDelivery;
 pub use projection::{Mode, Projection, Replayable};
 pub use rebuild::{rebuild_projection, wiped_key_patterns, RebuildReport};
 pub use runner::{run_until_stopped, Runner, RunnerOptions, Source, StepReport};
-pub use status::{group_status, ConsumerStatus, GroupStatus};
+pub use status::{group_status, statuses, ConsumerStatus, GroupStatus};
 
 use ordershop_eventstore::Stream;
 use ordershop_readmodel::keys;

@@ -81,9 +81,14 @@ fn as_text<S: serde::Serializer>(id: &Option<EntryId>, s: S) -> Result<S::Ok, S:
 /// The status of every projection's group.
 pub async fn group_status(redis: &RedisConfig) -> Result<Vec<GroupStatus>, ProjectionError> {
     let mut conn = ordershop_eventstore::RedisConnection::connect(redis).await?;
+    statuses(&mut conn).await
+}
+
+/// The status of every projection's group, over a connection the caller holds.
+pub async fn statuses(conn: &mut RedisConnection) -> Result<Vec<GroupStatus>, ProjectionError> {
     let mut all = Vec::with_capacity(ProjectionName::ALL.len());
     for projection in ProjectionName::ALL {
-        all.push(status_of(&mut conn, projection).await?);
+        all.push(status_of(conn, projection).await?);
     }
     Ok(all)
 }

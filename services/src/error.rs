@@ -225,6 +225,18 @@ impl From<ReadError> for ApiError {
     }
 }
 
+impl From<ordershop_projections::ProjectionError> for ApiError {
+    fn from(e: ordershop_projections::ProjectionError) -> Self {
+        Self::infrastructure("reading the projections failed", &e)
+    }
+}
+
+impl From<ordershop_eventstore::StoreError> for ApiError {
+    fn from(e: ordershop_eventstore::StoreError) -> Self {
+        Self::infrastructure("reading the log failed", &e)
+    }
+}
+
 impl From<Unreachable> for ApiError {
     fn from(e: Unreachable) -> Self {
         tracing::warn!(error = %error_chain(&e), "cannot forward a command");

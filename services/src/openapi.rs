@@ -398,12 +398,48 @@ fn schema_ref(name: &str) -> RefOr<Schema> {
     RefOr::Ref(Ref::from_schema_name(name))
 }
 
+/// A projection's name (its consumer group).
+fn projection_schema() -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::Type(Type::String))
+        .enum_values(Some(
+            ordershop_projections::ProjectionName::ALL
+                .map(|p| p.name())
+                .to_vec(),
+        ))
+        .build()
+        .into()
+}
+
+/// A stream entry ID, `<ms>-<seq>`: each part up to 19 digits, so that every ID the pattern
+/// admits is one the server parses (a part is a u64; 20 digits can exceed it).
+fn entry_id_schema() -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::Type(Type::String))
+        .pattern(Some("^[0-9]{1,19}-[0-9]{1,19}$"))
+        .build()
+        .into()
+}
+
 fn array_of(item: RefOr<Schema>) -> RefOr<Schema> {
     ArrayBuilder::new().items(item).build().into()
 }
 
 fn json(schema: RefOr<Schema>) -> utoipa::openapi::Content {
     ContentBuilder::new().schema(Some(schema)).build()
+}
+
+/// Any JSON object (the console's reads are documented by their CLI twins' `--json`).
+fn any_object() -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::Type(Type::Object))
+        .build()
+        .into()
+}
+
+/// A page or one of its files, not JSON.
+fn html(description: &str) -> utoipa::openapi::Response {
+    ResponseBuilder::new().description(description).build()
 }
 
 fn ok(description: &str, schema: RefOr<Schema>) -> utoipa::openapi::Response {
@@ -484,8 +520,30 @@ fn operation(route: &GatewayRoute) -> utoipa::openapi::path::Operation {
                 .name("file")
                 .parameter_in(ParameterIn::Path)
                 .required(Required::True)
-                .description(Some("a file of the docs page; empty for the page itself"))
+                .description(Some("a file of the page; empty for the docs page itself"))
                 .schema(Some(String::schema())),
+        );
+    }
+    if route.path.contains("{projection}") {
+        op = op.parameter(
+            ParameterBuilder::new()
+                .name("projection")
+                .parameter_in(ParameterIn::Path)
+                .required(Required::True)
+                .description(Some(
+                    "the projection (consumer group) that parked the entry",
+                ))
+                .schema(Some(projection_schema())),
+        );
+    }
+    if route.path.contains("{entry}") {
+        op = op.parameter(
+            ParameterBuilder::new()
+                .name("entry")
+                .parameter_in(ParameterIn::Path)
+                .required(Required::True)
+                .description(Some("the parked entry's ID in `<projection>:dead`"))
+                .schema(Some(entry_id_schema())),
         );
     }
     let ids = array_of(uuid_schema());
@@ -663,11 +721,7 @@ fn operation(route: &GatewayRoute) -> utoipa::openapi::path::Operation {
                     .build()
                     .into()
             };
-            let entry_id: RefOr<Schema> = ObjectBuilder::new()
-                .schema_type(SchemaType::Type(Type::String))
-                .pattern(Some("^[0-9]{1,20}-[0-9]{1,20}$"))
-                .build()
-                .into();
+            let entry_id = entry_id_schema();
             op.tag("events")
                 .summary(Some(
                     "Every appended event as it happens (Server-Sent Events), resumable",
@@ -700,6 +754,17 @@ fn operation(route: &GatewayRoute) -> utoipa::openapi::path::Operation {
                     "resume after this entry ID (Last-Event-ID wins when both are given)",
                     entry_id.clone(),
                 ))
+                .parameter(query(
+                    "last",
+                    "start with the last N events of the streams the filter reads, then live \
+                     (Last-Event-ID and since win)",
+                    ObjectBuilder::new()
+                        .schema_type(SchemaType::Type(Type::Integer))
+                        .minimum(Some(1))
+                        .maximum(Some(1_000))
+                        .build()
+                        .into(),
+                ))
                 .parameter(
                     ParameterBuilder::new()
                         .name("Last-Event-ID")
@@ -719,6 +784,93 @@ fn operation(route: &GatewayRoute) -> utoipa::openapi::path::Operation {
                 .response("401", error(UNAUTHORIZED))
                 .response("503", error(UNAVAILABLE))
         }
+        GatewayOp::History(kind) => op
+            .tag(kind.as_str())
+            .summary(Some(format!("Every event of one {kind}, oldest first")))
+            .description(Some(
+                "Each event as `ordershop events --json` prints it: `{id, time, stream, type, \
+                 action, entity_id, version, event_id, entity}`; an empty list for an id the log \
+                 does not know. Reads the type's streams whole (the log has no per-entity index).",
+            ))
+            .response("200", ok("the events", array_of(any_object())))
+            .response("400", error(BAD_REQUEST))
+            .response("503", error(UNAVAILABLE)),
+        GatewayOp::Console => op
+            .tag("console")
+            .summary(Some(
+                "The web console: live events, the shop's state, the projections",
+            ))
+            .response("200", html("the page")),
+        GatewayOp::ConsoleFiles => op
+            .tag("console")
+            .summary(Some("The console's script and style"))
+            .response("200", html("the file"))
+            .response("404", error("no such file")),
+        GatewayOp::Overview => op
+            .tag("console")
+            .summary(Some("What the shop holds (as `ordershop report --json`)"))
+            .description(Some(
+                "Customers (from the CRM view, with their segment status and amounts), products \
+                 with stock, orders, billings, segment sizes, totals, and how far each \
+                 projection is behind. Amounts are minor units.",
+            ))
+            .response("200", ok("the overview", any_object()))
+            .response("503", error(UNAVAILABLE)),
+        GatewayOp::Projections => op
+            .tag("console")
+            .summary(Some(
+                "Every projection's group (as `ordershop status --json`)",
+            ))
+            .description(Some(
+                "Per projection: consumers with pending entries and heartbeat age, pending, lag, \
+                 last delivered ID, dead letters (parked, retried, discarded), paused, last \
+                 error.",
+            ))
+            .response("200", ok("the groups", array_of(any_object())))
+            .response("503", error(UNAVAILABLE)),
+        GatewayOp::DeadLetters => op
+            .tag("console")
+            .summary(Some(
+                "What the projections parked (as `ordershop dead-letters list --json`)",
+            ))
+            .parameter(
+                ParameterBuilder::new()
+                    .name("projection")
+                    .parameter_in(ParameterIn::Query)
+                    .required(Required::False)
+                    .description(Some("only this projection's"))
+                    .schema(Some(projection_schema())),
+            )
+            .response("200", ok("the parked entries", array_of(any_object())))
+            .response("400", error(BAD_REQUEST))
+            .response("503", error(UNAVAILABLE)),
+        GatewayOp::DeadLetterRetry => op
+            .tag("console")
+            .summary(Some("Apply a parked entry again"))
+            .description(Some(
+                "Applied as a live consumer would (at most once in effect, no message sent \
+                 twice): `{outcome: \"applied\", applied, skipped}`, or, when it fails again, \
+                 parked again under a new ID: `{outcome: \"parked_again\", id, reason}`.",
+            ))
+            .response("200", ok("what the retry did", any_object()))
+            .response("400", error("the entry ID is malformed"))
+            .response("401", error(UNAUTHORIZED))
+            .response("404", error("no such projection, or no such parked entry"))
+            .response(
+                "409",
+                error("a rebuild pauses the projection; nothing was done"),
+            )
+            .response("503", error(UNAVAILABLE))
+            .security(SecurityRequirement::new(BEARER, Vec::<String>::new())),
+        GatewayOp::DeadLetterDiscard => op
+            .tag("console")
+            .summary(Some("Remove a parked entry"))
+            .response("200", ok("removed: `{discarded: true}`", any_object()))
+            .response("400", error("the entry ID is malformed"))
+            .response("401", error(UNAUTHORIZED))
+            .response("404", error("no such projection, or no such parked entry"))
+            .response("503", error(UNAVAILABLE))
+            .security(SecurityRequirement::new(BEARER, Vec::<String>::new())),
         GatewayOp::Health => op
             .tag("operations")
             .summary(Some("Ready when Redis (and the role's Functions) are"))

@@ -65,6 +65,20 @@ pub const OPENAPI: &str = "/openapi.json";
 pub const DOCS: &str = "/docs";
 /// Gateway: the docs page's files, served from the binary (`{file}` may be empty or nested).
 pub const DOCS_FILES: &str = "/docs/{file}";
+/// Gateway: the web console's page.
+pub const CONSOLE: &str = "/";
+/// Gateway: the console's script and style, served from the binary.
+pub const CONSOLE_FILES: &str = "/console/{file}";
+/// Gateway: what `ordershop report --json` shows.
+pub const OVERVIEW: &str = "/overview";
+/// Gateway: what `ordershop status --json` shows.
+pub const PROJECTIONS: &str = "/projections";
+/// Gateway: what `ordershop dead-letters list --json` shows.
+pub const DEAD_LETTERS: &str = "/dead-letters";
+/// Gateway: apply a parked entry again.
+pub const DEAD_LETTER_RETRY: &str = "/dead-letters/{projection}/{entry}/retry";
+/// Gateway: remove a parked entry.
+pub const DEAD_LETTER_DISCARD: &str = "/dead-letters/{projection}/{entry}/discard";
 
 /// The HTTP methods the API uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -104,6 +118,15 @@ pub enum GatewayOp {
     DocsFiles,
     /// The live event feed (Server-Sent Events).
     EventStream,
+    /// Every event of one entity (`/<item>/{id}/events`).
+    History(EntityKind),
+    Console,
+    ConsoleFiles,
+    Overview,
+    Projections,
+    DeadLetters,
+    DeadLetterRetry,
+    DeadLetterDiscard,
 }
 
 /// One route of the gateway: method, path template (OpenAPI syntax, `{id}`) and operation.
@@ -141,6 +164,11 @@ pub fn gateway_routes() -> Vec<GatewayRoute> {
         routes.push(route(Method::Get, &with_id, GatewayOp::Get(kind)));
         routes.push(route(Method::Put, &with_id, GatewayOp::Update(kind)));
         routes.push(route(Method::Delete, &with_id, GatewayOp::Delete(kind)));
+        routes.push(route(
+            Method::Get,
+            &paths.history(),
+            GatewayOp::History(kind),
+        ));
     }
     routes.extend([
         route(Method::Get, HEALTH, GatewayOp::Health),
@@ -148,6 +176,17 @@ pub fn gateway_routes() -> Vec<GatewayRoute> {
         route(Method::Get, OPENAPI, GatewayOp::OpenApi),
         route(Method::Get, DOCS, GatewayOp::Docs),
         route(Method::Get, DOCS_FILES, GatewayOp::DocsFiles),
+        route(Method::Get, CONSOLE, GatewayOp::Console),
+        route(Method::Get, CONSOLE_FILES, GatewayOp::ConsoleFiles),
+        route(Method::Get, OVERVIEW, GatewayOp::Overview),
+        route(Method::Get, PROJECTIONS, GatewayOp::Projections),
+        route(Method::Get, DEAD_LETTERS, GatewayOp::DeadLetters),
+        route(Method::Post, DEAD_LETTER_RETRY, GatewayOp::DeadLetterRetry),
+        route(
+            Method::Post,
+            DEAD_LETTER_DISCARD,
+            GatewayOp::DeadLetterDiscard,
+        ),
     ]);
     routes
 }
@@ -166,6 +205,11 @@ impl EntityPaths {
     /// `/<item>/{id}`, as an actix path pattern.
     pub fn with_id(&self) -> String {
         format!("{}/{{id}}", self.item)
+    }
+
+    /// `/<item>/{id}/events`: the entity's history.
+    pub fn history(&self) -> String {
+        format!("{}/{{id}}/events", self.item)
     }
 
     /// The item path when it differs from the collection path.

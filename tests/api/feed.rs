@@ -266,3 +266,38 @@ async fn with_an_api_token_the_feed_needs_it() {
         .expect("GET");
     assert_eq!(with.status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn last_n_starts_with_the_most_recent_events_then_goes_live() {
+    let shop = Shop::start(Layout::OneProcess).await;
+    let mut names = Vec::new();
+    for i in 0..5 {
+        let name = format!("Last{i}");
+        customer(&shop, &name).await;
+        names.push(name);
+    }
+    shop.create("/product", json!({"name": "Tea", "price": 450}))
+        .await;
+    // The last 3 customer events: the 3 newest customers, oldest first; the product is not one.
+    let mut viewer = Listener::open(&shop, "?type=customer&last=3", None).await;
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        seen.push(viewer.next().await.data["entity"]["name"].clone());
+    }
+    assert_eq!(seen, [json!("Last2"), json!("Last3"), json!("Last4")]);
+    // Then live, with nothing repeated in between.
+    customer(&shop, "Live").await;
+    assert_eq!(viewer.next().await.data["entity"]["name"], "Live");
+    // More than there are: all of them.
+    let mut all = Listener::open(&shop, "?type=customer&last=1000", None).await;
+    assert_eq!(all.next().await.data["entity"]["name"], "Last0");
+    for bad in ["0", "1001", "many"] {
+        let response = shop
+            .http
+            .get(shop.gateway(&format!("/events/stream?last={bad}")))
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(response.status(), 400, "last={bad}");
+    }
+}

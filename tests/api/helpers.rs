@@ -337,13 +337,22 @@ impl Shop {
     }
 
     pub async fn send(&self, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
-        let response = self
-            .http
-            .request(method, self.gateway(path))
-            .json(&body)
-            .send()
-            .await
-            .expect("request");
+        self.send_as(None, method, path, body).await
+    }
+
+    /// [`Shop::send`] with `Authorization: Bearer <token>` when a token is given.
+    pub async fn send_as(
+        &self,
+        token: Option<&str>,
+        method: reqwest::Method,
+        path: &str,
+        body: Value,
+    ) -> (u16, Value) {
+        let mut request = self.http.request(method, self.gateway(path)).json(&body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("request");
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
     }
@@ -515,4 +524,45 @@ pub fn run_cli(shop: &Shop, args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&output.stdout).into_owned(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
+}
+
+/// Waits until `command key` (XLEN, HLEN, ...) answers a length `wanted` accepts.
+pub async fn wait_for_length(
+    shop: &Shop,
+    command: &str,
+    key: &str,
+    what: &str,
+    wanted: impl Fn(u64) -> bool,
+) {
+    let conn = shop.redis().await;
+    eventually(what, CATCH_UP, || {
+        let (mut conn, command, key) = (conn.clone(), command.to_owned(), key.to_owned());
+        let accepted = async move {
+            redis::cmd(&command)
+                .arg(&key)
+                .query_async::<u64>(&mut conn)
+                .await
+                .unwrap_or(0)
+        };
+        let wanted = &wanted;
+        async move { wanted(accepted.await) }
+    })
+    .await;
+}
+
+/// Appends an event to `events:customer_created` by hand, outside the store: its entity as
+/// given (valid or not); returns the entry ID.
+pub async fn append_by_hand(conn: &mut redis::aio::MultiplexedConnection, entity: &str) -> String {
+    redis::cmd("XADD")
+        .arg("events:customer_created")
+        .arg("*")
+        .arg("event_id")
+        .arg(uuid::Uuid::new_v4().to_string())
+        .arg("entity")
+        .arg(entity)
+        .arg("version")
+        .arg("1")
+        .query_async(conn)
+        .await
+        .expect("XADD")
 }

@@ -2,6 +2,7 @@
 //! would, against a private redis-server per test.
 
 mod compose;
+mod console;
 mod contention;
 mod contract;
 mod failover;
@@ -18,3 +19,4 @@ mod reliability;
 mod report;
 mod scenario;
 mod security;
+mod webdriver;

@@ -2,8 +2,8 @@
 //! duplicate nothing, and rebuilds give back exactly the live state.
 
 use crate::helpers::{
-    dump, eventually, run_cli, wait_all_caught_up, wait_caught_up, Layout, Shop, CACHE_KEYS,
-    CATCH_UP,
+    append_by_hand, dump, eventually, run_cli, wait_all_caught_up, wait_caught_up, wait_for_length,
+    Layout, Shop, CACHE_KEYS, CATCH_UP,
 };
 use ordershop_domain::{Change, Customer, CustomerId, Email, EntityKind, Name};
 use ordershop_eventstore::Append;
@@ -213,30 +213,6 @@ async fn assert_burst_outcome(shop: &Shop, customers: usize) {
         emails.len(),
         "the rebuild sent nothing"
     );
-}
-
-/// Waits until `command key` (XLEN, HLEN, ...) answers a length `wanted` accepts.
-async fn wait_for_length(
-    shop: &Shop,
-    command: &str,
-    key: &str,
-    what: &str,
-    wanted: impl Fn(u64) -> bool,
-) {
-    let conn = shop.redis().await;
-    eventually(what, CATCH_UP, || {
-        let (mut conn, command, key) = (conn.clone(), command.to_owned(), key.to_owned());
-        let accepted = async move {
-            redis::cmd(&command)
-                .arg(&key)
-                .query_async::<u64>(&mut conn)
-                .await
-                .unwrap_or(0)
-        };
-        let wanted = &wanted;
-        async move { wanted(accepted.await) }
-    })
-    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -454,23 +430,6 @@ async fn two_entity_cache_instances_build_the_state_one_would() {
         shared,
         "two instances built what one rebuild builds"
     );
-}
-
-/// Appends an event to `events:customer_created` by hand, outside the store: its entity as
-/// given (valid or not); returns the entry ID.
-async fn append_by_hand(conn: &mut redis::aio::MultiplexedConnection, entity: &str) -> String {
-    redis::cmd("XADD")
-        .arg("events:customer_created")
-        .arg("*")
-        .arg("event_id")
-        .arg(uuid::Uuid::new_v4().to_string())
-        .arg("entity")
-        .arg(entity)
-        .arg("version")
-        .arg("1")
-        .query_async(conn)
-        .await
-        .expect("XADD")
 }
 
 /// `status --json`, and the entry of one group in it.

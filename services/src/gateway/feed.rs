@@ -145,6 +145,32 @@ impl Feed {
         Ok(self.sender.subscribe())
     }
 
+    /// Where a viewer that wants the last `n` events of the streams `filter` reads starts: after
+    /// the (n+1)-th newest of them (the log's start when there are no more than `n`).
+    pub async fn start_of_last(&self, filter: &FeedFilter, n: usize) -> Result<EntryId, String> {
+        let streams = filter.streams();
+        let mut pipe = redis::pipe();
+        for stream in &streams {
+            pipe.cmd("XREVRANGE")
+                .arg(stream.key())
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(n + 1);
+        }
+        let replies: Vec<Vec<(String, redis::Value)>> = pipe
+            .query_async(&mut self.store.connection())
+            .await
+            .map_err(|e| format!("cannot read the log: {e}"))?;
+        let mut ids: Vec<EntryId> = replies
+            .iter()
+            .flatten()
+            .filter_map(|(id, _)| id.parse().ok())
+            .collect();
+        ids.sort_unstable_by(|a, b| b.cmp(a));
+        Ok(ids.get(n).copied().unwrap_or(EntryId::ZERO))
+    }
+
     /// A viewer of the events `filter` accepts: live from now, or, with `resume`, exactly the
     /// events after that entry ID first (from the log), then live.
     pub async fn open(

@@ -67,6 +67,11 @@ impl Gateway {
         &self.cache
     }
 
+    /// A connection to the shop's Redis (for the console's reads and dead-letter actions).
+    pub fn connection(&self) -> RedisConnection {
+        self.conn.clone()
+    }
+
     /// The live event feed.
     pub fn feed(&self) -> &feed::Feed {
         &self.feed

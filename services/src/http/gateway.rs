@@ -1,7 +1,7 @@
 //! The gateway's routes: every route of the original. Queries are answered from the entity
 //! cache; commands are forwarded to the owning service and relayed once the cache shows them.
 
-use super::{Endpoint, RawBody};
+use super::{console, Endpoint, RawBody};
 use crate::config::Role;
 use crate::error::ApiError;
 use crate::gateway::feed::FeedFilter;
@@ -76,6 +76,18 @@ fn handler(route: &GatewayRoute) -> Option<actix_web::Route> {
         GatewayOp::OpenApi => on.to(openapi::serve_document),
         GatewayOp::Docs => on.to(openapi::docs_redirect),
         GatewayOp::DocsFiles => on.to(openapi::docs_file),
+        GatewayOp::History(kind) => {
+            on.to(move |gateway: web::Data<Gateway>, id: web::Path<Uuid>| {
+                console::history(gateway, kind, id)
+            })
+        }
+        GatewayOp::Console => on.to(console::page),
+        GatewayOp::ConsoleFiles => on.to(console::file),
+        GatewayOp::Overview => on.to(console::overview),
+        GatewayOp::Projections => on.to(console::projections),
+        GatewayOp::DeadLetters => on.to(console::dead_letter_list),
+        GatewayOp::DeadLetterRetry => on.to(console::dead_letter_retry),
+        GatewayOp::DeadLetterDiscard => on.to(console::dead_letter_discard),
         GatewayOp::Health | GatewayOp::Metrics => return None,
     })
 }
@@ -114,7 +126,11 @@ struct FeedQuery {
     action: Option<String>,
     entity: Option<String>,
     since: Option<String>,
+    last: Option<String>,
 }
+
+/// The most events `?last=` asks for.
+const MAX_LAST: usize = 1_000;
 
 /// `GET /events/stream`: the live event feed (see `gateway::feed`).
 async fn event_stream(
@@ -168,7 +184,28 @@ async fn event_stream(
                     .parse::<EntryId>()
                     .map_err(|e| ApiError::bad_request(format!("since: {e}")))?,
             ),
-            None => None,
+            None => match &query.last {
+                Some(last) => {
+                    let n = last
+                        .trim()
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|n| (1..=MAX_LAST).contains(n))
+                        .ok_or_else(|| {
+                            ApiError::bad_request(format!(
+                                "last: `{last}` is not a count of events from 1 to {MAX_LAST}"
+                            ))
+                        })?;
+                    Some(
+                        gateway
+                            .feed()
+                            .start_of_last(&filter, n)
+                            .await
+                            .map_err(ApiError::unavailable)?,
+                    )
+                }
+                None => None,
+            },
         },
     };
     let viewer = gateway

@@ -3,6 +3,7 @@
 //! `/metrics`, and assembling each role's routes.
 
 pub mod commands;
+pub mod console;
 pub mod gateway;
 pub mod msg;
 

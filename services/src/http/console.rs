@@ -1,0 +1,152 @@
+//! The web console (`GET /`) and what it reads: the shop's state (`/overview`, as `ordershop
+//! report --json`), the projections (`/projections`, as `ordershop status --json`), the parked
+//! entries and the actions on them (`/dead-letters`), and an entity's history
+//! (`/<item>/{id}/events`). The page, its script and its style are compiled into the binary: no
+//! CDN, no build step, works offline. Reads are open like every GET; the dead-letter actions are
+//! POSTs, so the API token guards them when one is set.
+
+use crate::error::ApiError;
+use crate::gateway::Gateway;
+use crate::wire::event_json;
+use actix_web::http::header;
+use actix_web::{web, HttpResponse};
+use ordershop_domain::EntityKind;
+use ordershop_eventstore::{EntryId, EventStore};
+use ordershop_projections::dead_letters::{self, RetryOutcome};
+use ordershop_projections::{report, statuses, ProjectionName};
+use uuid::Uuid;
+
+const PAGE: &str = include_str!("../../console/index.html");
+const SCRIPT: &str = include_str!("../../console/console.js");
+const STYLE: &str = include_str!("../../console/console.css");
+
+/// Where the page says whether the feed and the actions need the API token.
+const TOKEN_REQUIRED: &str = "{{TOKEN_REQUIRED}}";
+
+/// `GET /`: the console page.
+pub async fn page(gateway: web::Data<Gateway>) -> HttpResponse {
+    let required = if gateway.token().is_some() {
+        "true"
+    } else {
+        "false"
+    };
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .body(PAGE.replace(TOKEN_REQUIRED, required))
+}
+
+/// `GET /console/{file}`: the page's script and style.
+pub async fn file(file: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let (body, content_type) = match file.as_str() {
+        "console.js" => (SCRIPT, "text/javascript; charset=utf-8"),
+        "console.css" => (STYLE, "text/css; charset=utf-8"),
+        other => return Err(ApiError::not_found(format!("no console file `{other}`"))),
+    };
+    Ok(HttpResponse::Ok()
+        .content_type(content_type)
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .body(body))
+}
+
+/// `GET /overview`: what the shop holds, as `ordershop report --json` prints it.
+pub async fn overview(gateway: web::Data<Gateway>) -> Result<HttpResponse, ApiError> {
+    let report = report::load(&gateway.connection()).await?;
+    Ok(HttpResponse::Ok().json(report))
+}
+
+/// `GET /projections`: every projection's group, as `ordershop status --json` prints it.
+pub async fn projections(gateway: web::Data<Gateway>) -> Result<HttpResponse, ApiError> {
+    let groups = statuses(&mut gateway.connection()).await?;
+    Ok(HttpResponse::Ok().json(groups))
+}
+
+/// The query of `GET /dead-letters`.
+#[derive(Debug, serde::Deserialize)]
+pub struct DeadLetterQuery {
+    projection: Option<String>,
+}
+
+fn projection(name: &str) -> Result<ProjectionName, ApiError> {
+    name.parse()
+        .map_err(|e: ordershop_projections::UnknownProjection| ApiError::not_found(e.to_string()))
+}
+
+/// `GET /dead-letters[?projection=]`: what the projections parked, oldest first per group.
+pub async fn dead_letter_list(
+    gateway: web::Data<Gateway>,
+    query: web::Query<DeadLetterQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let groups = match &query.projection {
+        Some(name) => {
+            vec![name
+                .parse()
+                .map_err(|e: ordershop_projections::UnknownProjection| {
+                    ApiError::bad_request(format!("projection: {e}"))
+                })?]
+        }
+        None => ProjectionName::ALL.to_vec(),
+    };
+    let letters = dead_letters::list(&mut gateway.connection(), &groups).await?;
+    Ok(HttpResponse::Ok().json(letters))
+}
+
+/// The path of a dead-letter action: the projection and the parked entry's ID.
+fn parked(path: &(String, String)) -> Result<(ProjectionName, EntryId), ApiError> {
+    let projection = projection(&path.0)?;
+    let id = path.1.parse::<EntryId>().map_err(|e| {
+        ApiError::bad_request(format!("`{}` is not a dead letter's entry ID: {e}", path.1))
+    })?;
+    Ok((projection, id))
+}
+
+fn not_parked(projection: ProjectionName, id: EntryId) -> ApiError {
+    ApiError::not_found(format!(
+        "no dead letter {id} in {projection} (it may have been retried or discarded already)"
+    ))
+}
+
+/// `POST /dead-letters/{projection}/{id}/retry`: applies the parked entry as a live consumer
+/// would; 200 with what happened (applied, or parked again with the new reason), 409 while a
+/// rebuild pauses the projection.
+pub async fn dead_letter_retry(
+    gateway: web::Data<Gateway>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (projection, id) = parked(&path)?;
+    match dead_letters::retry(&mut gateway.connection(), projection, id).await? {
+        None => Err(not_parked(projection, id)),
+        Some(RetryOutcome::Paused) => Err(ApiError::new(
+            actix_web::http::StatusCode::CONFLICT,
+            "paused",
+            format!("a rebuild of {projection} is running: nothing was done; retry afterwards"),
+        )),
+        Some(outcome) => Ok(HttpResponse::Ok().json(outcome)),
+    }
+}
+
+/// `POST /dead-letters/{projection}/{id}/discard`: removes the parked entry.
+pub async fn dead_letter_discard(
+    gateway: web::Data<Gateway>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (projection, id) = parked(&path)?;
+    if dead_letters::discard(&mut gateway.connection(), projection, id).await? {
+        Ok(HttpResponse::Ok().json(serde_json::json!({ "discarded": true })))
+    } else {
+        Err(not_parked(projection, id))
+    }
+}
+
+/// `GET /<item>/{id}/events`: every event of the entity, oldest first (an empty list for an
+/// id the log does not know).
+pub async fn history(
+    gateway: web::Data<Gateway>,
+    kind: EntityKind,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let store = EventStore::from_connection(gateway.connection());
+    let events = store.history(kind, id.into_inner()).await?;
+    let body: Vec<serde_json::Value> = events.iter().map(event_json).collect();
+    Ok(HttpResponse::Ok().json(body))
+}
