@@ -16,7 +16,14 @@ use std::process::ExitCode;
 pub fn shop_redis() -> anyhow::Result<RedisConfig> {
     let cwd = std::env::current_dir().context("cannot read the current folder")?;
     let LocatedShop { redis, source } = local_shop::locate(&cwd, |name| std::env::var(name).ok())?;
-    eprintln!("using Redis at {} ({source})", redis.redacted_url());
+    let namespace = match ordershop_eventstore::keys::namespace().name() {
+        Some(name) => format!(", namespace {name}"),
+        None => String::new(),
+    };
+    eprintln!(
+        "using Redis at {} ({source}{namespace})",
+        redis.redacted_url()
+    );
     Ok(redis)
 }
 

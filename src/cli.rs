@@ -6,6 +6,7 @@ use crate::{admin, dead_letters, report, run};
 use clap::{Parser, Subcommand};
 use ordershop_domain::{Action, EntityKind};
 use ordershop_eventstore::entry_id::ParseEntryIdError;
+use ordershop_eventstore::keys::Namespace;
 use ordershop_eventstore::EntryId;
 use ordershop_projections::ProjectionName;
 use ordershop_services::config::Role;
@@ -19,11 +20,20 @@ use uuid::Uuid;
     about = "Event-sourced e-commerce back end on Redis Streams",
     long_about = "Event-sourced e-commerce back end on Redis Streams.\n\n\
                   Configuration comes from the environment: REDIS_URL, ORDERSHOP_LISTEN, \
-                  <ROLE>_URL (see the README)."
+                  <ROLE>_URL, ORDERSHOP_NAMESPACE (see the README)."
 )]
 pub struct Cli {
+    /// The shop's key namespace: every key starts with `{<name>}:` (1-64 of letters, digits,
+    /// `-`, `_`). Needed on a Redis Cluster; lets several shops share one Redis. Operator
+    /// commands must name the namespace of the shop they act on.
+    #[arg(long, global = true, env = "ORDERSHOP_NAMESPACE", value_name = "NAME", value_parser = parse_namespace)]
+    pub namespace: Option<Namespace>,
     #[command(subcommand)]
     pub command: Command,
+}
+
+fn parse_namespace(s: &str) -> Result<Namespace, String> {
+    Namespace::parse(s.trim())
 }
 
 #[derive(Debug, Subcommand)]
@@ -194,7 +204,7 @@ fn parse_role(s: &str) -> Result<Role, String> {
 fn rebuildable_projection() -> impl clap::builder::TypedValueParser<Value = ProjectionName> {
     let names: Vec<&'static str> = ProjectionName::ALL
         .into_iter()
-        .filter(|p| ordershop_projections::wiped_key_patterns(*p).is_ok())
+        .filter(|p| ordershop_projections::is_rebuildable(*p))
         .map(ProjectionName::name)
         .collect();
     use clap::builder::TypedValueParser;
@@ -213,6 +223,10 @@ pub fn parse() -> Cli {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // Before any key is built: every key of this process is in the shop's namespace.
+    if let Some(namespace) = cli.namespace {
+        ordershop_eventstore::keys::use_namespace(namespace).map_err(anyhow::Error::msg)?;
+    }
     match cli.command {
         Command::Serve { role } => run::serve_role(role).await,
         Command::Up {

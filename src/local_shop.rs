@@ -14,6 +14,7 @@
 //! when there is neither or when that shop is not running.
 
 use anyhow::Context;
+use ordershop_eventstore::keys::{use_namespace, Namespace, NAMESPACE_VAR};
 use ordershop_eventstore::RedisConfig;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
@@ -24,6 +25,8 @@ pub const DEFAULT_DIR: &str = ".ordershop";
 pub const DATA_DIR_VAR: &str = "ORDERSHOP_DATA_DIR";
 const LOCK_FILE: &str = "lock";
 const URL_FILE: &str = "redis.url";
+/// The running shop's namespace, beside its URL (absent: none).
+const NAMESPACE_FILE: &str = "namespace";
 
 /// Why `up` cannot have the folder, or why an operator command found no shop.
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +94,17 @@ impl ShopFolder {
     /// Tells operator commands where the shop's Redis is. Written whole (a temporary file renamed
     /// over the old one), so a reader never sees half a URL.
     pub fn publish_url(&mut self, url: &str) -> anyhow::Result<()> {
+        // The namespace first: a reader that finds the URL finds the namespace too.
+        let namespace = ordershop_eventstore::keys::namespace();
+        let path = self.dir.join(NAMESPACE_FILE);
+        match namespace.name() {
+            Some(name) => std::fs::write(&path, name),
+            None => std::fs::remove_file(&path).or_else(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => Ok(()),
+                _ => Err(e),
+            }),
+        }
+        .with_context(|| format!("cannot write {}", path.display()))?;
         let path = self.dir.join(URL_FILE);
         let temporary = self.dir.join(format!("{URL_FILE}.new"));
         std::fs::write(&temporary, url)
@@ -100,10 +114,11 @@ impl ShopFolder {
         Ok(())
     }
 
-    /// Removes `redis.url`: the shop is stopping.
+    /// Removes `redis.url` (and the namespace beside it): the shop is stopping.
     pub fn withdraw_url(&mut self) {
         if std::mem::take(&mut self.url_published) {
             let _ = std::fs::remove_file(self.dir.join(URL_FILE));
+            let _ = std::fs::remove_file(self.dir.join(NAMESPACE_FILE));
         }
     }
 }
@@ -123,11 +138,13 @@ pub struct LocatedShop {
 }
 
 /// Finds the shop: `REDIS_URL`, else the running local shop of `ORDERSHOP_DATA_DIR` or of the
-/// nearest `.ordershop` folder from `cwd` upwards. Reads the environment through `lookup`.
+/// nearest `.ordershop` folder from `cwd` upwards (whose namespace, if it has one, then becomes
+/// the process's). Reads the environment through `lookup`.
 pub fn locate(cwd: &Path, lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<LocatedShop> {
     let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
     if let Some(url) = get("REDIS_URL") {
         let redis = RedisConfig::new(url.trim().to_owned())?.with_tls_from(get)?;
+        redis.check_namespace()?;
         return Ok(LocatedShop {
             redis,
             source: "REDIS_URL".into(),
@@ -149,6 +166,23 @@ pub fn locate(cwd: &Path, lookup: impl Fn(&str) -> Option<String>) -> anyhow::Re
     let url = std::fs::read_to_string(&file).map_err(|_| ShopError::NotRunning(folder.clone()))?;
     let redis = RedisConfig::new(url.trim().to_owned())
         .with_context(|| format!("{} holds no valid Redis URL", file.display()))?;
+    // The shop's namespace, if it has one: the command acts in it, and must not be told another.
+    let file = folder.join(NAMESPACE_FILE);
+    let theirs = match std::fs::read_to_string(&file) {
+        Ok(name) => Namespace::parse(name.trim())
+            .map_err(|e| anyhow::anyhow!("{} holds no valid namespace: {e}", file.display()))?,
+        Err(_) => Namespace::NONE,
+    };
+    match get(NAMESPACE_VAR) {
+        Some(ours) if Namespace::parse(ours.trim()).ok().as_ref() != Some(&theirs) => {
+            anyhow::bail!(
+                "the shop running from {} uses the namespace {theirs}, not `{}`",
+                folder.display(),
+                ours.trim()
+            )
+        }
+        _ => use_namespace(theirs).map_err(anyhow::Error::msg)?,
+    }
     Ok(LocatedShop {
         redis,
         source: format!("the shop running from {}", folder.display()),

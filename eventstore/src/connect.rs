@@ -43,6 +43,123 @@ pub(crate) enum Target {
     Direct,
     /// Whichever server the sentinels name as the primary.
     Sentinel(SentinelTarget),
+    /// A Redis Cluster, found from its seed nodes.
+    Cluster(ClusterTarget),
+}
+
+/// `redis+cluster://[user:password@]host:port[,host:port...]`: some of the cluster's nodes,
+/// from which the client learns the rest.
+#[derive(Clone)]
+pub(crate) struct ClusterTarget {
+    /// `(host, port)` of each seed node; the port defaults to 6379.
+    pub nodes: Vec<(String, u16)>,
+    pub tls: bool,
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+impl fmt::Debug for ClusterTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClusterTarget")
+            .field("nodes", &self.nodes)
+            .field("tls", &self.tls)
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClusterTarget {
+    /// Parses what follows `redis+cluster://`.
+    fn parse(rest: &str, tls: bool) -> Result<Self, String> {
+        let (username, password, rest) = split_userinfo(rest);
+        let hosts = rest.trim_end_matches('/');
+        if hosts.contains(['/', '?']) {
+            return Err(
+                "a cluster URL names its nodes only (a cluster has no database numbers)".into(),
+            );
+        }
+        Ok(Self {
+            nodes: parse_hosts(hosts, 6379, "node")?,
+            tls,
+            username,
+            password,
+        })
+    }
+
+    /// The seed nodes for redis-rs, with the credentials (and no `CLIENT SETINFO`).
+    pub fn seed_infos(&self) -> Result<Vec<redis::ConnectionInfo>, redis::RedisError> {
+        let mut settings = redis::RedisConnectionInfo::default().set_skip_set_lib_name();
+        if let Some(user) = &self.username {
+            settings = settings.set_username(user);
+        }
+        if let Some(password) = &self.password {
+            settings = settings.set_password(password);
+        }
+        addresses(&self.nodes, self.tls)
+            .into_iter()
+            .map(|addr| {
+                Ok(redis::IntoConnectionInfo::into_connection_info(addr)?
+                    .set_redis_settings(settings.clone()))
+            })
+            .collect()
+    }
+}
+
+/// `[user[:password]@]rest`: the user, the password and the rest.
+fn split_userinfo(rest: &str) -> (Option<String>, Option<String>, &str) {
+    let (userinfo, rest) = match rest.rsplit_once('@') {
+        Some((userinfo, rest)) => (Some(userinfo), rest),
+        None => (None, rest),
+    };
+    let (username, password) = match userinfo.map(|u| u.split_once(':')) {
+        None => (None, None),
+        Some(None) => (userinfo.map(str::to_owned), None),
+        Some(Some((user, password))) => (
+            (!user.is_empty()).then(|| user.to_owned()),
+            (!password.is_empty()).then(|| password.to_owned()),
+        ),
+    };
+    (username, password, rest)
+}
+
+/// `host[:port][,host[:port]...]`, each port defaulting to `default_port`.
+fn parse_hosts(hosts: &str, default_port: u16, what: &str) -> Result<Vec<(String, u16)>, String> {
+    hosts
+        .split(',')
+        .map(|host| {
+            let (name, port) = match host.rsplit_once(':') {
+                Some((name, port)) => (
+                    name,
+                    port.parse::<u16>()
+                        .map_err(|_| format!("`{host}`: the port is not a number"))?,
+                ),
+                None => (host, default_port),
+            };
+            if name.is_empty() {
+                return Err(format!("`{host}` names no {what} host"));
+            }
+            Ok((name.to_owned(), port))
+        })
+        .collect()
+}
+
+/// Addresses for redis-rs.
+fn addresses(hosts: &[(String, u16)], tls: bool) -> Vec<redis::ConnectionAddr> {
+    hosts
+        .iter()
+        .map(|(host, port)| {
+            if tls {
+                redis::ConnectionAddr::TcpTls {
+                    host: host.clone(),
+                    port: *port,
+                    insecure: false,
+                    tls_params: None,
+                }
+            } else {
+                redis::ConnectionAddr::Tcp(host.clone(), *port)
+            }
+        })
+        .collect()
 }
 
 /// `redis+sentinel://[user:password@]host:port[,host:port...]/<primary name>`.
@@ -72,18 +189,7 @@ impl fmt::Debug for SentinelTarget {
 impl SentinelTarget {
     /// Parses what follows `redis+sentinel://`.
     fn parse(rest: &str, tls: bool) -> Result<Self, String> {
-        let (userinfo, rest) = match rest.rsplit_once('@') {
-            Some((userinfo, rest)) => (Some(userinfo), rest),
-            None => (None, rest),
-        };
-        let (username, password) = match userinfo.map(|u| u.split_once(':')) {
-            None => (None, None),
-            Some(None) => (userinfo.map(str::to_owned), None),
-            Some(Some((user, password))) => (
-                (!user.is_empty()).then(|| user.to_owned()),
-                (!password.is_empty()).then(|| password.to_owned()),
-            ),
-        };
+        let (username, password, rest) = split_userinfo(rest);
         let Some((hosts, master)) = rest.split_once('/') else {
             return Err(
                 "a Sentinel URL ends with /<primary name>, the name the sentinels \
@@ -97,23 +203,7 @@ impl SentinelTarget {
                 "`{master}` is not a primary name: a Sentinel URL ends with /<primary name>"
             ));
         }
-        let sentinels = hosts
-            .split(',')
-            .map(|host| {
-                let (name, port) = match host.rsplit_once(':') {
-                    Some((name, port)) => (
-                        name,
-                        port.parse::<u16>()
-                            .map_err(|_| format!("`{host}`: the port is not a number"))?,
-                    ),
-                    None => (host, 26379),
-                };
-                if name.is_empty() {
-                    return Err(format!("`{host}` names no sentinel host"));
-                }
-                Ok((name.to_owned(), port))
-            })
-            .collect::<Result<Vec<_>, String>>()?;
+        let sentinels = parse_hosts(hosts, 26379, "sentinel")?;
         Ok(Self {
             sentinels,
             master: master.to_owned(),
@@ -125,21 +215,7 @@ impl SentinelTarget {
 
     /// The sentinels' addresses for redis-rs.
     pub fn addresses(&self) -> Vec<redis::ConnectionAddr> {
-        self.sentinels
-            .iter()
-            .map(|(host, port)| {
-                if self.tls {
-                    redis::ConnectionAddr::TcpTls {
-                        host: host.clone(),
-                        port: *port,
-                        insecure: false,
-                        tls_params: None,
-                    }
-                } else {
-                    redis::ConnectionAddr::Tcp(host.clone(), *port)
-                }
-            })
-            .collect()
+        addresses(&self.sentinels, self.tls)
     }
 }
 
@@ -170,6 +246,11 @@ impl RedisConfig {
             Target::Sentinel(
                 SentinelTarget::parse(rest, url.starts_with("rediss")).map_err(invalid)?,
             )
+        } else if let Some(rest) = url
+            .strip_prefix("redis+cluster://")
+            .or_else(|| url.strip_prefix("rediss+cluster://"))
+        {
+            Target::Cluster(ClusterTarget::parse(rest, url.starts_with("rediss")).map_err(invalid)?)
         } else if ["redis://", "rediss://", "unix://"]
             .iter()
             .any(|scheme| url.starts_with(scheme))
@@ -177,7 +258,8 @@ impl RedisConfig {
             Target::Direct
         } else {
             return Err(invalid(
-                "expected redis://, rediss://, unix://, redis+sentinel:// or rediss+sentinel://"
+                "expected redis://, rediss://, unix://, redis+sentinel://, rediss+sentinel://, \
+                 redis+cluster:// or rediss+cluster://"
                     .into(),
             ));
         };
@@ -214,6 +296,27 @@ impl RedisConfig {
     }
 
     /// Whether the URL asks the sentinels for the primary.
+    /// A Redis Cluster URL: the shop must then have a namespace ([`RedisConfig::check_namespace`]).
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.target, Target::Cluster(_))
+    }
+
+    /// On a Redis Cluster every key of the shop must share one hash slot, which only a
+    /// namespace gives (its hash tag): refuses a cluster URL in a process without one.
+    pub fn check_namespace(&self) -> Result<(), RedisConfigError> {
+        if self.is_cluster() && crate::keys::namespace().name().is_none() {
+            return Err(RedisConfigError::Invalid {
+                url: self.redacted_url(),
+                reason: format!(
+                    "a Redis Cluster needs a namespace: set {} (all of a shop's keys must share \
+                     one hash slot)",
+                    crate::keys::NAMESPACE_VAR
+                ),
+            });
+        }
+        Ok(())
+    }
+
     pub fn uses_sentinel(&self) -> bool {
         matches!(self.target, Target::Sentinel(_))
     }
@@ -302,6 +405,7 @@ impl RedisConfig {
             Target::Sentinel(sentinel) => {
                 format!("the primary `{}` of sentinels {hosts}", sentinel.master)
             }
+            Target::Cluster(_) => format!("the cluster of {hosts}"),
         }
     }
 
@@ -327,12 +431,21 @@ impl RedisConfig {
         }
         // No `CLIENT SETINFO` on connect: the shop's ACL user is not allowed it, and Redis 7.2+
         // and Valkey would log every connection's refusal in `ACL LOG`.
-        if let Target::Sentinel(sentinel) = &self.target {
-            return Err(redis::RedisError::from((
-                redis::ErrorKind::InvalidClientConfig,
-                "a Sentinel URL names no single server",
-                sentinel.master.clone(),
-            )));
+        match &self.target {
+            Target::Direct => {}
+            Target::Sentinel(sentinel) => {
+                return Err(redis::RedisError::from((
+                    redis::ErrorKind::InvalidClientConfig,
+                    "a Sentinel URL names no single server",
+                    sentinel.master.clone(),
+                )))
+            }
+            Target::Cluster(_) => {
+                return Err(redis::RedisError::from((
+                    redis::ErrorKind::InvalidClientConfig,
+                    "a cluster URL names no single server",
+                )))
+            }
         }
         let info = self.url.as_str().into_connection_info()?;
         let handshake = info.redis_settings().clone().set_skip_set_lib_name();
@@ -359,9 +472,7 @@ impl RedisConfig {
         let ping = async {
             let mut conn = conn.clone();
             redis::cmd("PING").query_async::<String>(&mut conn).await?;
-            redis::cmd("INFO")
-                .arg("server")
-                .query_async::<String>(&mut conn)
+            conn.query_shop_node::<String>(redis::cmd("INFO").arg("server"))
                 .await
         };
         let result = tokio::time::timeout(self.connection_timeout * 3, ping).await;

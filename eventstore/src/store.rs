@@ -527,9 +527,9 @@ impl Replicated {
         let command = self
             .command
             .get_or_try_init(|| async {
-                let info: String = redis::cmd("INFO")
-                    .arg("server")
-                    .query_async(&mut self.conn.clone())
+                let info: String = self
+                    .conn
+                    .query_shop_node(redis::cmd("INFO").arg("server"))
                     .await?;
                 let command = ServerVersion::from_info(&info)
                     .map(|server| {

@@ -8,7 +8,7 @@
 //! customer messages are a side effect with a consumer group of their own: see
 //! [`crate::mailer`]. docs/projections.md lists the keys.
 
-use crate::projection::{Entry, Mode, Projection, Replayable};
+use crate::projection::{plan_call, EncodedPlan, Entry, Mode, Projection, Replayable};
 use ordershop_domain::{Action, Entity, EntityKind, Order};
 use ordershop_eventstore::{EntryId, StoredEvent, Stream};
 use ordershop_readmodel::keys::{self, CrmSegment};
@@ -143,7 +143,7 @@ pub enum Upsert {
         id: Uuid,
         #[serde(skip_serializing_if = "Option::is_none")]
         to: Option<Uuid>,
-        record_prefix: &'static str,
+        record_prefix: String,
     },
     Max {
         ranks: String,
@@ -170,6 +170,58 @@ pub struct ViewPlan {
     pub ops: Vec<Upsert>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub always: Vec<Upsert>,
+}
+
+impl ViewPlan {
+    /// Every key the plan names (the Function may also touch keys a record or a link names:
+    /// those are not known before it runs).
+    pub fn keys(&self) -> Vec<String> {
+        let mut keys = vec![self.guard.key.clone()];
+        let deltas = |keys: &mut Vec<String>, deltas: &[Delta]| {
+            for d in deltas {
+                keys.push(d.key.clone());
+                if let Some((set, _)) = &d.follow {
+                    keys.push(set.clone());
+                }
+            }
+        };
+        for op in self.ops.iter().chain(&self.always) {
+            match op {
+                Upsert::Hset { key, .. } | Upsert::Sadd { key, .. } | Upsert::Srem { key, .. } => {
+                    keys.push(key.clone());
+                }
+                Upsert::Count {
+                    record,
+                    always,
+                    linked,
+                    unlinked,
+                } => {
+                    keys.push(record.clone());
+                    deltas(&mut keys, always);
+                    deltas(&mut keys, linked);
+                    deltas(&mut keys, unlinked);
+                }
+                Upsert::Link {
+                    links,
+                    to,
+                    record_prefix,
+                    ..
+                } => {
+                    keys.push(links.clone());
+                    if let Some(to) = to {
+                        keys.push(format!("{record_prefix}{to}"));
+                    }
+                }
+                Upsert::Max { ranks, key, .. } => {
+                    keys.push(ranks.clone());
+                    keys.push(key.clone());
+                }
+            }
+        }
+        keys.sort_unstable();
+        keys.dedup();
+        keys
+    }
 }
 
 fn as_json_text<S: serde::Serializer>(deltas: &[Delta], s: S) -> Result<S::Ok, S::Error> {
@@ -241,7 +293,7 @@ pub fn plan(event: &StoredEvent) -> ViewPlan {
             links: keys::crm_billing_orders(),
             id: b.id.0,
             to: (!deleted).then_some(b.order_id.0),
-            record_prefix: keys::CRM_ORDER_PREFIX,
+            record_prefix: keys::crm_order_prefix(),
         }),
         Entity::Product(_) | Entity::Inventory(_) => {}
     }
@@ -249,8 +301,8 @@ pub fn plan(event: &StoredEvent) -> ViewPlan {
 }
 
 impl Projection for Crm {
-    /// The event's plan, as the JSON the Function reads.
-    type Event = String;
+    /// The event's plan, as the JSON the Function reads, and the keys it names.
+    type Event = EncodedPlan;
 
     fn name(&self) -> &'static str {
         NAME
@@ -268,24 +320,22 @@ impl Projection for Crm {
         keys::CRM_LIBRARY
     }
 
-    fn decode(&self, entry: &Entry) -> Result<String, String> {
+    fn decode(&self, entry: &Entry) -> Result<EncodedPlan, String> {
         let event = entry.decode_event()?;
         if !KINDS.contains(&event.kind()) {
             return Err(format!("the CRM does not read {} events", event.kind()));
         }
-        serde_json::to_string(&plan(&event)).map_err(|e| format!("cannot encode the plan: {e}"))
+        let plan = plan(&event);
+        EncodedPlan::new(&plan, plan.keys())
     }
 
-    fn apply_call(&self, mode: Mode<'_>, plans: &[&String]) -> redis::Cmd {
-        let mut cmd = redis::cmd("FCALL");
-        cmd.arg("crm_apply")
-            .arg(1)
-            .arg(keys::projection_paused(NAME))
-            .arg(&mode.header()[..]);
-        for plan in plans {
-            cmd.arg(plan.as_str());
-        }
-        cmd
+    fn apply_call(&self, mode: Mode<'_>, plans: &[&EncodedPlan]) -> redis::Cmd {
+        plan_call(
+            "crm_apply",
+            &[keys::projection_paused(NAME)],
+            &mode.header(),
+            plans,
+        )
     }
 }
 
@@ -297,9 +347,9 @@ impl Replayable for Crm {
     /// The view only: the mailer's state (`crm:mail:*`, the outbox) is not the CRM's.
     fn state_patterns(&self) -> Vec<String> {
         let mut patterns = vec![
-            keys::prefix_pattern(keys::CRM_CUSTOMER_PREFIX),
-            keys::prefix_pattern(keys::CRM_CUSTOMER_PRODUCTS_PREFIX),
-            keys::prefix_pattern(keys::CRM_ORDER_PREFIX),
+            keys::prefix_pattern(&keys::crm_customer_prefix()),
+            keys::prefix_pattern(&keys::crm_customer_products_prefix()),
+            keys::prefix_pattern(&keys::crm_order_prefix()),
             keys::crm_billing_orders(),
             keys::crm_last_order_ranks(),
         ];

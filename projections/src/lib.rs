@@ -39,7 +39,7 @@ pub use error::{ProjectionError, UnknownProjection};
 pub use mailer::CrmMailer;
 pub use msg::MsgDelivery;
 pub use projection::{Mode, Projection, Replayable};
-pub use rebuild::{rebuild_projection, wiped_key_patterns, RebuildReport};
+pub use rebuild::{is_rebuildable, rebuild_projection, wiped_key_patterns, RebuildReport};
 pub use runner::{run_until_stopped, Runner, RunnerOptions, Source, StepReport};
 pub use status::{group_status, statuses, ConsumerStatus, GroupStatus};
 

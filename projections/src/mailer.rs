@@ -15,7 +15,7 @@
 //! address and name, an order's customer and total, product names), park a message until that is
 //! known, and write each message id at most once.
 
-use crate::projection::{Entry, Mode, Projection};
+use crate::projection::{plan_call, EncodedPlan, Entry, Mode, Projection};
 use ordershop_domain::{Action, Entity, EntityKind};
 use ordershop_eventstore::{StoredEvent, Stream};
 use ordershop_readmodel::{keys, names};
@@ -130,6 +130,26 @@ pub struct MailPlan {
     pub messages: Vec<Draft>,
 }
 
+impl MailPlan {
+    /// Every key the plan names: the waiting Hash it flushes, and where its messages would wait
+    /// for what they lack (the Function may also park a message under a customer it reads from
+    /// the directory: that key is not known before it runs).
+    pub fn keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self.flush.iter().cloned().collect();
+        for m in &self.messages {
+            if let Some(order) = m.order_id {
+                keys.push(keys::crm_waiting_for_order(order));
+            }
+            if let Some(customer) = m.customer_id {
+                keys.push(keys::crm_waiting_for_customer(customer));
+            }
+        }
+        keys.sort_unstable();
+        keys.dedup();
+        keys
+    }
+}
+
 /// The mailer's rules: which record an event updates and which messages it triggers. Messages
 /// follow events, not versions: a `created` event read after a later version of its entity still
 /// sends its message.
@@ -240,8 +260,8 @@ pub fn plan(event: &StoredEvent) -> MailPlan {
 pub struct CrmMailer;
 
 impl Projection for CrmMailer {
-    /// The event's plan, as the JSON the Function reads.
-    type Event = String;
+    /// The event's plan, as the JSON the Function reads, and the keys it names.
+    type Event = EncodedPlan;
 
     fn name(&self) -> &'static str {
         NAME
@@ -263,7 +283,7 @@ impl Projection for CrmMailer {
         keys::CRM_MAILER_LIBRARY
     }
 
-    fn decode(&self, entry: &Entry) -> Result<String, String> {
+    fn decode(&self, entry: &Entry) -> Result<EncodedPlan, String> {
         let event = entry.decode_event()?;
         if !KINDS.contains(&event.kind()) {
             return Err(format!(
@@ -271,28 +291,22 @@ impl Projection for CrmMailer {
                 event.kind()
             ));
         }
-        serde_json::to_string(&plan(&event)).map_err(|e| format!("cannot encode the plan: {e}"))
+        let plan = plan(&event);
+        EncodedPlan::new(&plan, plan.keys())
     }
 
-    fn apply_call(&self, mode: Mode<'_>, plans: &[&String]) -> redis::Cmd {
-        let keys_table = [
+    fn apply_call(&self, mode: Mode<'_>, plans: &[&EncodedPlan]) -> redis::Cmd {
+        let fixed = [
             keys::projection_paused(NAME),
             keys::crm_sent_ids(),
             keys::outbox(),
             keys::crm_messages_sent(),
             keys::crm_mail_directory(),
         ];
-        let mut cmd = redis::cmd("FCALL");
-        cmd.arg("crm_mail")
-            .arg(keys_table.len())
-            .arg(&keys_table[..])
-            .arg(&mode.header()[..])
-            .arg(keys::CRM_WAITING_CUSTOMER_PREFIX)
-            .arg(keys::CRM_WAITING_ORDER_PREFIX);
-        for plan in plans {
-            cmd.arg(plan.as_str());
-        }
-        cmd
+        let mut args = mode.header().to_vec();
+        args.push(keys::crm_waiting_customer_prefix());
+        args.push(keys::crm_waiting_order_prefix());
+        plan_call("crm_mail", &fixed, &args, plans)
     }
 }
 

@@ -98,6 +98,54 @@ impl Mode<'_> {
     }
 }
 
+/// One event's plan as the JSON its Function reads, with every key the plan names. The call
+/// declares those keys (after its fixed ones): on a Redis Cluster that is what keeps a call
+/// from running on a node that has only part of the shop's keys while its slot migrates (a
+/// call whose declared keys are partly moved is refused with TRYAGAIN and retried). Keys the
+/// Function derives from what it reads (an earlier link, a record's earlier contribution) are
+/// not known here: see docs/adr/0006-one-slot-per-shop.md.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedPlan {
+    pub json: String,
+    pub keys: Vec<String>,
+}
+
+impl EncodedPlan {
+    pub fn new(plan: &impl serde::Serialize, keys: Vec<String>) -> Result<Self, String> {
+        let json =
+            serde_json::to_string(plan).map_err(|e| format!("cannot encode the plan: {e}"))?;
+        Ok(Self { json, keys })
+    }
+}
+
+/// `FCALL <function>` with the fixed keys, then every key the plans name (once, in order),
+/// then `args` and the plans.
+pub fn plan_call(
+    function: &str,
+    fixed_keys: &[String],
+    args: &[String],
+    plans: &[&EncodedPlan],
+) -> redis::Cmd {
+    let mut declared: Vec<&str> = fixed_keys.iter().map(String::as_str).collect();
+    let mut named: Vec<&str> = plans
+        .iter()
+        .flat_map(|p| p.keys.iter().map(String::as_str))
+        .filter(|k| !fixed_keys.iter().any(|f| f == k))
+        .collect();
+    named.sort_unstable();
+    named.dedup();
+    declared.extend(named);
+    let mut cmd = redis::cmd("FCALL");
+    cmd.arg(function)
+        .arg(declared.len())
+        .arg(&declared[..])
+        .arg(args);
+    for plan in plans {
+        cmd.arg(plan.json.as_str());
+    }
+    cmd
+}
+
 /// What a projection Function answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CallOutcome {

@@ -84,6 +84,12 @@ pub fn wiped_key_patterns(projection: ProjectionName) -> Result<Vec<String>, Pro
     )
 }
 
+/// Whether `projection` is a view that can be rebuilt (a sink of side effects is not). Builds no
+/// key: the command line asks it while parsing, before the process's namespace is set.
+pub fn is_rebuildable(projection: ProjectionName) -> bool {
+    with_projection!(projection, _view => true, _sink => false)
+}
+
 /// Wipes and rebuilds one projection from the log, calling `progress(done, total)` as it goes.
 /// Safe while that projection's consumers run (they are paused meanwhile). A CRM rebuild writes
 /// no message. The message service's delivered log is a sink, not a view: asking to rebuild it
@@ -274,13 +280,15 @@ async fn wipe<P: Replayable>(
         }
         let mut cursor: u64 = 0;
         loop {
-            let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(WIPE_CHUNK)
-                .query_async(conn)
+            let (next, found): (u64, Vec<String>) = conn
+                .query_shop_node(
+                    redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(WIPE_CHUNK),
+                )
                 .await?;
             if !found.is_empty() {
                 let n: u64 = redis::cmd("UNLINK").arg(&found).query_async(conn).await?;

@@ -8,6 +8,7 @@
 //! each key holds.
 
 use ordershop_domain::EntityKind;
+use ordershop_eventstore::keys::named;
 use uuid::Uuid;
 
 // ---------------------------------------------------------------------------------------------
@@ -15,61 +16,61 @@ use uuid::Uuid;
 
 /// Set of the ids of every live entity of a type: `<type>_ids`.
 pub fn entity_ids(kind: EntityKind) -> String {
-    format!("{kind}_ids")
+    named(&format!("{kind}_ids"))
 }
 
 /// Hash of an entity's scalar fields: `<type>_entity:<id>`.
 pub fn entity(kind: EntityKind, id: Uuid) -> String {
-    format!("{kind}_entity:{id}")
+    named(&format!("{kind}_entity:{id}"))
 }
 
 /// List of an order's product ids, one per unit: `order_product_ids:<id>`.
 pub fn order_product_ids(order: Uuid) -> String {
-    format!("order_product_ids:{order}")
+    named(&format!("order_product_ids:{order}"))
 }
 
 /// Hash of id -> the live entity's JSON as the API serves it: `entity-cache:documents:<type>`.
 /// Written with the entity's Hash in the same Function call, so that a list is one read with
 /// nothing to decode.
 pub fn entity_documents(kind: EntityKind) -> String {
-    format!("entity-cache:documents:{kind}")
+    named(&format!("entity-cache:documents:{kind}"))
 }
 
 /// Set of the ids of orders that have no billing: `orders_unbilled`.
 pub fn orders_unbilled() -> String {
-    "orders_unbilled".to_owned()
+    named("orders_unbilled")
 }
 
 /// Set of the ids of orders that have a billing: `orders_billed`.
 pub fn orders_billed() -> String {
-    "orders_billed".to_owned()
+    named("orders_billed")
 }
 
 /// Hash of entity id -> version applied by a projection, kept after deletes so that a late,
 /// older event cannot resurrect an entity.
 pub fn applied_versions(projection: &str, kind: EntityKind) -> String {
-    format!("{projection}:versions:{kind}")
+    named(&format!("{projection}:versions:{kind}"))
 }
 
 /// Stream of entries a projection gave up on after too many deliveries.
 pub fn dead_letters(projection: &str) -> String {
-    format!("{projection}:dead")
+    named(&format!("{projection}:dead"))
 }
 
 /// Hash of a projection's last error: `kind`, `message`, `entry`, `at_ms`, `consumer`.
 pub fn projection_last_error(projection: &str) -> String {
-    format!("{projection}:last_error")
+    named(&format!("{projection}:last_error"))
 }
 
 /// Hash of consumer name -> unix ms when it last said it was alive.
 pub fn projection_heartbeats(projection: &str) -> String {
-    format!("{projection}:heartbeats")
+    named(&format!("{projection}:heartbeats"))
 }
 
 /// Hash of what operators did to a projection's dead letters: `retried` (applied on retry),
 /// `discarded`.
 pub fn dead_letter_actions(projection: &str) -> String {
-    format!("{projection}:dead:actions")
+    named(&format!("{projection}:dead:actions"))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -78,17 +79,17 @@ pub fn dead_letter_actions(projection: &str) -> String {
 /// Stream of customer messages to deliver, written by the CRM atomically with its state
 /// change (and by `POST /email`); consumed by the message service's group.
 pub fn outbox() -> String {
-    "crm:outbox".to_owned()
+    named("crm:outbox")
 }
 
 /// Set of the message ids already delivered: the message service's dedupe.
 pub fn delivered_ids() -> String {
-    "msg:delivered_ids".to_owned()
+    named("msg:delivered_ids")
 }
 
 /// Stream of delivered messages, in delivery order: what `GET /emails` lists.
 pub fn delivered() -> String {
-    "msg:emails".to_owned()
+    named("msg:emails")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -103,7 +104,8 @@ pub const CRM_MAILER_LIBRARY: &str = "ordershop_crm_mailer";
 pub const MSG_LIBRARY: &str = "ordershop_msg";
 pub const RUNNER_LIBRARY: &str = "ordershop_runner";
 
-/// A SCAN MATCH pattern for every key that starts with `prefix`.
+/// A SCAN MATCH pattern for every key that starts with `prefix` (a key prefix built here, so
+/// already in the shop's namespace).
 pub fn prefix_pattern(prefix: &str) -> String {
     format!("{prefix}*")
 }
@@ -112,58 +114,72 @@ pub fn prefix_pattern(prefix: &str) -> String {
 /// While it exists, the projection's Function refuses live batches (they are retried later).
 /// It carries an expiry (a lease) that the rebuild keeps renewing.
 pub fn projection_paused(projection: &str) -> String {
-    format!("{projection}:paused")
+    named(&format!("{projection}:paused"))
 }
 
 /// Pattern for every entity Hash of a type (`<type>_entity:*`), for wiping the cache.
 pub fn entity_pattern(kind: EntityKind) -> String {
-    prefix_pattern(&format!("{kind}_entity:"))
+    prefix_pattern(&named(&format!("{kind}_entity:")))
 }
 
 /// Pattern for every order's product-id List (`order_product_ids:*`).
 pub fn order_product_ids_pattern() -> String {
-    prefix_pattern("order_product_ids:")
+    prefix_pattern(&named("order_product_ids:"))
 }
 
 /// Hash of order id -> number of live billings of that order, as a projection has seen them.
 /// It lets the unbilled/billed indexes converge whatever order billings and orders arrive in.
 pub fn billings_per_order(projection: &str) -> String {
-    format!("{projection}:billings_per_order")
+    named(&format!("{projection}:billings_per_order"))
 }
 
 /// Prefix of the CRM's per-customer Hash (`crm:customer:<id>`): profile, status and counters.
-pub const CRM_CUSTOMER_PREFIX: &str = "crm:customer:";
+pub fn crm_customer_prefix() -> String {
+    named("crm:customer:")
+}
+
 /// Prefix of the CRM's per-customer Hash of product id -> units bought (`crm:customer_products:<id>`).
-pub const CRM_CUSTOMER_PRODUCTS_PREFIX: &str = "crm:customer_products:";
+pub fn crm_customer_products_prefix() -> String {
+    named("crm:customer_products:")
+}
+
 /// Prefix of the CRM's record of an order (`crm:order:<id>`): what it counts for its customer,
 /// and its number of live billings.
-pub const CRM_ORDER_PREFIX: &str = "crm:order:";
+pub fn crm_order_prefix() -> String {
+    named("crm:order:")
+}
+
 /// Prefix of the mailer's messages waiting for a customer's address (`crm:mail:waiting_customer:<id>`).
-pub const CRM_WAITING_CUSTOMER_PREFIX: &str = "crm:mail:waiting_customer:";
+pub fn crm_waiting_customer_prefix() -> String {
+    named("crm:mail:waiting_customer:")
+}
+
 /// Prefix of the mailer's receipts waiting for their order (`crm:mail:waiting_order:<id>`).
-pub const CRM_WAITING_ORDER_PREFIX: &str = "crm:mail:waiting_order:";
+pub fn crm_waiting_order_prefix() -> String {
+    named("crm:mail:waiting_order:")
+}
 
 pub fn crm_customer(id: Uuid) -> String {
-    format!("{CRM_CUSTOMER_PREFIX}{id}")
+    format!("{}{id}", crm_customer_prefix())
 }
 
 pub fn crm_customer_products(id: Uuid) -> String {
-    format!("{CRM_CUSTOMER_PRODUCTS_PREFIX}{id}")
+    format!("{}{id}", crm_customer_products_prefix())
 }
 
 pub fn crm_order(id: Uuid) -> String {
-    format!("{CRM_ORDER_PREFIX}{id}")
+    format!("{}{id}", crm_order_prefix())
 }
 
 /// Hash of live billing id -> its order id, as the CRM has seen them.
 pub fn crm_billing_orders() -> String {
-    "crm:billing_orders".to_owned()
+    named("crm:billing_orders")
 }
 
 /// Hash of customer id -> the entry ID of its latest order as fixed-width text (the rank that
 /// decides the CRM's `last_order_*` fields).
 pub fn crm_last_order_ranks() -> String {
-    "crm:last_order_ranks".to_owned()
+    named("crm:last_order_ranks")
 }
 
 /// The CRM's customer segments.
@@ -196,32 +212,32 @@ impl CrmSegment {
 
     /// Set of customer ids: `crm:segment:<name>`.
     pub fn key(self) -> String {
-        format!("crm:segment:{}", self.name())
+        named(&format!("crm:segment:{}", self.name()))
     }
 }
 
 /// Set of the ids of every message the CRM's mailer has written to the outbox: its dedupe.
 pub fn crm_sent_ids() -> String {
-    "crm:mail:sent_ids".to_owned()
+    named("crm:mail:sent_ids")
 }
 
 /// Hash of customer id -> messages the mailer wrote to the outbox for them.
 pub fn crm_messages_sent() -> String {
-    "crm:mail:sent_per_customer".to_owned()
+    named("crm:mail:sent_per_customer")
 }
 
 /// Hash of `<type>:<id>` -> what the mailer knows of an entity (JSON, latest version): a
 /// customer's name and address, an order's customer and total, a product's name.
 pub fn crm_mail_directory() -> String {
-    "crm:mail:directory".to_owned()
+    named("crm:mail:directory")
 }
 
 pub fn crm_waiting_for_customer(id: Uuid) -> String {
-    format!("{CRM_WAITING_CUSTOMER_PREFIX}{id}")
+    format!("{}{id}", crm_waiting_customer_prefix())
 }
 
 pub fn crm_waiting_for_order(id: Uuid) -> String {
-    format!("{CRM_WAITING_ORDER_PREFIX}{id}")
+    format!("{}{id}", crm_waiting_order_prefix())
 }
 
 #[cfg(test)]
@@ -248,7 +264,7 @@ mod projection_key_tests {
         );
         assert_eq!(CrmSegment::Unbilled.key(), "crm:segment:unbilled");
         // A prefix pattern of one family never matches another family's keys.
-        assert!(!crm_customer_products(id).starts_with(CRM_CUSTOMER_PREFIX));
+        assert!(!crm_customer_products(id).starts_with(&crm_customer_prefix()));
     }
 }
 

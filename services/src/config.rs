@@ -127,6 +127,7 @@ impl Config {
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
         let redis = RedisConfig::new(get(REDIS_URL).unwrap_or_else(|| DEFAULT_REDIS_URL.into()))?
             .with_tls_from(get)?;
+        redis.check_namespace()?;
         // Set means set: a blank token must not quietly turn authentication off.
         let api_token = match lookup(API_TOKEN) {
             Some(token) => Some(parse_token(&token)?),

@@ -88,11 +88,13 @@ impl Health {
 }
 
 async fn is_loaded(conn: &mut RedisConnection, library: &str) -> Result<bool, redis::RedisError> {
-    let libraries: redis::Value = redis::cmd("FUNCTION")
-        .arg("LIST")
-        .arg("LIBRARYNAME")
-        .arg(library)
-        .query_async(conn)
+    let libraries: redis::Value = conn
+        .query_shop_node(
+            redis::cmd("FUNCTION")
+                .arg("LIST")
+                .arg("LIBRARYNAME")
+                .arg(library),
+        )
         .await?;
     Ok(matches!(&libraries, redis::Value::Array(l) if !l.is_empty()))
 }

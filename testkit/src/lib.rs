@@ -13,11 +13,13 @@
 //! with a deadline) and, in [`keys`], a canonical [`dump`] of the keys matching some patterns
 //! and their deletion ([`wipe`], [`unlink_matching`]).
 
+pub mod cluster;
 pub mod keys;
 pub mod powercut;
 pub mod replicated;
 pub mod wait;
 
+pub use cluster::RedisCluster;
 pub use keys::{dump, try_dump, unlink_matching, wipe, KeyDump};
 pub use powercut::{CutTotals, PowerCutFs};
 pub use replicated::ReplicatedRedis;

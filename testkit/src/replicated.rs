@@ -202,16 +202,19 @@ impl Sentinel {
 
 /// One command to `127.0.0.1:port` on a new connection, with short timeouts.
 pub fn query(port: u16, args: &[&str]) -> Option<redis::Value> {
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).ok()?;
-    let mut conn = client
-        .get_connection_with_timeout(Duration::from_millis(500))
-        .ok()?;
-    conn.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    try_query(port, args).ok()
+}
+
+/// [`query`], with the error when there is one.
+pub fn try_query(port: u16, args: &[&str]) -> Result<redis::Value, redis::RedisError> {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}"))?;
+    let mut conn = client.get_connection_with_timeout(Duration::from_millis(500))?;
+    conn.set_read_timeout(Some(Duration::from_secs(2)))?;
     let mut cmd = redis::cmd(args[0]);
     for arg in &args[1..] {
         cmd.arg(*arg);
     }
-    cmd.query(&mut conn).ok()
+    cmd.query(&mut conn)
 }
 
 /// Whether the replica on `port` is in sync with its primary and done with the append-only

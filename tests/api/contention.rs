@@ -45,12 +45,17 @@ async fn buyer_and_products(shop: &Shop, stock: &[u64]) -> (String, Vec<String>,
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sixty_four_clients_buying_the_last_hundred_units_get_exactly_a_hundred() {
-    let shop = Shop::start(Layout::OneProcess).await;
-    let (customer, product, _) = buyer_and_products(&shop, &[STOCK]).await;
+    oversell(&Shop::start(Layout::OneProcess).await).await;
+}
+
+/// 64 clients buy the last 100 units of a product at once: exactly 100 are sold, the others
+/// get a clear 409, the stock ends at 0.
+pub async fn oversell(shop: &Shop) {
+    let (customer, product, _) = buyer_and_products(shop, &[STOCK]).await;
 
     let body = json!({"customer_id": customer, "product_ids": [product[0]]});
     let clients = (0..CLIENTS).map(|_| {
-        let (shop, body) = (&shop, body.clone());
+        let (shop, body) = (shop, body.clone());
         async move {
             let mut answers = Vec::new();
             for _ in 0..ORDERS_EACH {

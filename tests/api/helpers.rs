@@ -2,12 +2,14 @@
 //! either as one process (`ordershop up`) or one process per role (`ordershop serve <role>`),
 //! every role on a free loopback port.
 
-use ordershop_eventstore::{EventStore, RedisConfig, Stream};
+use ordershop_eventstore::keys::{Namespace, NAMESPACE_VAR};
+use ordershop_eventstore::{EventStore, RedisConfig, RedisConnection, Stream};
 pub use ordershop_testkit::{dump, eventually};
-use ordershop_testkit::{free_port, RedisServer};
+use ordershop_testkit::{free_port, RedisCluster, RedisServer};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub const ROLES: [&str; 9] = [
@@ -48,8 +50,46 @@ pub enum Layout {
     ProcessPerRole,
 }
 
+/// The Redis a shop runs on: its own server, a server it shares with other shops (each in its
+/// own namespace), or a cluster.
+pub enum Backing {
+    Own(RedisServer),
+    Shared(Arc<RedisServer>),
+    Cluster(Arc<RedisCluster>),
+}
+
+impl From<RedisServer> for Backing {
+    fn from(server: RedisServer) -> Self {
+        Backing::Own(server)
+    }
+}
+
+/// The server (a cluster's first node).
+impl std::ops::Deref for Backing {
+    type Target = RedisServer;
+    fn deref(&self) -> &RedisServer {
+        match self {
+            Backing::Own(server) => server,
+            Backing::Shared(server) => server,
+            Backing::Cluster(cluster) => &cluster.nodes()[0],
+        }
+    }
+}
+
+/// Restarting or killing the server is for a shop that owns it.
+impl std::ops::DerefMut for Backing {
+    fn deref_mut(&mut self) -> &mut RedisServer {
+        match self {
+            Backing::Own(server) => server,
+            _ => panic!("only a shop that owns its Redis may restart or kill it"),
+        }
+    }
+}
+
 pub struct Shop {
-    pub redis: RedisServer,
+    pub redis: Backing,
+    /// The shop's key namespace (`ORDERSHOP_NAMESPACE` among its extra environment).
+    pub namespace: Namespace,
     /// The REDIS_URL the roles get (the server's own URL, or a Sentinel URL).
     redis_url: String,
     /// Where the test's own checks connect, when not to `redis` (after a failover).
@@ -86,11 +126,19 @@ impl Shop {
     /// Starts a shop whose roles reach Redis by `redis_url` (e.g. a Sentinel URL whose primary
     /// is `redis`).
     pub async fn start_on_url(
-        redis: RedisServer,
+        redis: impl Into<Backing>,
         redis_url: String,
         layout: Layout,
         extra_env: &[(&str, &str)],
     ) -> Shop {
+        let redis = redis.into();
+        let namespace = extra_env
+            .iter()
+            .find(|(name, _)| *name == NAMESPACE_VAR)
+            .map(|(_, value)| Namespace::parse(value).expect("a valid namespace"))
+            .unwrap_or_default();
+        // The test's own checks reach a cluster through the cluster URL.
+        let checks_on = matches!(redis, Backing::Cluster(_)).then(|| redis_url.clone());
         let ports = ROLES
             .iter()
             .copied()
@@ -98,8 +146,9 @@ impl Shop {
             .collect();
         let shop = Shop {
             redis,
+            namespace,
             redis_url,
-            checks_on: std::sync::Mutex::new(None),
+            checks_on: std::sync::Mutex::new(checks_on),
             layout,
             extra_env: extra_env
                 .iter()
@@ -315,17 +364,29 @@ impl Shop {
             .expect("redis connects")
     }
 
-    /// XLEN of every event stream.
+    /// A connection that reaches a cluster too (for the test's checks of a namespaced shop).
+    pub fn connection(&self) -> RedisConnection {
+        let mut config = RedisConfig::new(self.checks_url()).expect("url");
+        config.response_timeout = Duration::from_secs(30);
+        RedisConnection::new(&config).expect("a connection")
+    }
+
+    /// The key of `bare` in the shop's namespace.
+    pub fn key(&self, bare: &str) -> String {
+        self.namespace.key(bare)
+    }
+
+    /// XLEN of every event stream of the shop, by stream name (without the namespace).
     pub async fn stream_lengths(&self) -> BTreeMap<String, u64> {
-        let mut conn = self.redis().await;
+        let mut conn = self.connection();
         let mut lens = BTreeMap::new();
         for stream in Stream::all() {
             let len: u64 = redis::cmd("XLEN")
-                .arg(stream.key())
+                .arg(self.key(&stream.name()))
                 .query_async(&mut conn)
                 .await
                 .expect("XLEN");
-            lens.insert(stream.key(), len);
+            lens.insert(stream.name(), len);
         }
         lens
     }
@@ -512,7 +573,11 @@ fn group_info(groups: &redis::Value, name: &str) -> Option<HashMap<String, Strin
 
 /// Runs `ordershop <args>` against the shop's Redis and returns (exit code, stdout, stderr).
 pub fn run_cli(shop: &Shop, args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_ordershop"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ordershop"));
+    if let Some(name) = shop.namespace.name() {
+        command.env(NAMESPACE_VAR, name);
+    }
+    let output = command
         .args(args)
         .env("REDIS_URL", shop.checks_url())
         .env("NO_COLOR", "1")

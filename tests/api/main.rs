@@ -12,6 +12,7 @@ mod helpers;
 mod limits;
 mod local_shop;
 mod msrv;
+mod namespaces;
 mod observability;
 mod power_loss;
 mod projections;

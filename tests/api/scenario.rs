@@ -62,8 +62,8 @@ fn units(product_ids: &[String]) -> BTreeMap<String, u64> {
     counts
 }
 
-async fn scenario(layout: Layout) {
-    let shop = Shop::start(layout).await;
+/// The original client's walk against a running shop (empty at the start).
+pub async fn original_walk(shop: &Shop) {
     let mut rng = Lcg(7);
 
     // 10 customers, in one POST of a list.
@@ -114,7 +114,7 @@ async fn scenario(layout: Layout) {
     );
     let mut expected_stock: BTreeMap<String, u64> =
         product_ids.iter().map(|p| (p.clone(), 100)).collect();
-    assert_eq!(stock(&shop).await, expected_stock);
+    assert_eq!(stock(shop).await, expected_stock);
 
     // 10 orders of 1-10 random products each; each takes its units of stock in the same append.
     let mut orders: Vec<(String, Vec<String>, String)> = Vec::new();
@@ -142,7 +142,7 @@ async fn scenario(layout: Layout) {
         for (p, k) in units(&items) {
             *expected_stock.get_mut(&p).expect("known product") -= k;
         }
-        assert_eq!(stock(&shop).await, expected_stock, "stock after an order");
+        assert_eq!(stock(shop).await, expected_stock, "stock after an order");
         orders.push((ids[0].clone(), items, customer));
     }
 
@@ -168,7 +168,7 @@ async fn scenario(layout: Layout) {
         *expected_stock.get_mut(&p).expect("known") -= k;
     }
     assert_eq!(
-        stock(&shop).await,
+        stock(shop).await,
         expected_stock,
         "stock after updating the second order"
     );
@@ -194,7 +194,7 @@ async fn scenario(layout: Layout) {
         *expected_stock.get_mut(&p).expect("known") += k;
     }
     assert_eq!(
-        stock(&shop).await,
+        stock(shop).await,
         expected_stock,
         "stock after deleting the third order"
     );
@@ -261,10 +261,10 @@ async fn scenario(layout: Layout) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_original_scenario_with_every_role_in_one_process() {
-    scenario(Layout::OneProcess).await;
+    original_walk(&Shop::start(Layout::OneProcess).await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_original_scenario_with_a_process_per_role() {
-    scenario(Layout::ProcessPerRole).await;
+    original_walk(&Shop::start(Layout::ProcessPerRole).await).await;
 }

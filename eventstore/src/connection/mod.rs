@@ -20,11 +20,19 @@
 //! - With Sentinel, the sentinels are watched ([`sentinel`]): when a failover of the primary
 //!   begins, the connection leaves it before a replica is promoted, and commands fail at once
 //!   (503) until the sentinels name the new primary.
+//! - With `REDIS_URL=redis+cluster://...`, it is redis-rs's cluster connection instead (MOVED,
+//!   ASK and TRYAGAIN handled, the topology refreshed): every command with a key goes to the
+//!   primary of its slot, which for one shop is always the same one (its keys share a hash
+//!   tag: `keys::Namespace`); a keyless command the shop needs from the shop's node (SCAN,
+//!   INFO, FUNCTION LIST) is sent there with [`RedisConnection::query_shop_node`]. FUNCTION
+//!   LOAD goes to every primary.
 
 mod sentinel;
 
 use crate::connect::{RedisConfig, Target};
 use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{Cmd, Pipeline, RedisError, RedisFuture, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -68,7 +76,35 @@ struct State {
 #[derive(Clone)]
 struct Current {
     generation: u64,
-    conn: MultiplexedConnection,
+    conn: Link,
+}
+
+/// A connection to one server, or to a cluster.
+#[derive(Clone)]
+enum Link {
+    One(MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
+impl Link {
+    async fn command(&mut self, cmd: &Cmd) -> Result<Value, RedisError> {
+        match self {
+            Link::One(conn) => conn.req_packed_command(cmd).await,
+            Link::Cluster(conn) => conn.req_packed_command(cmd).await,
+        }
+    }
+
+    async fn pipeline(
+        &mut self,
+        pipeline: &Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> Result<Vec<Value>, RedisError> {
+        match self {
+            Link::One(conn) => conn.req_packed_commands(pipeline, offset, count).await,
+            Link::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count).await,
+        }
+    }
 }
 
 enum Source {
@@ -83,6 +119,11 @@ enum Source {
         handshake: redis::RedisConnectionInfo,
         tls: bool,
         certificates: Option<redis::TlsCertificates>,
+    },
+    Cluster {
+        client: Box<redis::cluster::ClusterClient>,
+        /// A client per seed node, for Pub/Sub (a PUBLISH reaches every node of a cluster).
+        seeds: Vec<redis::Client>,
     },
 }
 
@@ -119,6 +160,28 @@ impl RedisConnection {
     pub fn new(config: &RedisConfig) -> Result<Self, RedisError> {
         let source = match config.target() {
             Target::Direct => Source::Direct(config.client()?),
+            Target::Cluster(cluster) => {
+                let seeds = cluster.seed_infos()?;
+                let mut builder = redis::cluster::ClusterClient::builder(seeds.clone())
+                    .connection_timeout(config.connection_timeout)
+                    .response_timeout(config.response_timeout);
+                if let Some(certificates) = config.tls_certificates() {
+                    builder = builder.certs(certificates.clone());
+                }
+                let seeds = seeds
+                    .into_iter()
+                    .map(|info| match config.tls_certificates() {
+                        Some(certificates) => {
+                            redis::Client::build_with_tls(info, certificates.clone())
+                        }
+                        None => redis::Client::open(info),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                Source::Cluster {
+                    client: Box::new(builder.build()?),
+                    seeds,
+                }
+            }
             Target::Sentinel(sentinel) => {
                 let mut handshake = redis::RedisConnectionInfo::default().set_skip_set_lib_name();
                 if let Some(user) = &sentinel.username {
@@ -261,6 +324,19 @@ impl RedisConnection {
     async fn client(&self) -> Result<redis::Client, RedisError> {
         Ok(match &self.shared.source {
             Source::Direct(client) => client.clone(),
+            Source::Cluster { seeds, .. } => {
+                // Any node will do for Pub/Sub: try them in turn.
+                let mut last = None;
+                for seed in seeds {
+                    match seed.get_multiplexed_async_connection().await {
+                        Ok(_) => return Ok(seed.clone()),
+                        Err(e) => last = Some(e),
+                    }
+                }
+                return Err(last.unwrap_or_else(|| {
+                    RedisError::from((redis::ErrorKind::InvalidClientConfig, "no cluster node"))
+                }));
+            }
             Source::Sentinel {
                 sentinels,
                 asking,
@@ -328,7 +404,15 @@ impl RedisConnection {
 
     /// Connects to the server the source names: `(connection, its address)`. With Sentinel,
     /// the server must also say it is the primary (`ROLE`).
-    async fn open(&self) -> Result<(MultiplexedConnection, String), RedisError> {
+    async fn open(&self) -> Result<(Link, String), RedisError> {
+        if let Source::Cluster { client, seeds } = &self.shared.source {
+            let conn = client.get_async_connection().await?;
+            let nodes: Vec<String> = seeds
+                .iter()
+                .map(|seed| seed.get_connection_info().addr().to_string())
+                .collect();
+            return Ok((Link::Cluster(conn), format!("cluster {}", nodes.join(","))));
+        }
         let client = self.client().await?;
         let server = client.get_connection_info().addr().to_string();
         let mut conn = client
@@ -345,7 +429,30 @@ impl RedisConnection {
                 )));
             }
         }
-        Ok((conn, server))
+        Ok((Link::One(conn), server))
+    }
+
+    /// Sends a command that names no key to the server that holds the shop's keys: with a
+    /// cluster, the primary of the namespace's slot (SCAN, INFO and FUNCTION LIST would
+    /// otherwise go to any node, or to all); otherwise the one server.
+    pub async fn query_shop_node<T: redis::FromRedisValue>(
+        &self,
+        cmd: &Cmd,
+    ) -> Result<T, RedisError> {
+        let Current { mut conn, .. } = self.current().await?;
+        let value = match &mut conn {
+            Link::Cluster(cluster) => {
+                let route = Route::with_key(crate::keys::namespace().prefix(), SlotAddr::Master);
+                cluster
+                    .route_command(
+                        cmd.clone(),
+                        RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route)),
+                    )
+                    .await?
+            }
+            Link::One(_) => self.clone().req_packed_command(cmd).await?,
+        };
+        redis::from_redis_value(value).map_err(RedisError::from)
     }
 
     /// Forgets `generation`'s connection (if it is still the current one).
@@ -367,9 +474,9 @@ impl RedisConnection {
                 mut conn,
             } = self.current().await?;
             let result = match request {
-                Request::One(cmd) => conn.req_packed_command(cmd).await.map(Reply::One),
+                Request::One(cmd) => conn.command(cmd).await.map(Reply::One),
                 Request::Pipeline(pipeline, offset, count) => conn
-                    .req_packed_commands(pipeline, offset, count)
+                    .pipeline(pipeline, offset, count)
                     .await
                     .map(Reply::Many),
             };

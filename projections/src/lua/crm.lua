@@ -29,12 +29,19 @@
 -- removed at zero so that a field exists iff it is non-zero; with a set, member is then in the
 -- set iff the field exists.
 --
+-- Key names arrive in the plans (and are read back from records and links): which records an
+-- event touches can depend on what a record holds. The caller also declares every name a plan
+-- holds as KEYS; the ones read back are not known to it. Every name is built in Rust in the
+-- shop's namespace, so all of them share one hash slot (docs/adr/0006-one-slot-per-shop.md).
+--
 -- The view converges whatever order the events arrive in: entities apply iff newer (events
 -- carry the whole entity), contributions are replaced, not added, and maxima do not depend on
 -- order. So a replay in ID order (a rebuild) yields the same view as live consumers that saw the
 -- streams in any order, any number of times.
 --
--- FCALL crm_apply 1 <pause lease> <mode> <token> <lease ms> <plan>...
+-- FCALL crm_apply <n> <pause lease> [<key>...] <mode> <token> <lease ms> <plan>...
+--   (the keys after the lease are those the plans name, declared for a Redis Cluster; the
+--   Function reads the names from the plans)
 -- Returns {0, applied, skipped}, {-1} when a rebuild pauses live batches, or {-2} when a
 -- rebuild's lease is no longer held by its token.
 
@@ -148,5 +155,4 @@ end
 redis.register_function{
   function_name = 'crm_apply',
   callback = crm_apply,
-  flags = {'no-cluster'},
 }

@@ -12,11 +12,15 @@
 --   - write each message's facts to the outbox at most once (its id is new to the sent ids),
 --     and count it for its customer.
 --
--- FCALL crm_mail 5 <pause lease> <sent ids> <outbox> <sent per customer> <directory>
+-- FCALL crm_mail <n> <pause lease> <sent ids> <outbox> <sent per customer> <directory>
+--   [<waiting Hash>...] (the keys the plans name, declared for a Redis Cluster; not read here)
 --   ARGV 1..3 the runner's header (mode, token, lease ms), 4 and 5 the prefixes of the Hashes
 --   of messages waiting for a customer and for an order (followed by its id), then one plan per
 --   event, as JSON: {record?: {dir, id, v, ...}, flush?: <waiting key>, messages: [draft...]}.
 --   Directory fields are `<dir>:<id>`.
+--   The waiting Hashes are named from the prefixes here (a parked order's customer is read from
+--   the directory), so they are not in KEYS; the prefixes are in the shop's namespace, so they
+--   share the declared keys' hash slot (docs/adr/0006-one-slot-per-shop.md).
 --
 -- Returns {0, applied, skipped} (an event is applied if it changed the directory or wrote,
 -- parked or released a message), or {-1} while the mailer is paused.
@@ -128,5 +132,4 @@ end
 redis.register_function{
   function_name = 'crm_mail',
   callback = crm_mail,
-  flags = {'no-cluster'},
 }

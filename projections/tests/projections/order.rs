@@ -308,8 +308,8 @@ async fn the_crm_view_is_the_same_whatever_order_the_streams_are_read_in() {
     let waiting = dump(
         &mut conn,
         &[
-            keys::prefix_pattern(keys::CRM_WAITING_CUSTOMER_PREFIX),
-            keys::prefix_pattern(keys::CRM_WAITING_ORDER_PREFIX),
+            keys::prefix_pattern(&keys::crm_waiting_customer_prefix()),
+            keys::prefix_pattern(&keys::crm_waiting_order_prefix()),
         ],
     )
     .await;

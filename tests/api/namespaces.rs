@@ -1,0 +1,327 @@
+//! Several shops on one Redis, and shops on a Redis Cluster: each shop in its own namespace
+//! (`ORDERSHOP_NAMESPACE`) runs the original client's walk and the oversell test, never sees
+//! another's events, cache, CRM or messages, and keeps every key in its namespace's one slot.
+
+use crate::contention::oversell;
+use crate::helpers::{run_cli, Backing, Layout, Shop, CATCH_UP};
+use crate::scenario::original_walk;
+use ordershop_testkit::{eventually, RedisCluster, RedisServer};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Waits until every projection of the shop has caught up (`status --max-lag 0`, which reads
+/// the shop's own namespace).
+async fn wait_converged(shop: &Shop) {
+    eventually("the shop's projections to catch up", CATCH_UP, || async {
+        run_cli(shop, &["status", "--max-lag", "0"]).0 == 0
+    })
+    .await;
+}
+
+/// `report --json` of the shop, as its operator sees it.
+fn report(shop: &Shop) -> Value {
+    let (code, out, err) = run_cli(shop, &["report", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("report --json: {e}: {out}"))
+}
+
+/// The addresses the shop's message service delivered to.
+async fn recipients(shop: &Shop) -> BTreeSet<String> {
+    shop.emails(None)
+        .await
+        .iter()
+        .filter_map(|m| m["to"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Both shops' walks done: what each shows is its own.
+async fn each_sees_only_its_own(walked: &Shop, oversold: &Shop) {
+    wait_converged(walked).await;
+    wait_converged(oversold).await;
+    let (walk, sale) = (report(walked), report(oversold));
+    let names = |report: &Value| -> BTreeSet<String> {
+        report["customers"]
+            .as_array()
+            .map(|all| {
+                all.iter()
+                    .filter_map(|c| c["name"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    // The walk's 10 customers (one deleted, which the CRM keeps); the sale's one buyer.
+    assert_eq!(names(&walk).len(), 10, "{walk}");
+    assert!(names(&walk).iter().all(|n| n.starts_with("Customer ")));
+    assert_eq!(names(&sale).len(), 1, "{sale}");
+    assert!(names(&walk).is_disjoint(&names(&sale)));
+    assert_eq!(walk["totals"]["orders"], 9);
+    assert_eq!(sale["totals"]["orders"], 100);
+    // Messages: each shop's message service delivered to its own customers only.
+    let (walk_mail, sale_mail) = (recipients(walked).await, recipients(oversold).await);
+    assert!(!walk_mail.is_empty() && !sale_mail.is_empty());
+    assert!(
+        walk_mail.is_disjoint(&sale_mail),
+        "{walk_mail:?} {sale_mail:?}"
+    );
+    // Events: each log holds only its own.
+    let (walk_log, sale_log) = (
+        walked.stream_lengths().await,
+        oversold.stream_lengths().await,
+    );
+    assert_eq!(walk_log["events:customer_created"], 10, "{walk_log:?}");
+    assert_eq!(sale_log["events:customer_created"], 1, "{sale_log:?}");
+    assert_eq!(sale_log["events:order_created"], 100, "{sale_log:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_shops_share_one_redis_in_two_namespaces() {
+    let server = Arc::new(RedisServer::start());
+    let start = |namespace: &'static str| {
+        let server = Arc::clone(&server);
+        async move {
+            let url = server.url();
+            Shop::start_on_url(
+                Backing::Shared(server),
+                url,
+                Layout::OneProcess,
+                &[("ORDERSHOP_NAMESPACE", namespace)],
+            )
+            .await
+        }
+    };
+    let (walked, oversold) = (start("acme").await, start("bolt").await);
+    futures::join!(original_walk(&walked), oversell(&oversold));
+    each_sees_only_its_own(&walked, &oversold).await;
+
+    // Every key the shops wrote is in one of the two namespaces.
+    let mut conn = walked.redis().await;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut conn)
+        .await
+        .expect("KEYS");
+    let outside: Vec<&String> = keys
+        .iter()
+        .filter(|k| !k.starts_with("{acme}:") && !k.starts_with("{bolt}:"))
+        .collect();
+    assert!(
+        outside.is_empty(),
+        "keys outside the namespaces: {outside:?}"
+    );
+    assert!(keys.iter().any(|k| k == "{acme}:events:order_created"));
+    assert!(keys.iter().any(|k| k == "{bolt}:customer_ids"));
+
+    // An operator command of one shop acts on that shop only: a rebuild of acme's entity cache
+    // gives back acme's state and leaves bolt's untouched.
+    let (_, bolt_before) = oversold.get("/orders").await;
+    let (code, out, err) = run_cli(&walked, &["rebuild", "entity-cache", "--yes"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.contains("namespace acme"), "{err}");
+    let (_, acme_orders) = walked.get("/orders").await;
+    assert_eq!(acme_orders.as_array().map(Vec::len), Some(9));
+    assert_eq!(oversold.get("/orders").await.1, bolt_before);
+}
+
+/// Namespaces whose slots two different primaries serve.
+fn namespaces_on_two_primaries(cluster: &RedisCluster) -> [(String, usize); 2] {
+    let mut found: Vec<(String, usize)> = Vec::new();
+    for i in 0.. {
+        let name = format!("shop-{i}");
+        let owner = cluster.owner_of(cluster.slot_of(&format!("{{{name}}}:")));
+        if found.iter().all(|(_, o)| *o != owner) {
+            found.push((name, owner));
+        }
+        if found.len() == 2 {
+            break;
+        }
+    }
+    [found[0].clone(), found[1].clone()]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_shops_on_a_cluster_each_keep_to_one_slot_of_their_own_primary() {
+    let cluster = Arc::new(RedisCluster::start(3));
+    let [(a, a_node), (b, b_node)] = namespaces_on_two_primaries(&cluster);
+    let start = |namespace: String| {
+        let cluster = Arc::clone(&cluster);
+        async move {
+            let url = cluster.url();
+            Shop::start_on_url(
+                Backing::Cluster(cluster),
+                url,
+                Layout::OneProcess,
+                &[("ORDERSHOP_NAMESPACE", namespace.as_str())],
+            )
+            .await
+        }
+    };
+    let (walked, oversold) = (start(a.clone()).await, start(b.clone()).await);
+    futures::join!(original_walk(&walked), oversell(&oversold));
+    each_sees_only_its_own(&walked, &oversold).await;
+
+    // Every key is in one of the two namespaces, in its slot, on its primary.
+    let slot_of = |name: &str| cluster.slot_of(&format!("{{{name}}}:"));
+    let (a_slot, b_slot) = (slot_of(&a), slot_of(&b));
+    let mut per_shop: BTreeMap<&str, usize> = BTreeMap::new();
+    for (node, key) in cluster.all_keys() {
+        let (shop, slot, home) = if key.starts_with(&format!("{{{a}}}:")) {
+            (a.as_str(), a_slot, a_node)
+        } else if key.starts_with(&format!("{{{b}}}:")) {
+            (b.as_str(), b_slot, b_node)
+        } else {
+            panic!("a key outside the namespaces: {key}");
+        };
+        assert_eq!(cluster.slot_of(&key), slot, "{key}");
+        assert_eq!(node, home, "{key} is on node {node}, its slot on {home}");
+        *per_shop.entry(shop).or_default() += 1;
+    }
+    assert!(per_shop.values().all(|n| *n > 20), "{per_shop:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn moving_a_shops_slot_under_load_loses_nothing() {
+    const CLIENTS: usize = 8;
+    const ORDERS_EACH: usize = 60;
+    let cluster = Arc::new(RedisCluster::start(3));
+    let [(name, home), _] = namespaces_on_two_primaries(&cluster);
+    let shop = Shop::start_on_url(
+        Backing::Cluster(Arc::clone(&cluster)),
+        cluster.url(),
+        Layout::OneProcess,
+        &[("ORDERSHOP_NAMESPACE", name.as_str())],
+    )
+    .await;
+    let customer = shop
+        .create(
+            "/customer",
+            json!({"name": "Mover", "email": "mover@example.com"}),
+        )
+        .await
+        .remove(0);
+    let product = shop
+        .create("/product", json!({"name": "Box", "price": 300}))
+        .await
+        .remove(0);
+    shop.create(
+        "/inventory",
+        json!({"product_id": product, "amount": 1_000_000}),
+    )
+    .await;
+
+    // Clients order while the shop's slot moves to another primary.
+    let body = json!({"customer_id": customer, "product_ids": [product]});
+    let clients = (0..CLIENTS).map(|_| {
+        let (shop, body) = (&shop, body.clone());
+        async move {
+            let mut answers = Vec::new();
+            for _ in 0..ORDERS_EACH {
+                answers.push(shop.post("/order", body.clone()).await);
+            }
+            answers
+        }
+    });
+    let slot = cluster.slot_of(&format!("{{{name}}}:"));
+    let target = (home + 1) % cluster.nodes().len();
+    // The move starts once the clients are well under way.
+    let under_way = shop.key("events:order_created");
+    let conn = shop.connection();
+    let moving = Arc::clone(&cluster);
+    let mover = async move {
+        eventually("the first 100 orders", CATCH_UP, || {
+            let (mut conn, key) = (conn.clone(), under_way.clone());
+            async move {
+                redis::cmd("XLEN")
+                    .arg(&key)
+                    .query_async::<u64>(&mut conn)
+                    .await
+                    .unwrap_or(0)
+                    >= 100
+            }
+        })
+        .await;
+        tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            moving.move_slot(slot, home, target);
+            started.elapsed()
+        })
+        .await
+    };
+    let (answers, moved) = futures::join!(futures::future::join_all(clients), mover);
+    let moved = moved.expect("the slot moved");
+    assert_eq!(cluster.owner_of(slot), target);
+    let answers: Vec<(u16, Value)> = answers.into_iter().flatten().collect();
+    let acknowledged: Vec<String> = answers
+        .iter()
+        .filter(|(status, _)| *status == 200)
+        .filter_map(|(_, ids)| ids[0].as_str().map(str::to_owned))
+        .collect();
+    let unavailable = answers.iter().filter(|(status, _)| *status == 503).count();
+    let other: Vec<&(u16, Value)> = answers
+        .iter()
+        .filter(|(status, _)| *status != 200 && *status != 503)
+        .collect();
+    println!(
+        "slot {slot} moved from node {home} to {target} in {moved:?}: {} orders acknowledged, \
+         {unavailable} answered 503",
+        acknowledged.len()
+    );
+    assert!(other.is_empty(), "only 200 or a brief 503: {other:?}");
+    assert!(
+        acknowledged.len() >= CLIENTS * ORDERS_EACH / 2,
+        "most orders went through: {} of {}",
+        acknowledged.len(),
+        CLIENTS * ORDERS_EACH
+    );
+
+    // After the move: the shop works on its new primary, and nothing acknowledged is missing.
+    let after = shop.create("/order", body.clone()).await.remove(0);
+    let mut conn = shop.connection();
+    let logged: Vec<(String, BTreeMap<String, String>)> = redis::cmd("XRANGE")
+        .arg(shop.key("events:order_created"))
+        .arg("-")
+        .arg("+")
+        .query_async(&mut conn)
+        .await
+        .expect("XRANGE");
+    let in_log: BTreeSet<String> = logged
+        .iter()
+        .filter_map(|(_, fields)| fields.get("entity"))
+        .filter_map(|entity| serde_json::from_str::<Value>(entity).ok())
+        .filter_map(|entity| entity["id"].as_str().map(str::to_owned))
+        .collect();
+    let missing: Vec<&String> = acknowledged
+        .iter()
+        .chain([&after])
+        .filter(|id| !in_log.contains(*id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged but not in the log: {missing:?}"
+    );
+
+    // The projections converge on the log; no message went out twice.
+    wait_converged(&shop).await;
+    let (_, orders) = shop.get("/orders").await;
+    assert_eq!(orders.as_array().map(Vec::len), Some(in_log.len()));
+    let confirmations = |messages: &[Value]| {
+        messages
+            .iter()
+            .filter(|m| m["kind"] == "order_confirmation")
+            .count()
+    };
+    eventually(
+        "a confirmation of every order to be delivered",
+        CATCH_UP,
+        || async { confirmations(&shop.emails(None).await) >= in_log.len() },
+    )
+    .await;
+    let messages = shop.emails(None).await;
+    let ids: BTreeSet<&str> = messages
+        .iter()
+        .filter_map(|m| m["msg_id"].as_str())
+        .collect();
+    assert_eq!(ids.len(), messages.len(), "a message was delivered twice");
+    assert_eq!(confirmations(&messages), in_log.len());
+}
