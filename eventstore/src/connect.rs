@@ -223,6 +223,11 @@ impl SentinelTarget {
 pub enum RedisConfigError {
     #[error("REDIS_URL `{url}` is not a valid Redis URL: {reason}")]
     Invalid { url: String, reason: String },
+    #[error(
+        "REDIS_URL `{url}` names a Redis Cluster: set ORDERSHOP_NAMESPACE (or --namespace), so \
+         that all of the shop's keys share one hash slot"
+    )]
+    NeedsNamespace { url: String },
     #[error("{var}=`{path}`: {reason}")]
     Tls {
         var: &'static str,
@@ -305,13 +310,8 @@ impl RedisConfig {
     /// namespace gives (its hash tag): refuses a cluster URL in a process without one.
     pub fn check_namespace(&self) -> Result<(), RedisConfigError> {
         if self.is_cluster() && crate::keys::namespace().name().is_none() {
-            return Err(RedisConfigError::Invalid {
+            return Err(RedisConfigError::NeedsNamespace {
                 url: self.redacted_url(),
-                reason: format!(
-                    "a Redis Cluster needs a namespace: set {} (all of a shop's keys must share \
-                     one hash slot)",
-                    crate::keys::NAMESPACE_VAR
-                ),
             });
         }
         Ok(())
@@ -687,6 +687,31 @@ pub fn redact(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cluster_url_names_its_seed_nodes_and_no_database() {
+        let config =
+            RedisConfig::new("redis+cluster://shop:s3cret@10.0.0.1:7000,10.0.0.2").unwrap();
+        assert!(config.is_cluster());
+        let Target::Cluster(cluster) = config.target() else {
+            panic!("not a cluster: {:?}", config.target());
+        };
+        assert_eq!(
+            cluster.nodes,
+            [("10.0.0.1".to_owned(), 7000), ("10.0.0.2".to_owned(), 6379)]
+        );
+        assert_eq!(cluster.username.as_deref(), Some("shop"));
+        assert!(!format!("{config:?}").contains("s3cret"));
+        assert_eq!(config.server(), "the cluster of 10.0.0.1:7000,10.0.0.2");
+        for bad in [
+            "redis+cluster://h:7000/0",
+            "redis+cluster://h:port",
+            "redis+cluster://:7000",
+        ] {
+            assert!(RedisConfig::new(bad).is_err(), "{bad}");
+        }
+        assert!(RedisConfig::new("rediss+cluster://h:7000").is_ok_and(|c| c.is_cluster()));
+    }
 
     #[test]
     fn passwords_never_reach_debug_output() {

@@ -62,6 +62,10 @@ pub enum Command {
         /// Only these paths (repeatable).
         #[arg(long, value_enum)]
         only: Vec<bench::BenchPath>,
+        /// Measure the append path on a private 3-primary Redis Cluster instead, every key in
+        /// the namespace `bench` (so one primary takes it all): what one shard sustains.
+        #[arg(long)]
+        cluster: bool,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -137,13 +141,29 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             quick,
             runs,
             only,
+            cluster,
             json,
         } => {
+            if cluster {
+                if only.iter().any(|p| *p != bench::BenchPath::Append) {
+                    anyhow::bail!("--cluster measures the append path only (--only append)");
+                }
+                ordershop_eventstore::keys::use_namespace(
+                    ordershop_eventstore::keys::Namespace::parse(bench::CLUSTER_NAMESPACE)
+                        .map_err(anyhow::Error::msg)?,
+                )
+                .map_err(anyhow::Error::msg)?;
+            }
             let options = bench::BenchOptions {
                 events: if quick { events.min(20_000) } else { events },
                 quick,
                 runs,
-                only,
+                only: if cluster {
+                    vec![bench::BenchPath::Append]
+                } else {
+                    only
+                },
+                cluster,
                 progress: true,
             };
             bench::bench(options, json).await

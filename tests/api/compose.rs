@@ -22,9 +22,10 @@ const ROLES: [(&str, u16); 9] = [
 ];
 
 /// The variables every role reads, the same in each; a role adds only these two of its own.
-const SHARED_ENV: [&str; 11] = [
+const SHARED_ENV: [&str; 12] = [
     "REDIS_URL",
     "ORDERSHOP_ACK_REPLICAS",
+    "ORDERSHOP_NAMESPACE",
     "CUSTOMER_SERVICE_URL",
     "PRODUCT_SERVICE_URL",
     "INVENTORY_SERVICE_URL",

@@ -25,7 +25,8 @@ use tokio::task::JoinSet;
 const TASKS: usize = 16;
 /// Appends per pipeline on the pipelined path.
 const PIPELINE: usize = 100;
-/// Stream the bare XADDs go to (not an OrderShop stream: nothing reads it).
+/// Stream the bare XADDs go to (not an OrderShop stream: nothing reads it), in the shop's
+/// namespace (so on a cluster, on the same primary as the shop's keys).
 const BARE_STREAM: &str = "bench:bare:events";
 
 /// One event's stream fields, as the store writes them.
@@ -50,7 +51,7 @@ fn payloads(append: &Append) -> Vec<Payload> {
 
 fn xadd(pipe: &mut redis::Pipeline, p: &Payload) {
     pipe.cmd("XADD")
-        .arg(BARE_STREAM)
+        .arg(ordershop_eventstore::keys::named(BARE_STREAM))
         .arg("*")
         .arg("event_id")
         .arg(&p.event_id)

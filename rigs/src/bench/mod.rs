@@ -59,9 +59,14 @@ pub struct BenchOptions {
     /// Runs per figure (the median is reported).
     pub runs: usize,
     pub only: Vec<BenchPath>,
+    /// On a private Redis Cluster, in [`CLUSTER_NAMESPACE`] (the append path only).
+    pub cluster: bool,
     /// Show progress on stderr.
     pub progress: bool,
 }
+
+/// The namespace of `bench --cluster`: all of its keys on one primary.
+pub const CLUSTER_NAMESPACE: &str = "bench";
 
 impl BenchOptions {
     fn wants(&self, path: BenchPath) -> bool {
@@ -286,13 +291,20 @@ pub async fn run_bench(options: &BenchOptions) -> anyhow::Result<BenchReport> {
         .prefix("ordershop-bench-")
         .tempdir()
         .context("cannot create a temporary folder for the bench's redis-server")?;
-    let server = LocalRedis::start_without_persistence(folder.path()).await?;
-    let result = run_paths(options, &server.url()).await;
-    server
-        .stop()
-        .await
-        .context("stopping the bench's redis-server")?;
-    let measurements = result?;
+    let measurements = if options.cluster {
+        let cluster = tokio::task::spawn_blocking(|| ordershop_testkit::RedisCluster::start(3))
+            .await
+            .context("starting the bench's Redis Cluster")?;
+        run_paths(options, &cluster.url()).await?
+    } else {
+        let server = LocalRedis::start_without_persistence(folder.path()).await?;
+        let result = run_paths(options, &server.url()).await;
+        server
+            .stop()
+            .await
+            .context("stopping the bench's redis-server")?;
+        result?
+    };
     Ok(BenchReport {
         events: options.events,
         quick: options.quick,
