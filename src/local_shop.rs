@@ -14,7 +14,7 @@
 //! when there is neither or when that shop is not running.
 
 use anyhow::Context;
-use ordershop_eventstore::keys::{use_namespace, Namespace, NAMESPACE_VAR};
+use ordershop_eventstore::keys::{namespace_if_set, use_namespace, Namespace};
 use ordershop_eventstore::RedisConfig;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
@@ -173,14 +173,12 @@ pub fn locate(cwd: &Path, lookup: impl Fn(&str) -> Option<String>) -> anyhow::Re
             .map_err(|e| anyhow::anyhow!("{} holds no valid namespace: {e}", file.display()))?,
         Err(_) => Namespace::NONE,
     };
-    match get(NAMESPACE_VAR) {
-        Some(ours) if Namespace::parse(ours.trim()).ok().as_ref() != Some(&theirs) => {
-            anyhow::bail!(
-                "the shop running from {} uses the namespace {theirs}, not `{}`",
-                folder.display(),
-                ours.trim()
-            )
-        }
+    // The command line (`--namespace`, `ORDERSHOP_NAMESPACE`) set the process's, if it named one.
+    match namespace_if_set() {
+        Some(ours) if *ours != theirs => anyhow::bail!(
+            "the shop running from {} uses the namespace {theirs}, not `{ours}`",
+            folder.display()
+        ),
         _ => use_namespace(theirs).map_err(anyhow::Error::msg)?,
     }
     Ok(LocatedShop {

@@ -110,6 +110,11 @@ pub fn namespace() -> &'static Namespace {
     CURRENT.get_or_init(Namespace::default)
 }
 
+/// The process's namespace if one was set (or fixed by a key built before), without fixing it.
+pub fn namespace_if_set() -> Option<&'static Namespace> {
+    CURRENT.get()
+}
+
 /// `bare` in the process's namespace: how every key builder, here and in the read models,
 /// names its key.
 pub fn named(bare: &str) -> String {

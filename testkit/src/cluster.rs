@@ -21,7 +21,13 @@ impl RedisCluster {
     /// Starts `primaries` nodes and forms a cluster of them; returns once every node says
     /// `cluster_state:ok` and knows every other.
     pub fn start(primaries: usize) -> RedisCluster {
-        let bus_ports = free_ports(primaries);
+        Self::start_with_empty(primaries, 0)
+    }
+
+    /// [`RedisCluster::start`], plus `empty` primaries that serve no slot yet (the nodes after
+    /// the first `primaries`): a node a reshard can move a slot to, that clients have not met.
+    pub fn start_with_empty(primaries: usize, empty: usize) -> RedisCluster {
+        let bus_ports = free_ports(primaries + empty);
         let nodes: Vec<RedisServer> = bus_ports
             .iter()
             .map(|bus| {
@@ -40,7 +46,7 @@ impl RedisCluster {
             .collect();
         let cluster = RedisCluster { nodes };
         let per_node = SLOTS / primaries as u16;
-        for (i, node) in cluster.nodes.iter().enumerate() {
+        for (i, node) in cluster.nodes.iter().take(primaries).enumerate() {
             let first = per_node * i as u16;
             let last = if i + 1 == primaries {
                 SLOTS - 1

@@ -68,8 +68,13 @@ impl LocalShop {
     }
 
     async fn up(&self, name: &str) -> Running {
+        self.up_with(name, &["up"]).await
+    }
+
+    /// `ordershop <args>` (an `up`), once the gateway is healthy.
+    async fn up_with(&self, name: &str, args: &[&str]) -> Running {
         let child = Running(
-            self.command(name, &["up"])
+            self.command(name, args)
                 .spawn()
                 .expect("ordershop up starts"),
         );
@@ -520,4 +525,41 @@ async fn a_role_refuses_a_server_older_than_redis_7() {
         .unwrap_or_else(|| panic!("an error line: {err}"));
     assert!(line.contains("found Redis 6.2.14"), "{line}");
     assert!(line.contains("Redis >= 7.0 or Valkey >= 7.2"), "{line}");
+}
+
+#[tokio::test]
+async fn operator_commands_act_in_the_namespace_of_the_local_shop() {
+    let shop = LocalShop::new();
+    let _up = shop.up_with("up", &["--namespace", "acme", "up"]).await;
+    let answer = reqwest::Client::new()
+        .post(shop.gateway("/customers"))
+        .json(&json!({"name": "Ada", "email": "ada@example.com"}))
+        .send()
+        .await
+        .expect("POST /customers");
+    assert_eq!(answer.status(), 200);
+    assert_eq!(
+        std::fs::read_to_string(shop.folder().join("namespace"))
+            .ok()
+            .as_deref(),
+        Some("acme")
+    );
+
+    // Without being told, a command in the folder acts in the shop's namespace, and says so.
+    let eventually_listed = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (code, out, err) = cli_in(shop.root.path(), &["report", "--json"]);
+        assert_eq!(code, 0, "{out}{err}");
+        assert!(err.contains("namespace acme"), "{err}");
+        let report: Value = serde_json::from_str(&out).expect("report --json is JSON");
+        if report["customers"][0]["name"] == "Ada" {
+            break;
+        }
+        assert!(Instant::now() < eventually_listed, "{report}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Told another namespace, it refuses and names the shop's.
+    let (code, out, err) = cli_in(shop.root.path(), &["--namespace", "bolt", "status"]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("uses the namespace acme, not `bolt`"), "{err}");
 }
