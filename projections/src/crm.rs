@@ -174,7 +174,7 @@ pub struct ViewPlan {
 
 impl ViewPlan {
     /// Every key the plan names (the Function may also touch keys a record or a link names:
-    /// those are not known before it runs).
+    /// it answers those before writing, and is called again with them declared).
     pub fn keys(&self) -> Vec<String> {
         let mut keys = vec![self.guard.key.clone()];
         let deltas = |keys: &mut Vec<String>, deltas: &[Delta]| {
@@ -329,12 +329,18 @@ impl Projection for Crm {
         EncodedPlan::new(&plan, plan.keys())
     }
 
-    fn apply_call(&self, mode: Mode<'_>, plans: &[&EncodedPlan]) -> redis::Cmd {
+    fn apply_call(
+        &self,
+        mode: Mode<'_>,
+        plans: &[&EncodedPlan],
+        more_keys: &[String],
+    ) -> redis::Cmd {
         plan_call(
             "crm_apply",
             &[keys::projection_paused(NAME)],
             &mode.header(),
             plans,
+            more_keys,
         )
     }
 }

@@ -15,7 +15,7 @@
 //! so that any host's `status` and `/metrics` can show it.
 
 use crate::error::ProjectionError;
-use crate::projection::{CallOutcome, Entry, Mode, Projection};
+use crate::projection::{call_function, CallFailed, CallOutcome, Entry, Mode, Projection};
 use crate::read::{pairs, text};
 use crate::{with_projection, ProjectionName};
 use ordershop_eventstore::store::{is_missing_function, load_library};
@@ -261,17 +261,17 @@ async fn apply<P: Projection>(
         Ok(event) => event,
         Err(reason) => return Ok(Err(reason)),
     };
-    let cmd = projection.apply_call(Mode::Live, &[&event]);
-    let reply = match cmd.query_async::<Value>(conn).await {
-        Err(e) if is_missing_function(&e) => {
+    let outcome = match call_function(conn, projection, Mode::Live, &[&event]).await {
+        Err(CallFailed::Redis(e)) if is_missing_function(&e) => {
             load_library(conn, projection.library()).await?;
-            cmd.query_async::<Value>(conn).await
+            call_function(conn, projection, Mode::Live, &[&event]).await
         }
         other => other,
     };
-    match reply {
-        Ok(reply) => Ok(Ok(CallOutcome::parse(projection.name(), &reply)?)),
-        Err(e)
+    match outcome {
+        Ok(outcome) => Ok(Ok(outcome)),
+        Err(CallFailed::Reply(e)) => Err(e),
+        Err(CallFailed::Redis(e))
             if matches!(
                 e.kind(),
                 redis::ErrorKind::Server(_) | redis::ErrorKind::Extension

@@ -49,7 +49,12 @@ impl Projection for EntityCache {
         entry.decode_event()
     }
 
-    fn apply_call(&self, mode: Mode<'_>, events: &[&StoredEvent]) -> redis::Cmd {
+    fn apply_call(
+        &self,
+        mode: Mode<'_>,
+        events: &[&StoredEvent],
+        _more_keys: &[String],
+    ) -> redis::Cmd {
         let mut keys_table: Vec<String> = Vec::with_capacity(19 + events.len() * 2);
         keys_table.push(keys::projection_paused(NAME));
         keys_table.extend(

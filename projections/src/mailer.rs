@@ -132,10 +132,14 @@ pub struct MailPlan {
 
 impl MailPlan {
     /// Every key the plan names: the waiting Hash it flushes, and where its messages would wait
-    /// for what they lack (the Function may also park a message under a customer it reads from
-    /// the directory: that key is not known before it runs).
+    /// for what they lack (a message may also wait for a customer the Function reads from the
+    /// directory: it answers such keys before writing, and is called again with them).
     pub fn keys(&self) -> Vec<String> {
         let mut keys: Vec<String> = self.flush.iter().cloned().collect();
+        // Receipts that waited for this order wait next for its customer, if unknown yet.
+        if let Some(DirectoryRecord::Order { customer_id, .. }) = &self.record {
+            keys.push(keys::crm_waiting_for_customer(*customer_id));
+        }
         for m in &self.messages {
             if let Some(order) = m.order_id {
                 keys.push(keys::crm_waiting_for_order(order));
@@ -295,7 +299,12 @@ impl Projection for CrmMailer {
         EncodedPlan::new(&plan, plan.keys())
     }
 
-    fn apply_call(&self, mode: Mode<'_>, plans: &[&EncodedPlan]) -> redis::Cmd {
+    fn apply_call(
+        &self,
+        mode: Mode<'_>,
+        plans: &[&EncodedPlan],
+        more_keys: &[String],
+    ) -> redis::Cmd {
         let fixed = [
             keys::projection_paused(NAME),
             keys::crm_sent_ids(),
@@ -306,7 +315,7 @@ impl Projection for CrmMailer {
         let mut args = mode.header().to_vec();
         args.push(keys::crm_waiting_customer_prefix());
         args.push(keys::crm_waiting_order_prefix());
-        plan_call("crm_mail", &fixed, &args, plans)
+        plan_call("crm_mail", &fixed, &args, plans, more_keys)
     }
 }
 

@@ -78,7 +78,12 @@ impl Projection for MsgDelivery {
         })
     }
 
-    fn apply_call(&self, mode: Mode<'_>, messages: &[&OutboxMessage]) -> redis::Cmd {
+    fn apply_call(
+        &self,
+        mode: Mode<'_>,
+        messages: &[&OutboxMessage],
+        _more_keys: &[String],
+    ) -> redis::Cmd {
         let mut cmd = redis::cmd("FCALL");
         cmd.arg("msg_deliver")
             .arg(3)

@@ -102,8 +102,10 @@ impl Mode<'_> {
 /// declares those keys (after its fixed ones): on a Redis Cluster that is what keeps a call
 /// from running on a node that has only part of the shop's keys while its slot migrates (a
 /// call whose declared keys are partly moved is refused with TRYAGAIN and retried). Keys the
-/// Function derives from what it reads (an earlier link, a record's earlier contribution) are
-/// not known here: see docs/adr/0006-one-slot-per-shop.md.
+/// Function derives from what it reads (an earlier link, a record's earlier contribution, an
+/// order's customer) are not known here: the Function finds them before writing anything and
+/// answers `{-3, key...}`, and [`call_function`] calls again declaring them
+/// (docs/adr/0006-one-slot-per-shop.md).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EncodedPlan {
     pub json: String,
@@ -118,18 +120,20 @@ impl EncodedPlan {
     }
 }
 
-/// `FCALL <function>` with the fixed keys, then every key the plans name (once, in order),
-/// then `args` and the plans.
+/// `FCALL <function>` with the fixed keys, then every key the plans name and `more_keys` (once
+/// each, in order), then `args` and the plans.
 pub fn plan_call(
     function: &str,
     fixed_keys: &[String],
     args: &[String],
     plans: &[&EncodedPlan],
+    more_keys: &[String],
 ) -> redis::Cmd {
     let mut declared: Vec<&str> = fixed_keys.iter().map(String::as_str).collect();
     let mut named: Vec<&str> = plans
         .iter()
         .flat_map(|p| p.keys.iter().map(String::as_str))
+        .chain(more_keys.iter().map(String::as_str))
         .filter(|k| !fixed_keys.iter().any(|f| f == k))
         .collect();
     named.sort_unstable();
@@ -155,6 +159,74 @@ pub enum CallOutcome {
     Paused,
     /// (Rebuild only) the lease is no longer this rebuild's: nothing was applied.
     LeaseLost,
+}
+
+/// How many times one batch is sent again with the keys its Function found it would touch
+/// undeclared (each round can only find keys named by what the previous round declared).
+const MAX_KEY_ROUNDS: usize = 4;
+
+/// Why a projection's Function call did not give an outcome.
+#[derive(Debug)]
+pub(crate) enum CallFailed {
+    /// Redis refused or failed the call (the Function's own error included).
+    Redis(redis::RedisError),
+    /// It answered something else than [`CallOutcome`] expects.
+    Reply(ProjectionError),
+}
+
+impl From<CallFailed> for ProjectionError {
+    fn from(e: CallFailed) -> Self {
+        match e {
+            CallFailed::Redis(e) => ProjectionError::Redis(e),
+            CallFailed::Reply(e) => e,
+        }
+    }
+}
+
+/// Applies `events` with the projection's Function: when it answers that the batch would touch
+/// keys the call did not declare (`{-3, key...}`, written nothing), calls again declaring them.
+pub(crate) async fn call_function<P: Projection>(
+    conn: &mut RedisConnection,
+    projection: &P,
+    mode: Mode<'_>,
+    events: &[&P::Event],
+) -> Result<CallOutcome, CallFailed> {
+    let mut more_keys: Vec<String> = Vec::new();
+    for _ in 0..MAX_KEY_ROUNDS {
+        let reply: Value = projection
+            .apply_call(mode, events, &more_keys)
+            .query_async(conn)
+            .await
+            .map_err(CallFailed::Redis)?;
+        match undeclared_keys(&reply) {
+            Some(keys) => more_keys.extend(keys),
+            None => {
+                return CallOutcome::parse(projection.name(), &reply).map_err(CallFailed::Reply)
+            }
+        }
+    }
+    Err(CallFailed::Reply(ProjectionError::protocol(
+        projection.name(),
+        format!(
+            "the batch still named undeclared keys after {MAX_KEY_ROUNDS} calls: {more_keys:?}"
+        ),
+    )))
+}
+
+/// The keys of a `{-3, key...}` answer.
+fn undeclared_keys(reply: &Value) -> Option<Vec<String>> {
+    let Value::Array(items) = reply else {
+        return None;
+    };
+    if !matches!(items.first(), Some(Value::Int(-3))) {
+        return None;
+    }
+    Some(
+        items[1..]
+            .iter()
+            .filter_map(|k| redis::from_redis_value_ref::<String>(k).ok())
+            .collect(),
+    )
 }
 
 impl CallOutcome {
@@ -202,7 +274,16 @@ pub trait Projection: Clone + Send + Sync + 'static {
     /// The one Function call that applies `events` (in this order) atomically, together with
     /// the record of what was applied, after checking the pause lease for `mode`. It must
     /// answer as [`CallOutcome`] parses.
-    fn apply_call(&self, mode: Mode<'_>, events: &[&Self::Event]) -> redis::Cmd;
+    ///
+    /// `more_keys` are keys to declare besides those the call names itself: what an earlier
+    /// call of the same batch answered it would touch undeclared (`{-3, key...}`, see
+    /// [`EncodedPlan`]); only the CRM's and the mailer's Functions answer that.
+    fn apply_call(
+        &self,
+        mode: Mode<'_>,
+        events: &[&Self::Event],
+        more_keys: &[String],
+    ) -> redis::Cmd;
 
     /// Counts `applied` events a live consumer applied. A projection whose applying is itself
     /// an effect the operator watches (a delivery) counts that too.
@@ -228,5 +309,29 @@ pub trait Replayable: Projection {
     ) -> impl Future<Output = Result<(), ProjectionError>> + Send {
         let _ = conn;
         async { Ok(()) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_answer_naming_undeclared_keys_is_told_from_an_outcome() {
+        let keys = |k: &str| Value::BulkString(k.as_bytes().to_vec());
+        let reply = Value::Array(vec![Value::Int(-3), keys("{a}:crm:order:1"), keys("{a}:x")]);
+        assert_eq!(
+            undeclared_keys(&reply),
+            Some(vec!["{a}:crm:order:1".to_owned(), "{a}:x".to_owned()])
+        );
+        let done = Value::Array(vec![Value::Int(0), Value::Int(2), Value::Int(0)]);
+        assert_eq!(undeclared_keys(&done), None);
+        assert_eq!(
+            CallOutcome::parse("crm", &done).ok(),
+            Some(CallOutcome::Done {
+                applied: 2,
+                skipped: 0
+            })
+        );
     }
 }

@@ -16,14 +16,13 @@
 //! after [`LEASE`] and the consumers resume on a partial state: run the rebuild again.
 
 use crate::error::ProjectionError;
-use crate::projection::{CallOutcome, Entry, Mode, Projection, Replayable};
+use crate::projection::{call_function, CallOutcome, Entry, Mode, Projection, Replayable};
 use crate::runner::{MAX_EVENTS_PER_CALL, RUNNER_LIBRARY_SOURCE};
 use crate::{with_projection, ProjectionName};
 use ordershop_eventstore::store::load_library;
 use ordershop_eventstore::RedisConnection;
 use ordershop_eventstore::{EntryId, EventStore, RedisConfig};
 use ordershop_readmodel::keys;
-use redis::Value;
 use serde::Serialize;
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -239,11 +238,7 @@ async fn rebuild_paused<P: Replayable>(
         }
         for chunk in events.chunks(MAX_EVENTS_PER_CALL) {
             let refs: Vec<&P::Event> = chunk.iter().collect();
-            let reply: Value = projection
-                .apply_call(lease.mode(), &refs)
-                .query_async(conn)
-                .await?;
-            match CallOutcome::parse(name, &reply)? {
+            match call_function(conn, projection, lease.mode(), &refs).await? {
                 CallOutcome::Done { applied, .. } => report.applied += applied,
                 CallOutcome::LeaseLost => return Err(ProjectionError::LeaseLost(name)),
                 CallOutcome::Paused => {

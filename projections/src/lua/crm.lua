@@ -42,8 +42,10 @@
 -- FCALL crm_apply <n> <pause lease> [<key>...] <mode> <token> <lease ms> <plan>...
 --   (the keys after the lease are those the plans name, declared for a Redis Cluster; the
 --   Function reads the names from the plans)
--- Returns {0, applied, skipped}, {-1} when a rebuild pauses live batches, or {-2} when a
--- rebuild's lease is no longer held by its token.
+-- Returns {0, applied, skipped}, {-1} when a rebuild pauses live batches, {-2} when a
+-- rebuild's lease is no longer held by its token, or {-3, key...} with nothing written when
+-- the batch would touch keys the call did not declare (the caller declares them and calls
+-- again).
 
 local function int(n)
   return string.format('%.0f', n)
@@ -130,14 +132,63 @@ local function run(ops)
   end
 end
 
+-- The keys a batch would touch that the call did not declare, found before anything is written:
+-- names read back from links and from records' stored contributions. On a Redis Cluster only
+-- the declared keys are sure to be on this node together while a slot moves, so a name read
+-- from an undeclared key is not trusted: the caller declares what is returned and calls again,
+-- and the next call reads one step further.
+local function undeclared(keys, plans)
+  local declared, missing, seen = {}, {}, {}
+  for _, k in ipairs(keys) do declared[k] = true end
+  local function need(k)
+    if declared[k] then return true end
+    if not seen[k] then
+      seen[k] = true
+      missing[#missing + 1] = k
+    end
+    return false
+  end
+  local function record_keys(record)
+    if not need(record) then return end
+    local r = redis.call('HMGET', record, 'always', 'linked', 'unlinked')
+    for i = 1, 3 do
+      for _, d in ipairs(r[i] and cjson.decode(r[i]) or {}) do
+        need(d[1])
+        if d[4] then need(d[4]) end
+      end
+    end
+  end
+  for _, plan in ipairs(plans) do
+    for _, list in ipairs({plan.ops, plan.always or {}}) do
+      for _, op in ipairs(list) do
+        if op.op == 'count' then
+          record_keys(op.record)
+        elseif op.op == 'link' then
+          if need(op.links) then
+            local old = redis.call('HGET', op.links, op.id)
+            if old then record_keys(op.record_prefix .. old) end
+          end
+          if op.to then record_keys(op.record_prefix .. op.to) end
+        end
+      end
+    end
+  end
+  return missing
+end
+
 local function crm_apply(keys, args)
   local ok, code = lease_ok(keys, args)
   if not ok then
     return {code}
   end
+  local plans = {}
+  for i = 4, #args do plans[#plans + 1] = cjson.decode(args[i]) end
+  local missing = undeclared(keys, plans)
+  if #missing > 0 then
+    return {-3, unpack(missing)}
+  end
   local applied, skipped = 0, 0
-  for i = 4, #args do
-    local plan = cjson.decode(args[i])
+  for _, plan in ipairs(plans) do
     local g = plan.guard
     local seen = tonumber(redis.call('HGET', g.key, g.id) or '0')
     if g.v > seen then

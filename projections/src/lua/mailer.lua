@@ -19,11 +19,13 @@
 --   event, as JSON: {record?: {dir, id, v, ...}, flush?: <waiting key>, messages: [draft...]}.
 --   Directory fields are `<dir>:<id>`.
 --   The waiting Hashes are named from the prefixes here (a parked order's customer is read from
---   the directory), so they are not in KEYS; the prefixes are in the shop's namespace, so they
---   share the declared keys' hash slot (docs/adr/0006-one-slot-per-shop.md).
+--   the directory); every one a batch would touch must be among the declared keys
+--   (docs/adr/0006-one-slot-per-shop.md).
 --
 -- Returns {0, applied, skipped} (an event is applied if it changed the directory or wrote,
--- parked or released a message), or {-1} while the mailer is paused.
+-- parked or released a message), {-1} while the mailer is paused, or {-3, key...} with
+-- nothing written when the batch would park messages under keys the call did not declare (the
+-- caller declares them and calls again).
 
 local K, P
 
@@ -104,6 +106,47 @@ local function keep(record)
   return true
 end
 
+-- The waiting Hashes a batch may park messages under that the call did not declare: those of
+-- the customers of the orders its messages lack a customer for (from the directory, or from an
+-- order record the batch itself brings), found before anything is written.
+local function undeclared(plans)
+  local declared, missing, seen = {}, {}, {}
+  for _, k in ipairs(K) do declared[k] = true end
+  local function need(k)
+    if not declared[k] and not seen[k] then
+      seen[k] = true
+      missing[#missing + 1] = k
+    end
+  end
+  local brought = {}
+  for _, plan in ipairs(plans) do
+    local r = plan.record
+    if r and r.dir == 'order' then
+      brought[r.id] = brought[r.id] or {}
+      brought[r.id][#brought[r.id] + 1] = r.customer_id
+    end
+  end
+  local function customers_of(m)
+    if m.customer_id then
+      need(P.customer .. m.customer_id)
+      return
+    end
+    if not m.order_id then return end
+    need(P.order .. m.order_id)
+    local order = look('order', m.order_id)
+    if order then need(P.customer .. order.customer_id) end
+    for _, c in ipairs(brought[m.order_id] or {}) do need(P.customer .. c) end
+  end
+  for _, plan in ipairs(plans) do
+    for _, m in ipairs(plan.messages) do customers_of(m) end
+    if plan.flush then
+      local waiting = redis.call('HGETALL', plan.flush)
+      for i = 2, #waiting, 2 do customers_of(cjson.decode(waiting[i])) end
+    end
+  end
+  return missing
+end
+
 local function crm_mail(keys, args)
   local ok, code = lease_ok(keys, args)
   if not ok then
@@ -111,9 +154,14 @@ local function crm_mail(keys, args)
   end
   K = keys
   P = {customer = args[4], order = args[5]}
+  local plans = {}
+  for i = 6, #args do plans[#plans + 1] = cjson.decode(args[i]) end
+  local missing = undeclared(plans)
+  if #missing > 0 then
+    return {-3, unpack(missing)}
+  end
   local applied, skipped = 0, 0
-  for i = 6, #args do
-    local plan = cjson.decode(args[i])
+  for _, plan in ipairs(plans) do
     local changed = false
     if plan.record then changed = keep(plan.record) end
     for _, m in ipairs(plan.messages) do

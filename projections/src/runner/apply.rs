@@ -7,7 +7,7 @@
 
 use super::{Runner, Source, StepReport, MAX_EVENTS_PER_CALL};
 use crate::error::ProjectionError;
-use crate::projection::{CallOutcome, Entry, Mode, Projection};
+use crate::projection::{call_function, CallOutcome, Entry, Mode, Projection};
 use crate::read::Read;
 use ordershop_eventstore::store::is_missing_function;
 use ordershop_eventstore::EntryId;
@@ -144,9 +144,7 @@ impl<P: Projection> Runner<P> {
     }
 
     async fn call(&mut self, events: &[&P::Event]) -> Result<CallOutcome, ProjectionError> {
-        let cmd = self.projection.apply_call(Mode::Live, events);
-        let reply: Value = cmd.query_async(&mut self.conn).await?;
-        CallOutcome::parse(self.projection.name(), &reply)
+        Ok(call_function(&mut self.conn, &self.projection, Mode::Live, events).await?)
     }
 
     async fn ack<'a>(

@@ -291,3 +291,62 @@ async fn messages_about_orders_read_before_their_customer_wait_for_the_customer(
     assert_eq!(sent.as_deref(), Some("4"));
     assert_eq!(view["amount_billed"], "199");
 }
+
+/// A billing's plan names the billing's link and the order's record, not the counters of the
+/// order's customer (the record holds those): the Function finds them before it writes and
+/// answers them, and the runner calls again declaring them (what keeps a Redis Cluster from
+/// running the call beside keys that have not moved yet while the shop's slot moves).
+#[tokio::test]
+async fn a_billing_answers_its_orders_customer_keys_before_writing_then_applies() {
+    use ordershop_projections::projection::{Entry, Mode, Projection};
+    let shop = Shop::start().await;
+    let widget = shop.create_product("Widget", 250).await;
+    shop.create_inventory(widget, 10).await;
+    let ada = shop.create_customer("Ada").await;
+    let order = shop.create_order(ada, vec![widget]).await.expect("ordered");
+    let mut crm = shop.runner(Crm, "crm").await;
+    drain(&mut crm).await;
+    let billing = shop.create_billing(order).await;
+
+    let raw = shop
+        .store
+        .read_stream(
+            Stream::new(EntityKind::Billing, Action::Created),
+            ordershop_eventstore::EntryId::ZERO,
+            None,
+            10,
+        )
+        .await
+        .expect("read");
+    let plan = Crm
+        .decode(&Entry::from(raw[0].clone()))
+        .expect("a billing plan");
+    let mut conn = shop.conn().await;
+    let reply: redis::Value = Crm
+        .apply_call(Mode::Live, &[&plan], &[])
+        .query_async(&mut conn)
+        .await
+        .expect("FCALL crm_apply");
+    let redis::Value::Array(items) = reply else {
+        panic!("{reply:?}");
+    };
+    assert_eq!(items.first(), Some(&redis::Value::Int(-3)), "{items:?}");
+    let named: BTreeSet<String> = items[1..]
+        .iter()
+        .filter_map(|k| redis::from_redis_value_ref::<String>(k).ok())
+        .collect();
+    assert!(named.contains(&keys::crm_customer(ada.0)), "{named:?}");
+    assert!(named.contains(&CrmSegment::Unbilled.key()), "{named:?}");
+    let linked: Option<String> = conn
+        .hget(keys::crm_billing_orders(), billing.0.to_string())
+        .await
+        .expect("HGET");
+    assert_eq!(linked, None, "nothing was written");
+
+    drain(&mut crm).await;
+    let billed: Option<String> = conn
+        .hget(keys::crm_customer(ada.0), "amount_billed")
+        .await
+        .expect("HGET");
+    assert_eq!(billed.as_deref(), Some("250"));
+}
