@@ -3,7 +3,7 @@
 //! another's events, cache, CRM or messages, and keeps every key in its namespace's one slot.
 
 use crate::contention::oversell;
-use crate::helpers::{run_cli, Backing, Layout, Shop, CATCH_UP};
+use crate::helpers::{run_cli, wait_all_caught_up, Backing, Layout, Shop, CATCH_UP};
 use crate::scenario::original_walk;
 use ordershop_testkit::{eventually, RedisCluster, RedisServer};
 use serde_json::{json, Value};
@@ -20,15 +20,6 @@ async fn shop_in(backing: Backing, url: String, namespace: &str) -> Shop {
         &[("ORDERSHOP_NAMESPACE", namespace)],
     )
     .await
-}
-
-/// Waits until every projection of the shop has caught up (`status --max-lag 0`, which reads
-/// the shop's own namespace).
-async fn wait_converged(shop: &Shop) {
-    eventually("the shop's projections to catch up", CATCH_UP, || async {
-        run_cli(shop, &["status", "--max-lag", "0"]).0 == 0
-    })
-    .await;
 }
 
 /// `report --json` of the shop, as its operator sees it.
@@ -49,8 +40,8 @@ async fn recipients(shop: &Shop) -> BTreeSet<String> {
 
 /// Both shops' walks done: what each shows is its own.
 async fn each_sees_only_its_own(walked: &Shop, oversold: &Shop) {
-    wait_converged(walked).await;
-    wait_converged(oversold).await;
+    wait_all_caught_up(walked).await;
+    wait_all_caught_up(oversold).await;
     let (walk, sale) = (report(walked), report(oversold));
     let names = |report: &Value| -> BTreeSet<String> {
         report["customers"]
@@ -309,7 +300,7 @@ async fn moving_a_shops_slot_to_a_new_primary_under_load_loses_nothing() {
     }
 
     // The projections converge on the log; no message went out twice.
-    wait_converged(&shop).await;
+    wait_all_caught_up(&shop).await;
     let (_, orders) = shop.get("/orders").await;
     assert_eq!(orders.as_array().map(Vec::len), Some(in_log.len()));
     let confirmations = |messages: &[Value]| {

@@ -13,15 +13,15 @@ const DEADLINE: Duration = Duration::from_secs(60);
 const ADMIN_PASSWORD: &str = "admin-pw-4b1d";
 const SHOP_PASSWORD: &str = "shop-pw-91ce";
 
-/// The rules of the shop's Redis user, exactly as docs/security.md gives them (after
-/// `ACL SETUSER shop`), with its password.
-fn documented_acl_rules(password: &str) -> Vec<String> {
+/// The rules of a Redis user, exactly as docs/security.md gives them (after `ACL SETUSER
+/// <user>`: `shop`, or `acme` for a shop in that namespace), with its password.
+fn documented_acl_rules(user: &str, password: &str) -> Vec<String> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/security.md");
     let doc = std::fs::read_to_string(path).expect("docs/security.md");
     let line = doc
         .lines()
-        .find(|l| l.starts_with("ACL SETUSER shop "))
-        .expect("docs/security.md gives the `ACL SETUSER shop ...` line");
+        .find(|l| l.starts_with(&format!("ACL SETUSER {user} ")))
+        .unwrap_or_else(|| panic!("docs/security.md gives the `ACL SETUSER {user} ...` line"));
     line.split_whitespace()
         .skip(3)
         .map(|rule| match rule {
@@ -33,20 +33,25 @@ fn documented_acl_rules(password: &str) -> Vec<String> {
 
 /// A redis-server whose `default` user needs a password, with the shop's ACL user added.
 async fn redis_with_shop_user() -> RedisServer {
+    redis_with_user("shop").await
+}
+
+/// A redis-server whose `default` user needs a password, with the documented ACL user `user`.
+async fn redis_with_user(user: &str) -> RedisServer {
     let redis = RedisServer::start_with_password(RedisOptions::default(), ADMIN_PASSWORD);
     let mut conn = redis::Client::open(redis.url())
         .expect("url")
         .get_multiplexed_async_connection()
         .await
         .expect("admin connects");
-    let rules = documented_acl_rules(SHOP_PASSWORD);
+    let rules = documented_acl_rules(user, SHOP_PASSWORD);
     assert!(
         rules.iter().any(|r| r == &format!(">{SHOP_PASSWORD}")),
         "{rules:?}"
     );
     let _: () = redis::cmd("ACL")
         .arg("SETUSER")
-        .arg("shop")
+        .arg(user)
         .arg(rules)
         .query_async(&mut conn)
         .await
@@ -55,7 +60,11 @@ async fn redis_with_shop_user() -> RedisServer {
 }
 
 fn shop_url(redis: &RedisServer, password: &str) -> String {
-    format!("redis://shop:{password}@127.0.0.1:{}", redis.port())
+    user_url("shop", redis, password)
+}
+
+fn user_url(user: &str, redis: &RedisServer, password: &str) -> String {
+    format!("redis://{user}:{password}@127.0.0.1:{}", redis.port())
 }
 
 /// Runs `ordershop <args>` with the given environment; (exit code, stdout, stderr).
@@ -258,6 +267,44 @@ async fn the_documented_acl_user_runs_the_whole_shop_and_nothing_is_denied() {
     assert!(denied.is_empty(), "the ACL refused: {denied:?}");
     let log = shop.log("up");
     assert!(!log.contains("NOPERM"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_documented_namespaced_acl_user_runs_its_shop_and_reaches_no_other_key() {
+    let redis = redis_with_user("acme").await;
+    let url = user_url("acme", &redis, SHOP_PASSWORD);
+    let shop = Shop::start_on(
+        redis,
+        Layout::OneProcess,
+        &[("REDIS_URL", &url), ("ORDERSHOP_NAMESPACE", "acme")],
+    )
+    .await;
+    drive_everything(&shop, None).await;
+    let env = [("REDIS_URL", url.as_str()), ("ORDERSHOP_NAMESPACE", "acme")];
+    for args in [
+        &["events", "--limit", "5"][..],
+        &["report"],
+        &["status"],
+        &["rebuild", "entity-cache", "--yes"],
+        &["rebuild", "crm", "--yes"],
+    ] {
+        let (code, stdout, stderr) = cli(&env, args);
+        assert_eq!(code, 0, "ordershop {args:?}: {stdout}\n{stderr}");
+    }
+    let mut admin = shop.redis().await;
+    let denied: Vec<redis::Value> = redis::cmd("ACL")
+        .arg("LOG")
+        .query_async(&mut admin)
+        .await
+        .expect("ACL LOG");
+    assert!(denied.is_empty(), "the ACL refused: {denied:?}");
+    // Without the namespace, the same user reaches nothing: a key outside it is refused.
+    let (code, stdout, stderr) = cli(&[("REDIS_URL", url.as_str())], &["report"]);
+    assert_ne!(code, 0, "{stdout}");
+    assert!(
+        stderr.contains("NOPERM") || stderr.contains("permission"),
+        "{stderr}"
+    );
 }
 
 #[test]
