@@ -59,6 +59,31 @@ async fn redis_with_user(user: &str) -> RedisServer {
     redis
 }
 
+/// The operator commands, as the user of `env`'s `REDIS_URL`: each exits 0.
+fn operator_commands_succeed(env: &[(&str, &str)]) {
+    for args in [
+        &["events", "--limit", "5"][..],
+        &["report"],
+        &["status"],
+        &["rebuild", "entity-cache", "--yes"],
+        &["rebuild", "crm", "--yes"],
+    ] {
+        let (code, stdout, stderr) = cli(env, args);
+        assert_eq!(code, 0, "ordershop {args:?}: {stdout}\n{stderr}");
+    }
+}
+
+/// Redis records every command or key an ACL refused: none.
+async fn assert_nothing_denied(shop: &Shop) {
+    let mut admin = shop.redis().await;
+    let denied: Vec<redis::Value> = redis::cmd("ACL")
+        .arg("LOG")
+        .query_async(&mut admin)
+        .await
+        .expect("ACL LOG");
+    assert!(denied.is_empty(), "the ACL refused: {denied:?}");
+}
+
 fn shop_url(redis: &RedisServer, password: &str) -> String {
     user_url("shop", redis, password)
 }
@@ -243,28 +268,12 @@ async fn the_documented_acl_user_runs_the_whole_shop_and_nothing_is_denied() {
 
     // The operator commands, as the same user.
     let env = [("REDIS_URL", url.as_str())];
-    for args in [
-        &["events", "--limit", "5"][..],
-        &["report"],
-        &["status"],
-        &["rebuild", "entity-cache", "--yes"],
-        &["rebuild", "crm", "--yes"],
-    ] {
-        let (code, stdout, stderr) = cli(&env, args);
-        assert_eq!(code, 0, "ordershop {args:?}: {stdout}\n{stderr}");
-    }
+    operator_commands_succeed(&env);
     let (status, customers) = shop.get("/customers").await;
     assert_eq!(status, 200);
     assert_eq!(customers.as_array().map(Vec::len), Some(1), "{customers}");
 
-    // Redis records every command or key an ACL refused: none.
-    let mut admin = shop.redis().await;
-    let denied: Vec<redis::Value> = redis::cmd("ACL")
-        .arg("LOG")
-        .query_async(&mut admin)
-        .await
-        .expect("ACL LOG");
-    assert!(denied.is_empty(), "the ACL refused: {denied:?}");
+    assert_nothing_denied(&shop).await;
     let log = shop.log("up");
     assert!(!log.contains("NOPERM"), "{log}");
 }
@@ -281,23 +290,8 @@ async fn the_documented_namespaced_acl_user_runs_its_shop_and_reaches_no_other_k
     .await;
     drive_everything(&shop, None).await;
     let env = [("REDIS_URL", url.as_str()), ("ORDERSHOP_NAMESPACE", "acme")];
-    for args in [
-        &["events", "--limit", "5"][..],
-        &["report"],
-        &["status"],
-        &["rebuild", "entity-cache", "--yes"],
-        &["rebuild", "crm", "--yes"],
-    ] {
-        let (code, stdout, stderr) = cli(&env, args);
-        assert_eq!(code, 0, "ordershop {args:?}: {stdout}\n{stderr}");
-    }
-    let mut admin = shop.redis().await;
-    let denied: Vec<redis::Value> = redis::cmd("ACL")
-        .arg("LOG")
-        .query_async(&mut admin)
-        .await
-        .expect("ACL LOG");
-    assert!(denied.is_empty(), "the ACL refused: {denied:?}");
+    operator_commands_succeed(&env);
+    assert_nothing_denied(&shop).await;
     // Without the namespace, the same user reaches nothing: a key outside it is refused.
     let (code, stdout, stderr) = cli(&[("REDIS_URL", url.as_str())], &["report"]);
     assert_ne!(code, 0, "{stdout}");

@@ -122,7 +122,7 @@ enum Source {
     },
     Cluster {
         client: Box<redis::cluster::ClusterClient>,
-        /// A client per seed node, for Pub/Sub (a PUBLISH reaches every node of a cluster).
+        /// A client per seed node, for Pub/Sub (see `pubsub`).
         seeds: Vec<redis::Client>,
     },
 }
@@ -324,18 +324,11 @@ impl RedisConnection {
     async fn client(&self) -> Result<redis::Client, RedisError> {
         Ok(match &self.shared.source {
             Source::Direct(client) => client.clone(),
-            Source::Cluster { seeds, .. } => {
-                // Any node will do for Pub/Sub: try them in turn.
-                let mut last = None;
-                for seed in seeds {
-                    match seed.get_multiplexed_async_connection().await {
-                        Ok(_) => return Ok(seed.clone()),
-                        Err(e) => last = Some(e),
-                    }
-                }
-                return Err(last.unwrap_or_else(|| {
-                    RedisError::from((redis::ErrorKind::InvalidClientConfig, "no cluster node"))
-                }));
+            Source::Cluster { .. } => {
+                return Err(RedisError::from((
+                    redis::ErrorKind::InvalidClientConfig,
+                    "a cluster names no single server",
+                )))
             }
             Source::Sentinel {
                 sentinels,
@@ -388,7 +381,22 @@ impl RedisConnection {
     pub async fn pubsub(&self) -> Result<redis::aio::PubSub, RedisError> {
         self.watch_sentinels();
         self.shared.check_fence()?;
-        let connect = async { self.client().await?.get_async_pubsub().await };
+        let connect = async {
+            let Source::Cluster { seeds, .. } = &self.shared.source else {
+                return self.client().await?.get_async_pubsub().await;
+            };
+            // A PUBLISH reaches every node of a cluster: the first seed that answers will do.
+            let mut last = None;
+            for seed in seeds {
+                match seed.get_async_pubsub().await {
+                    Ok(pubsub) => return Ok(pubsub),
+                    Err(e) => last = Some(e),
+                }
+            }
+            Err(last.unwrap_or_else(|| {
+                RedisError::from((redis::ErrorKind::InvalidClientConfig, "no cluster node"))
+            }))
+        };
         tokio::time::timeout(self.shared.connect_within, connect)
             .await
             .unwrap_or_else(|_| {
@@ -439,9 +447,8 @@ impl RedisConnection {
         &self,
         cmd: &Cmd,
     ) -> Result<T, RedisError> {
-        let Current { mut conn, .. } = self.current().await?;
-        let value = match &mut conn {
-            Link::Cluster(cluster) => {
+        let value = match self.current().await?.conn {
+            Link::Cluster(mut cluster) => {
                 let route = Route::with_key(crate::keys::namespace().prefix(), SlotAddr::Master);
                 cluster
                     .route_command(
@@ -450,6 +457,7 @@ impl RedisConnection {
                     )
                     .await?
             }
+            // The one server: the usual path (with its reconnect and retry).
             Link::One(_) => self.clone().req_packed_command(cmd).await?,
         };
         redis::from_redis_value(value).map_err(RedisError::from)
