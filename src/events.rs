@@ -7,7 +7,9 @@ use anstyle::{AnsiColor, Style};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use ordershop_domain::{Action, Entity, EntityKind};
-use ordershop_eventstore::{EntryId, EventStore, RawEntry, StoredEvent, Stream};
+use ordershop_eventstore::{
+    Backoff, EntryId, EventStore, Follow, RawEntry, RedisConnection, StoredEvent, Stream,
+};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use uuid::Uuid;
@@ -149,58 +151,67 @@ pub async fn browse(
         .await
         .with_context(|| format!("cannot reach Redis at {}", redis.redacted_url()))?;
     let streams = filter.streams();
-    let mut last = filter.start();
     let mut shown = 0u64;
-    loop {
-        let mut replay = store.replay(streams.clone(), last).await?;
+    // Prints one entry; true when the limit or the end of the time window is reached.
+    let mut show = |entry: &RawEntry| -> bool {
+        if filter.until_ms.is_some_and(|until| entry.id.ms >= until) {
+            return true;
+        }
+        if print_entry(entry, &filter, json) {
+            shown += 1;
+        }
+        limit.is_some_and(|l| shown >= l)
+    };
+    if !follow {
+        let mut replay = store.replay(streams, filter.start()).await?;
         while let Some(batch) = replay.next_batch().await? {
-            for entry in &batch {
-                last = entry.id;
-                if filter.until_ms.is_some_and(|until| entry.id.ms >= until) {
+            if batch.iter().any(&mut show) {
+                return Ok(ExitCode::SUCCESS);
+            }
+        }
+        if shown == 0 && !json {
+            eprintln!("no events match");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    // Following: a stopped or restarting shop is waited for, not a reason to quit.
+    let wake = RedisConnection::new(&redis)
+        .with_context(|| format!("cannot connect to Redis at {}", redis.redacted_url()))?;
+    let mut follow = Follow::new(store, wake, streams, filter.start());
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+    let mut away = false;
+    loop {
+        let batch = tokio::select! {
+            batch = follow.next_batch() => batch,
+            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+        };
+        match batch {
+            Ok(batch) => {
+                if away {
+                    eprintln!("Redis at {} is back; following", redis.redacted_url());
+                    away = false;
+                }
+                backoff.reset();
+                if batch.iter().any(&mut show) {
                     return Ok(ExitCode::SUCCESS);
                 }
-                if print_entry(entry, &filter, json) {
-                    shown += 1;
-                    if limit.is_some_and(|l| shown >= l) {
-                        return Ok(ExitCode::SUCCESS);
-                    }
+            }
+            Err(e) => {
+                let pause = backoff.next_pause();
+                if !away {
+                    eprintln!(
+                        "cannot read the log from Redis at {}: {e}; retrying until it is back (Ctrl-C to stop)",
+                        redis.redacted_url()
+                    );
+                    away = true;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
                 }
             }
         }
-        if !follow {
-            if shown == 0 && !json {
-                eprintln!("no events match");
-            }
-            return Ok(ExitCode::SUCCESS);
-        }
-        wait_for_more(&store, &streams, last).await?;
     }
-}
-
-/// Blocks until any of the streams has an entry after `after` (or a few seconds passed).
-async fn wait_for_more(
-    store: &EventStore,
-    streams: &[Stream],
-    after: EntryId,
-) -> anyhow::Result<()> {
-    let mut conn = store.connection();
-    let mut cmd = redis::cmd("XREAD");
-    cmd.arg("COUNT")
-        .arg(1)
-        .arg("BLOCK")
-        .arg(Duration::from_secs(2).as_millis() as u64)
-        .arg("STREAMS");
-    for s in streams {
-        cmd.arg(s.key());
-    }
-    for _ in streams {
-        cmd.arg(after.to_string());
-    }
-    let _: redis::Value = tokio::select! {
-        r = cmd.query_async(&mut conn) => r?,
-        _ = tokio::signal::ctrl_c() => std::process::exit(0),
-    };
-    Ok(())
 }
 
 #[cfg(test)]

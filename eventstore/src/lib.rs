@@ -26,7 +26,7 @@ pub use connect::{
 pub use connection::RedisConnection;
 pub use entry_id::EntryId;
 pub use keys::{Stream, UniqueIndex};
-pub use replay::Replay;
+pub use replay::{Follow, Replay};
 pub use replication::{AckReplicas, AckWait, WaitCommand};
 pub use retry::Backoff;
 pub use store::{EventStore, StoreError};

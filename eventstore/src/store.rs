@@ -286,6 +286,31 @@ impl EventStore {
         raw_entries(stream, reply)
     }
 
+    /// For each `(stream, after)`, up to `count` entries after `after` (exclusive) and up to
+    /// `until`, all read in one round trip.
+    pub async fn read_streams(
+        &self,
+        reads: &[(Stream, EntryId)],
+        until: EntryId,
+        count: usize,
+    ) -> Result<Vec<Vec<RawEntry>>, StoreError> {
+        let mut pipe = redis::pipe();
+        for (stream, after) in reads {
+            pipe.cmd("XRANGE")
+                .arg(stream.key())
+                .arg(format!("({after}"))
+                .arg(until.to_string())
+                .arg("COUNT")
+                .arg(count);
+        }
+        let replies: Vec<StreamRangeReply> = pipe.query_async(&mut self.conn.clone()).await?;
+        reads
+            .iter()
+            .zip(replies)
+            .map(|((stream, _), reply)| raw_entries(*stream, reply))
+            .collect()
+    }
+
     /// The last entry ID the store issued (zero for an empty store).
     pub async fn last_issued(&self) -> Result<EntryId, StoreError> {
         let last: Option<String> = redis::cmd("GET")

@@ -26,6 +26,9 @@ pub const ACK_WAIT: &str = "ORDERSHOP_ACK_WAIT";
 pub const CONSISTENCY_NOTICES: &str = "ORDERSHOP_CONSISTENCY_NOTICES";
 pub const REQUEST_TIMEOUT_MS: &str = "ORDERSHOP_REQUEST_TIMEOUT_MS";
 pub const MAX_CONNECTIONS: &str = "ORDERSHOP_MAX_CONNECTIONS";
+pub const FEED_MAX_VIEWERS: &str = "ORDERSHOP_FEED_MAX_VIEWERS";
+pub const FEED_MAX_PER_CLIENT: &str = "ORDERSHOP_FEED_MAX_PER_CLIENT";
+pub const FEED_STALL_MS: &str = "ORDERSHOP_FEED_STALL_MS";
 /// Shortest API token accepted (a shorter one is a start-up error, not a weak lock).
 pub const MIN_API_TOKEN_CHARS: usize = 16;
 
@@ -37,6 +40,10 @@ pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_millis(1_000);
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_millis(5_000);
 /// Open connections a role accepts at most (beyond: the kernel's queue, then refusal).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1_024;
+/// Event-feed viewers one client address may hold open at once.
+pub const DEFAULT_FEED_MAX_PER_CLIENT: usize = 32;
+/// How long a feed viewer may leave a frame untaken before it is disconnected.
+pub const DEFAULT_FEED_STALL: Duration = Duration::from_secs(30);
 /// actix-server refuses more workers than this.
 const MAX_HTTP_WORKERS: usize = 512;
 
@@ -72,6 +79,10 @@ pub struct Config {
     pub max_connections: usize,
     /// HTTP worker threads per server.
     pub http_workers: usize,
+    /// `ORDERSHOP_FEED_MAX_VIEWERS` (default: a quarter of the connections),
+    /// `ORDERSHOP_FEED_MAX_PER_CLIENT` and `ORDERSHOP_FEED_STALL_MS`: what event-feed viewers
+    /// may take, so that commands and queries always have connections.
+    pub feed: crate::gateway::feed::FeedLimits,
     /// How long the gateway waits for the entity cache to apply a command's events.
     pub consistency_timeout: Duration,
     /// `ORDERSHOP_CONSISTENCY_NOTICES` (`on`, the default, or `off`): whether the gateway's
@@ -168,6 +179,29 @@ impl Config {
             1,
             Some(MAX_HTTP_WORKERS),
         )?;
+        let feed = crate::gateway::feed::FeedLimits {
+            max_viewers: parse_number(
+                get(FEED_MAX_VIEWERS),
+                FEED_MAX_VIEWERS,
+                (max_connections / 4).max(1),
+                1,
+                Some(max_connections),
+            )?,
+            max_per_client: parse_number(
+                get(FEED_MAX_PER_CLIENT),
+                FEED_MAX_PER_CLIENT,
+                DEFAULT_FEED_MAX_PER_CLIENT,
+                1,
+                Some(max_connections),
+            )?,
+            stall: Duration::from_millis(parse_number(
+                get(FEED_STALL_MS),
+                FEED_STALL_MS,
+                DEFAULT_FEED_STALL.as_millis() as usize,
+                100,
+                Some(3_600_000),
+            )? as u64),
+        };
         let consistency_ms = parse_number(
             get(CONSISTENCY_TIMEOUT_MS),
             CONSISTENCY_TIMEOUT_MS,
@@ -211,6 +245,7 @@ impl Config {
             request_timeout: Duration::from_millis(request_timeout_ms as u64),
             max_connections,
             http_workers,
+            feed,
             consistency_timeout: Duration::from_millis(consistency_ms as u64),
             consistency_notices,
             worker_libraries: Vec::new(),
@@ -285,6 +320,7 @@ impl fmt::Debug for Config {
             .field("peers", &peers)
             .field("body_limit", &self.body_limit)
             .field("http_workers", &self.http_workers)
+            .field("feed", &self.feed)
             .field("consistency_timeout", &self.consistency_timeout)
             .field("worker_libraries", &self.worker_libraries)
             .field("in_process_commands", &self.in_process_commands)
@@ -513,6 +549,9 @@ mod tests {
             ("ORDERSHOP_CONSISTENCY_NOTICES", "sometimes"),
             ("ORDERSHOP_REQUEST_TIMEOUT_MS", "0"),
             ("ORDERSHOP_MAX_CONNECTIONS", "none"),
+            ("ORDERSHOP_FEED_MAX_VIEWERS", "0"),
+            ("ORDERSHOP_FEED_MAX_PER_CLIENT", "lots"),
+            ("ORDERSHOP_FEED_STALL_MS", "10"),
             ("ORDERSHOP_LISTEN", "5000"),
             ("ORDERSHOP_LISTEN", "0.0.0.0:http"),
             ("ORDER_SERVICE_URL", "https://order-service"),

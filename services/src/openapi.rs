@@ -731,7 +731,9 @@ fn operation(route: &GatewayRoute) -> utoipa::openapi::path::Operation {
                      the entry ID, `event:` `<type>_<action>`, `data:` JSON `{id, stream, \
                      event_id, entity, version, request_id?}`. A client that reconnects with \
                      `Last-Event-ID` (or `?since=`) gets exactly the events after it. A viewer \
-                     that falls too far behind is disconnected (and can resume). With an API \
+                     that falls behind reads the log until it has caught up; one that leaves \
+                     what it was sent untaken is disconnected (and can resume). Viewers are \
+                     capped in all and per client (503 with Retry-After beyond). With an API \
                      token set, the feed needs it too.",
                 ))
                 .parameter(query(

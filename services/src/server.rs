@@ -59,6 +59,8 @@ pub async fn serve(
             .configure(move |cfg| app.configure(cfg))
             .default_service(web::to(error::unknown_route))
     })
+    // The feed's stall watchdog shuts down the socket of a viewer that does not read.
+    .on_connect(crate::http::remember_socket)
     .workers(config.http_workers)
     .client_request_timeout(config.request_timeout)
     .max_connections((config.max_connections / config.http_workers).max(1))
@@ -112,8 +114,7 @@ pub fn build_app(
             RoleState::Commands(CommandService::new(event_store).with_metrics(metrics.clone()))
         }
         Role::Gateway => {
-            let mut gateway = Gateway::new(config, conn.clone())
-                .context("cannot build the gateway's HTTP client")?;
+            let mut gateway = Gateway::new(config, conn.clone(), shutdown.clone())?;
             // The domain services this process also runs: their commands run here, not over
             // loopback HTTP (through the same handler code, on the gateway's connection).
             if !config.in_process_commands.is_empty() {

@@ -2,6 +2,8 @@
 //! resume with `Last-Event-ID` that loses and repeats nothing, and a viewer that never reads.
 
 use crate::helpers::{Layout, Shop};
+use ordershop_domain::{Action, EntityKind};
+use ordershop_eventstore::{EntryId, Stream};
 use serde_json::{json, Value};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -201,9 +203,13 @@ fn rss_kib(pid: u32) -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_viewer_that_never_reads_does_not_grow_the_gateway_without_bound() {
-    use tokio::io::AsyncWriteExt;
-    let shop = Shop::start(Layout::ProcessPerRole).await;
+async fn a_viewer_that_never_reads_does_not_grow_the_gateway_and_is_disconnected() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let shop = Shop::start_with(
+        Layout::ProcessPerRole,
+        &[("ORDERSHOP_FEED_STALL_MS", "1000")],
+    )
+    .await;
     let pid = shop.pid("gateway").expect("the gateway runs as a process");
     // A viewer that sends its request and never reads a byte.
     let address = shop.url("gateway").trim_start_matches("http://").to_owned();
@@ -243,7 +249,24 @@ async fn a_viewer_that_never_reads_does_not_grow_the_gateway_without_bound() {
         after < before + 16 * 1024,
         "the gateway grew from {before} KiB to {after} KiB with a viewer that never reads"
     );
-    drop(stuck);
+    // It left frames untaken for longer than the stall bound: the gateway closed it. What was
+    // already in flight can still be read, then the connection ends.
+    let closed = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut sink = vec![0u8; 1 << 16];
+        loop {
+            match stuck.read(&mut sink).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the stalled viewer was not disconnected");
+    assert!(
+        shop.log("gateway")
+            .contains("closing an event-feed viewer that does not read"),
+        "the gateway says why it closed the viewer"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -299,5 +322,218 @@ async fn last_n_starts_with_the_most_recent_events_then_goes_live() {
             .await
             .expect("GET");
         assert_eq!(response.status(), 400, "last={bad}");
+    }
+}
+
+/// Reads `viewer` until the event with `until` as its entry ID, and returns every frame's
+/// `(id, event)` on the way, that one included.
+async fn read_until(viewer: &mut Listener, until: &str) -> Vec<(String, String)> {
+    let mut seen = Vec::new();
+    loop {
+        let frame = viewer
+            .next_within(Duration::from_secs(60))
+            .await
+            .unwrap_or_else(|| panic!("the feed stopped after {} events", seen.len()));
+        let done = frame.id == until;
+        seen.push((frame.id, frame.event));
+        if done {
+            return seen;
+        }
+    }
+}
+
+/// The merged log after `after` up to `until` (inclusive), as `(id, <type>_<action>)`.
+async fn log_between(shop: &Shop, after: EntryId, until: &str) -> Vec<(String, String)> {
+    let until: EntryId = until.parse().expect("an entry id");
+    let store = shop.store().await;
+    let entries = store
+        .replay(Stream::all(), after)
+        .await
+        .expect("replay")
+        .collect_all()
+        .await
+        .expect("read the log");
+    entries
+        .into_iter()
+        .filter(|e| e.id <= until)
+        .map(|e| {
+            (
+                e.id.to_string(),
+                format!("{}_{}", e.stream.kind, e.stream.action),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_gets_exactly_the_merged_log_under_bursts_and_many_writers() {
+    let shop = Shop::start(Layout::OneProcess).await;
+    let buyer = customer(&shop, "Ada").await;
+    let mut products = Vec::new();
+    for i in 0..5 {
+        let id = shop
+            .create("/product", json!({"name": format!("P{i}"), "price": 100}))
+            .await;
+        shop.create(
+            "/inventory",
+            json!({"product_id": id[0], "amount": 1_000_000}),
+        )
+        .await;
+        products.push(id[0].clone());
+    }
+    let start = shop.store().await.last_issued().await.expect("the clock");
+    // Two viewers: one live from now, one resuming from the same point (replay, then live).
+    let mut live = Listener::open(&shop, "", None).await;
+    let mut resumed = Listener::open(&shop, &format!("?since={start}"), None).await;
+
+    // One POST of 1,000 orders: 2,000 events of two streams, group-committed.
+    let orders: Vec<Value> = (0..1000)
+        .map(|i| json!({"product_ids": [products[i % products.len()]], "customer_id": buyer}))
+        .collect();
+    shop.create("/orders", Value::Array(orders)).await;
+    // Six parallel 1,000-customer POSTs, and 32 writers placing orders one at a time.
+    let mut writers = Vec::new();
+    for batch in 0..6 {
+        let http = shop.http.clone();
+        let url = shop.gateway("/customers");
+        writers.push(tokio::spawn(async move {
+            let people: Vec<Value> = (0..1000)
+                .map(|i| json!({"name": format!("W{batch}x{i}"), "email": format!("w{batch}x{i}@example.com")}))
+                .collect();
+            let response = http.post(url).json(&people).send().await.expect("POST");
+            assert_eq!(response.status(), 200);
+        }));
+    }
+    for writer in 0..32 {
+        let http = shop.http.clone();
+        let url = shop.gateway("/order");
+        let body =
+            json!({"product_ids": [products[writer % products.len()]], "customer_id": buyer});
+        writers.push(tokio::spawn(async move {
+            for _ in 0..25 {
+                let response = http.post(&url).json(&body).send().await.expect("POST");
+                assert_eq!(response.status(), 200);
+            }
+        }));
+    }
+    for writer in writers {
+        writer.await.expect("a writer");
+    }
+    // A last event after everything: where the comparison ends.
+    let marker = shop
+        .create("/product", json!({"name": "Marker", "price": 1}))
+        .await;
+    let marker_id = {
+        let store = shop.store().await;
+        let entries = store
+            .replay(
+                vec![Stream::new(EntityKind::Product, Action::Created)],
+                start,
+            )
+            .await
+            .expect("replay")
+            .collect_all()
+            .await
+            .expect("read");
+        entries
+            .iter()
+            .rev()
+            .find(|e| e.mentions(&marker[0]))
+            .expect("the marker is in the log")
+            .id
+            .to_string()
+    };
+    let log = log_between(&shop, start, &marker_id).await;
+    assert_eq!(log.len(), 2_000 + 6_000 + 32 * 25 * 2 + 1);
+    for (name, viewer) in [("live", &mut live), ("resumed", &mut resumed)] {
+        let seen = read_until(viewer, &marker_id).await;
+        assert_eq!(
+            seen.len(),
+            log.len(),
+            "{name}: as many events as the log holds"
+        );
+        assert!(
+            seen == log,
+            "{name}: the viewer's events differ from the log's"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viewers_have_a_budget_of_their_own_and_commands_still_get_through() {
+    let shop = Shop::start_with(
+        Layout::OneProcess,
+        &[
+            ("ORDERSHOP_FEED_MAX_VIEWERS", "3"),
+            ("ORDERSHOP_FEED_MAX_PER_CLIENT", "2"),
+        ],
+    )
+    .await;
+    let from = |address: [u8; 4]| {
+        reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from(address))
+            .build()
+            .expect("a client")
+    };
+    let open = |client: reqwest::Client| {
+        let url = shop.gateway("/events/stream");
+        async move { client.get(url).send().await.expect("GET /events/stream") }
+    };
+    let first = open(shop.http.clone()).await;
+    let second = open(shop.http.clone()).await;
+    assert_eq!(
+        (first.status().as_u16(), second.status().as_u16()),
+        (200, 200)
+    );
+    // A third from the same client: over the per-client cap.
+    let refused = open(shop.http.clone()).await;
+    assert_eq!(refused.status(), 503);
+    assert_eq!(
+        refused
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("5")
+    );
+    let body: Value = refused.json().await.expect("a JSON error");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("this client"),
+        "{body}"
+    );
+    // Another client gets the last place; a fourth viewer in all is refused.
+    let third = open(from([127, 0, 0, 2])).await;
+    assert_eq!(third.status(), 200);
+    let full = open(from([127, 0, 0, 3])).await;
+    assert_eq!(full.status(), 503);
+    let body: Value = full.json().await.expect("a JSON error");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("3 viewers"),
+        "{body}"
+    );
+    // Commands and queries are not viewers.
+    let ada = customer(&shop, "Ada").await;
+    let (status, got) = shop.get(&format!("/customer/{ada}")).await;
+    assert_eq!((status, got["name"].as_str()), (200, Some("Ada")));
+
+    // A viewer that leaves gives its place back (noticed at the next event it would be sent).
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        customer(&shop, "Nudge").await;
+        let again = open(from([127, 0, 0, 3])).await;
+        if again.status() == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the departed viewer's place was not given back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -1,33 +1,69 @@
 //! The live event feed behind `GET /events/stream`: every appended event, in ID order across
 //! all streams, as Server-Sent Events.
 //!
-//! One tail per gateway process reads new entries with a blocking `XREAD` on a connection of its
-//! own and broadcasts them to every viewer over a bounded ring ([`BUFFER`] events, shared: 200
-//! viewers cost one ring, not 200 copies). A viewer that falls more than the ring behind (one
-//! that does not read) is dropped; it can resume with `Last-Event-ID`, and the shop never waits
-//! for it. A viewer that asks to resume (`Last-Event-ID`, or `?since=<entry id>`) first gets the
-//! events after that ID from the log itself (the store's merged replay), then the live ones,
-//! each exactly once: it subscribes before it replays, the replay stops at the last ID issued
-//! when it started, and live events at or below the last ID sent are skipped.
+//! One tail per gateway process follows the log ([`Follow`]: merged replays up to the last ID
+//! issued, woken by a blocking `XREAD` on a connection of its own) and broadcasts each event, in
+//! ID order and once, over a bounded ring ([`BUFFER`] events, shared: 200 viewers cost one ring,
+//! not 200 copies). A viewer that asks to resume (`Last-Event-ID`, or `?since=<entry id>`) first
+//! gets the events after that ID from the log itself, page by page, then the live ones, each
+//! exactly once: it subscribes before it replays, the replay stops at the last ID issued when it
+//! started, and live events at or below the last ID sent are skipped. A viewer that falls more
+//! than the ring behind is not dropped: it goes back to the log from the last event it was sent,
+//! and rejoins the ring when it has caught up. So a viewer sees exactly the merged log.
+//!
+//! Viewers have a budget of their own ([`FeedLimits`]), so that commands and queries always have
+//! connections: a cap on concurrent viewers in all and per client address (over it: 503 with
+//! `Retry-After`), and a viewer that does not take what it was sent within the stall bound is
+//! disconnected. Replays read through a connection of their own, a page at a time, a few at once,
+//! so that they never queue in front of a command's round trip.
 
 use ordershop_domain::{Action, EntityKind};
 use ordershop_eventstore::{
-    EntryId, EventStore, RawEntry, RedisConfig, RedisConnection, StoredEvent, Stream,
+    EntryId, EventStore, Follow, RawEntry, RedisConfig, RedisConnection, Replay, StoreError,
+    StoredEvent, Stream,
 };
 use serde::Serialize;
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{broadcast, OnceCell};
-use tracing::{debug, warn};
+use tokio::sync::{broadcast, OnceCell, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
 use uuid::Uuid;
 
-/// Events the shared ring holds; a viewer further behind is dropped.
+/// Events the shared ring holds; a viewer further behind goes back to the log.
 pub const BUFFER: usize = 4096;
-/// How long one blocking read of the tail waits.
-const BLOCK: Duration = Duration::from_secs(2);
-/// Entries one read of the tail takes per stream.
-const READ_COUNT: usize = 500;
+/// Entries a viewer's replay holds at once, over all the streams it reads.
+const REPLAY_PAGE: usize = 512;
+/// Replay pages read at the same time, over all viewers.
+const CONCURRENT_REPLAY_READS: usize = 2;
+/// How long a quiet feed waits before it sends a keep-alive comment.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// How long a refused viewer is asked to wait before it tries again.
+pub const RETRY_AFTER_SECS: u64 = 5;
+
+/// What viewers may take of the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FeedLimits {
+    /// Viewers connected at once, in all.
+    pub max_viewers: usize,
+    /// Viewers connected at once from one client address.
+    pub max_per_client: usize,
+    /// A viewer that leaves a frame untaken this long is disconnected.
+    pub stall: Duration,
+}
+
+impl Default for FeedLimits {
+    fn default() -> Self {
+        FeedLimits {
+            max_viewers: 256,
+            max_per_client: 32,
+            stall: Duration::from_secs(30),
+        }
+    }
+}
 
 /// One event as the feed sends it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -66,6 +102,18 @@ impl FeedEvent {
         }
     }
 
+    /// The entry as the feed sends it, or `None` for one it cannot read (skipped, as the
+    /// rebuilds skip it).
+    fn from_raw(raw: &RawEntry) -> Option<Self> {
+        match raw.decode() {
+            Ok(event) => Some(FeedEvent::from_stored(&event)),
+            Err(e) => {
+                debug!(error = %e, "the event feed skips an entry it cannot read");
+                None
+            }
+        }
+    }
+
     /// The SSE frame: `id`, `event` (`<type>_<action>`), `data` (one line of JSON).
     pub fn frame(&self) -> String {
         let data = serde_json::to_string(self).unwrap_or_else(|_| "{}".to_owned());
@@ -101,33 +149,82 @@ impl FeedFilter {
     }
 }
 
-/// The process's tail of the log and its broadcast ring.
+/// Why a viewer was not let in.
+#[derive(Debug, thiserror::Error)]
+pub enum FeedRefusal {
+    #[error("the event feed has {0} viewers, as many as it takes; retry later")]
+    Full(usize),
+    #[error(
+        "this client already has {0} event feeds open, as many as one client may; retry later"
+    )]
+    ClientFull(usize),
+    #[error("the event feed cannot read the log: {0}")]
+    Unavailable(String),
+}
+
+/// The process's tail of the log, its broadcast ring, and its viewers' budget.
 pub struct Feed {
+    /// Reads for replays and the tail: a connection of its own, so that a long read never
+    /// waits in line in front of a command.
     store: EventStore,
     redis: RedisConfig,
     sender: broadcast::Sender<Arc<FeedEvent>>,
     started: OnceCell<()>,
+    limits: FeedLimits,
+    viewers: Arc<Mutex<Viewers>>,
+    replay_reads: Arc<Semaphore>,
+    shutdown: CancellationToken,
+}
+
+/// The viewers connected now: how many per client, and what the stall watchdog needs.
+#[derive(Default)]
+struct Viewers {
+    next_id: u64,
+    per_client: HashMap<IpAddr, usize>,
+    open: HashMap<u64, Watched>,
+}
+
+/// One viewer as the watchdog sees it.
+struct Watched {
+    /// Milliseconds since `epoch` when the viewer's last frame was handed to the connection and
+    /// not yet taken (0: it is being read).
+    waiting_since: Arc<AtomicU64>,
+    /// A duplicate of the connection's socket, to shut it down (`None`: not closable).
+    socket: Option<std::net::TcpStream>,
 }
 
 impl Feed {
-    /// `store` serves replays; the tail gets a connection of its own to `redis` (it blocks).
-    pub fn new(store: EventStore, redis: RedisConfig) -> Self {
+    /// Replays and the tail get connections of their own to `redis`; `shutdown` ends every
+    /// viewer's stream (so that a stopping gateway does not wait for its viewers).
+    pub fn new(
+        redis: RedisConfig,
+        limits: FeedLimits,
+        shutdown: CancellationToken,
+    ) -> Result<Self, redis::RedisError> {
         let (sender, _) = broadcast::channel(BUFFER);
-        Feed {
-            store,
+        Ok(Feed {
+            store: EventStore::from_connection(RedisConnection::new(&redis)?),
             redis,
             sender,
             started: OnceCell::new(),
-        }
+            limits,
+            viewers: Arc::new(Mutex::new(Viewers::default())),
+            replay_reads: Arc::new(Semaphore::new(CONCURRENT_REPLAY_READS)),
+            shutdown,
+        })
     }
 
     pub fn store(&self) -> &EventStore {
         &self.store
     }
 
-    /// A receiver of every event appended from now on (starting the tail on first use: the
-    /// tail has read the last ID issued before this returns, so nothing appended after the
-    /// call is missed).
+    pub fn limits(&self) -> FeedLimits {
+        self.limits
+    }
+
+    /// A receiver of every event appended from now on (starting the tail and the stall
+    /// watchdog on first use: the tail has read the last ID issued before this returns, so
+    /// nothing appended after the call is missed).
     pub async fn subscribe(&self) -> Result<broadcast::Receiver<Arc<FeedEvent>>, String> {
         self.started
             .get_or_try_init(|| async {
@@ -136,9 +233,15 @@ impl Feed {
                     .last_issued()
                     .await
                     .map_err(|e| format!("cannot read the log: {e}"))?;
-                let conn = RedisConnection::new(&self.redis)
+                let wake = RedisConnection::new(&self.redis)
                     .map_err(|e| format!("cannot connect to Redis: {e}"))?;
-                tokio::spawn(tail(conn, self.sender.clone(), Stream::all(), from));
+                let follow = Follow::new(self.store.clone(), wake, Stream::all(), from);
+                tokio::spawn(tail(follow, self.sender.clone(), self.shutdown.clone()));
+                tokio::spawn(watch_stalls(
+                    self.viewers.clone(),
+                    self.limits.stall,
+                    self.shutdown.clone(),
+                ));
                 Ok::<(), String>(())
             })
             .await?;
@@ -158,6 +261,7 @@ impl Feed {
                 .arg("COUNT")
                 .arg(n + 1);
         }
+        // IDs only: the entries' fields are not kept.
         let replies: Vec<Vec<(String, redis::Value)>> = pipe
             .query_async(&mut self.store.connection())
             .await
@@ -171,51 +275,197 @@ impl Feed {
         Ok(ids.get(n).copied().unwrap_or(EntryId::ZERO))
     }
 
+    /// Takes a viewer's place in the budget for a client at `client`, or says why not. The
+    /// place is given back when the returned [`Admission`] is dropped.
+    pub fn admit(&self, client: Option<IpAddr>) -> Result<Admission, FeedRefusal> {
+        let mut viewers = lock(&self.viewers);
+        if viewers.open.len() >= self.limits.max_viewers {
+            return Err(FeedRefusal::Full(viewers.open.len()));
+        }
+        if let Some(client) = client {
+            let open = viewers.per_client.get(&client).copied().unwrap_or(0);
+            if open >= self.limits.max_per_client {
+                return Err(FeedRefusal::ClientFull(open));
+            }
+            *viewers.per_client.entry(client).or_default() += 1;
+        }
+        viewers.next_id += 1;
+        let id = viewers.next_id;
+        let waiting_since = Arc::new(AtomicU64::new(0));
+        viewers.open.insert(
+            id,
+            Watched {
+                waiting_since: waiting_since.clone(),
+                socket: None,
+            },
+        );
+        Ok(Admission {
+            id,
+            client,
+            waiting_since,
+            viewers: self.viewers.clone(),
+        })
+    }
+
     /// A viewer of the events `filter` accepts: live from now, or, with `resume`, exactly the
     /// events after that entry ID first (from the log), then live.
     pub async fn open(
         &self,
+        admission: Admission,
         filter: FeedFilter,
         resume: Option<EntryId>,
-    ) -> Result<Viewer, String> {
-        let live = self.subscribe().await?;
-        let replay = match resume {
-            Some(after) => Some(
-                self.store
-                    .replay(filter.streams(), after)
-                    .await
-                    .map_err(|e| format!("cannot read the log: {e}"))?,
-            ),
-            None => None,
-        };
-        Ok(Viewer {
-            replay,
-            backlog: std::collections::VecDeque::new(),
+    ) -> Result<Viewer, FeedRefusal> {
+        let live = self.subscribe().await.map_err(FeedRefusal::Unavailable)?;
+        let mut viewer = Viewer {
+            store: self.store.clone(),
+            replay_reads: self.replay_reads.clone(),
+            replay: None,
+            backlog: VecDeque::new(),
             live,
             filter,
             last: resume.unwrap_or(EntryId::ZERO),
+            shutdown: self.shutdown.clone(),
+            admission,
             done: false,
-        })
+        };
+        if resume.is_some() {
+            viewer
+                .start_replay()
+                .await
+                .map_err(|e| FeedRefusal::Unavailable(e.to_string()))?;
+        }
+        Ok(viewer)
+    }
+}
+
+fn lock(viewers: &Mutex<Viewers>) -> std::sync::MutexGuard<'_, Viewers> {
+    // The map stays consistent whatever panicked while holding it: each change is one step.
+    viewers
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A viewer's place in the feed's budget; dropping it gives the place back.
+pub struct Admission {
+    id: u64,
+    client: Option<IpAddr>,
+    waiting_since: Arc<AtomicU64>,
+    viewers: Arc<Mutex<Viewers>>,
+}
+
+impl Admission {
+    /// Lets the stall watchdog shut the viewer's connection down: `socket` is a duplicate of
+    /// the connection's socket (shutting it down ends the connection, whoever holds it).
+    pub fn closable_by(&self, socket: std::net::TcpStream) {
+        if let Some(watched) = lock(&self.viewers).open.get_mut(&self.id) {
+            watched.socket = Some(socket);
+        }
+    }
+
+    /// The viewer's next frame is being asked for: the client is reading.
+    fn reading(&self) {
+        self.waiting_since.store(0, Ordering::Relaxed);
+    }
+
+    /// A frame was handed to the connection: until the next one is asked for, the client has
+    /// not taken it.
+    fn handed_over(&self) {
+        self.waiting_since
+            .store(epoch_ms().max(1), Ordering::Relaxed);
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        let mut viewers = lock(&self.viewers);
+        viewers.open.remove(&self.id);
+        if let Some(client) = self.client {
+            if let Some(open) = viewers.per_client.get_mut(&client) {
+                *open = open.saturating_sub(1);
+                if *open == 0 {
+                    viewers.per_client.remove(&client);
+                }
+            }
+        }
+    }
+}
+
+fn epoch_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Shuts down the connections of viewers that left a frame untaken for longer than `stall`.
+async fn watch_stalls(viewers: Arc<Mutex<Viewers>>, stall: Duration, shutdown: CancellationToken) {
+    let period = (stall / 4).max(Duration::from_millis(50));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(period) => {}
+        }
+        let now = epoch_ms();
+        let stall_ms = stall.as_millis() as u64;
+        let mut viewers = lock(&viewers);
+        for watched in viewers.open.values_mut() {
+            let since = watched.waiting_since.load(Ordering::Relaxed);
+            if since == 0 || now.saturating_sub(since) < stall_ms {
+                continue;
+            }
+            if let Some(socket) = watched.socket.take() {
+                info!(
+                    stalled_ms = now.saturating_sub(since),
+                    "closing an event-feed viewer that does not read"
+                );
+                if let Err(e) = socket.shutdown(std::net::Shutdown::Both) {
+                    debug!(error = %e, "the stalled viewer's connection was already gone");
+                }
+            }
+        }
     }
 }
 
 /// Where a viewer is in the feed: replaying the log up to the last ID issued when it
-/// connected, then live.
+/// connected (or when it fell behind the ring), then live.
 pub struct Viewer {
-    replay: Option<ordershop_eventstore::Replay>,
-    backlog: std::collections::VecDeque<Arc<FeedEvent>>,
-    live: tokio::sync::broadcast::Receiver<Arc<FeedEvent>>,
+    store: EventStore,
+    replay_reads: Arc<Semaphore>,
+    replay: Option<Replay>,
+    backlog: VecDeque<Arc<FeedEvent>>,
+    live: broadcast::Receiver<Arc<FeedEvent>>,
     filter: FeedFilter,
+    /// The last event sent (or passed over): nothing at or below it is sent again.
     last: EntryId,
+    shutdown: CancellationToken,
+    admission: Admission,
     done: bool,
 }
 
-/// How long a quiet feed waits before it sends a keep-alive comment.
-const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(15);
-
 impl Viewer {
-    /// The next SSE frame, or `None` when the viewer is to be disconnected.
+    /// Replays the log from after the last event sent up to the last ID issued now. Live
+    /// events up to there are skipped as duplicates, so the ring is rejoined seamlessly.
+    async fn start_replay(&mut self) -> Result<(), StoreError> {
+        let streams = self.filter.streams();
+        let chunk = (REPLAY_PAGE / streams.len().max(1)).max(8);
+        let replay = self.store.replay(streams, self.last).await?;
+        self.replay = Some(replay.with_chunk(chunk));
+        Ok(())
+    }
+
+    /// The next SSE frame, or `None` when the viewer is to be disconnected. Marks the viewer
+    /// as reading while it waits, and as owing a read once the frame is handed over.
     pub async fn next_frame(&mut self) -> Option<String> {
+        self.admission.reading();
+        let shutdown = self.shutdown.clone();
+        let frame = tokio::select! {
+            frame = self.produce() => frame,
+            _ = shutdown.cancelled() => None,
+        };
+        self.admission.handed_over();
+        frame
+    }
+
+    async fn produce(&mut self) -> Option<String> {
         use tokio::sync::broadcast::error::RecvError;
         if self.done {
             return None;
@@ -226,13 +476,22 @@ impl Viewer {
                 return Some(event.frame());
             }
             if let Some(replay) = &mut self.replay {
-                match replay.next_batch().await {
+                let page = {
+                    let _permit = self.replay_reads.acquire().await.ok()?;
+                    replay.next_batch().await
+                };
+                match page {
                     Ok(Some(batch)) => {
                         for raw in batch {
-                            let Ok(event) = raw.decode() else { continue };
-                            let event = FeedEvent::from_stored(&event);
-                            if self.filter.accepts(&event) {
-                                self.backlog.push_back(Arc::new(event));
+                            if raw.id <= self.last {
+                                continue;
+                            }
+                            match FeedEvent::from_raw(&raw) {
+                                Some(event) if self.filter.accepts(&event) => {
+                                    self.backlog.push_back(Arc::new(event));
+                                }
+                                // Skipped, but passed: it is never looked at again.
+                                _ => self.last = raw.id,
                             }
                         }
                     }
@@ -244,7 +503,10 @@ impl Viewer {
                     }
                     Err(e) => {
                         self.done = true;
-                        return Some(format!(": the log cannot be read: {e}\n\n"));
+                        return Some(format!(
+                            ": the log cannot be read: {e}; reconnect with Last-Event-ID: {}\n\n",
+                            self.last
+                        ));
                     }
                 }
                 continue;
@@ -258,11 +520,20 @@ impl Viewer {
                     }
                 }
                 Ok(Err(RecvError::Lagged(missed))) => {
-                    self.done = true;
-                    return Some(format!(
-                        ": dropped: {missed} events behind; reconnect with Last-Event-ID: {}\n\n",
-                        self.last
-                    ));
+                    // The ring moved on without this viewer: take up live from now and fetch
+                    // what it missed from the log.
+                    debug!(
+                        missed,
+                        "an event-feed viewer fell behind the ring; reading the log"
+                    );
+                    self.live = self.live.resubscribe();
+                    if let Err(e) = self.start_replay().await {
+                        self.done = true;
+                        return Some(format!(
+                            ": the log cannot be read: {e}; reconnect with Last-Event-ID: {}\n\n",
+                            self.last
+                        ));
+                    }
                 }
                 Ok(Err(RecvError::Closed)) => return None,
             }
@@ -270,117 +541,41 @@ impl Viewer {
     }
 }
 
-/// Reads every entry appended after `from` and broadcasts it, in ID order, for the life of the
-/// process. Errors (Redis away) are retried after a pause; the cursors keep their place.
+/// Follows the log from where the feed started and broadcasts every entry, in ID order and
+/// once, until shutdown. Errors (Redis away) are retried after a pause; the follower keeps its
+/// place.
 async fn tail(
-    mut conn: RedisConnection,
+    mut follow: Follow,
     sender: broadcast::Sender<Arc<FeedEvent>>,
-    streams: Vec<Stream>,
-    from: EntryId,
+    shutdown: CancellationToken,
 ) {
-    let mut cursors: HashMap<String, EntryId> = streams.iter().map(|s| (s.key(), from)).collect();
-    let keys: Vec<String> = streams.iter().map(Stream::key).collect();
     let mut backoff =
         ordershop_eventstore::Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     loop {
-        let mut cmd = redis::cmd("XREAD");
-        cmd.arg("COUNT")
-            .arg(READ_COUNT)
-            .arg("BLOCK")
-            .arg(BLOCK.as_millis() as u64)
-            .arg("STREAMS")
-            .arg(&keys);
-        for key in &keys {
-            cmd.arg(cursors.get(key).copied().unwrap_or(from).to_string());
-        }
-        let reply: redis::Value = match cmd.query_async(&mut conn).await {
-            Ok(reply) => reply,
+        let batch = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            batch = follow.next_batch() => batch,
+        };
+        match batch {
+            Ok(batch) => {
+                backoff.reset();
+                for raw in &batch {
+                    if let Some(event) = FeedEvent::from_raw(raw) {
+                        // No viewer: nothing to do.
+                        let _ = sender.send(Arc::new(event));
+                    }
+                }
+            }
             Err(e) => {
                 let pause = backoff.next_pause();
                 warn!(error = %e, retry_in = ?pause, "the event feed cannot read the log");
-                tokio::time::sleep(pause).await;
-                continue;
-            }
-        };
-        backoff.reset();
-        let mut events = Vec::new();
-        for (stream, entries) in parse_xread(&reply) {
-            let Ok(parsed) = stream.parse::<Stream>() else {
-                continue;
-            };
-            for (id, fields) in entries {
-                cursors.insert(stream.clone(), id);
-                let raw = RawEntry {
-                    stream: parsed,
-                    id,
-                    fields,
-                };
-                match raw.decode() {
-                    Ok(event) => events.push(FeedEvent::from_stored(&event)),
-                    Err(e) => debug!(error = %e, "the event feed skips an entry it cannot read"),
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(pause) => {}
                 }
             }
         }
-        events.sort_by_key(|e| e.entry_id);
-        for event in events {
-            // No viewer: nothing to do.
-            let _ = sender.send(Arc::new(event));
-        }
     }
-}
-
-type XreadEntries = Vec<(String, Vec<(EntryId, HashMap<String, redis::Value>)>)>;
-
-/// `XREAD`'s reply in either protocol: per stream, its entries.
-fn parse_xread(reply: &redis::Value) -> XreadEntries {
-    use redis::Value;
-    let text = |v: &Value| match v {
-        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
-        Value::SimpleString(s) => Some(s.clone()),
-        _ => None,
-    };
-    let per_stream: Vec<(&Value, &Value)> = match reply {
-        Value::Array(items) => items
-            .iter()
-            .filter_map(|item| match item {
-                Value::Array(pair) if pair.len() == 2 => Some((&pair[0], &pair[1])),
-                _ => None,
-            })
-            .collect(),
-        Value::Map(pairs) => pairs.iter().map(|(k, v)| (k, v)).collect(),
-        _ => Vec::new(),
-    };
-    per_stream
-        .into_iter()
-        .filter_map(|(name, entries)| {
-            let name = text(name)?;
-            let Value::Array(entries) = entries else {
-                return None;
-            };
-            let entries = entries
-                .iter()
-                .filter_map(|entry| {
-                    let Value::Array(parts) = entry else {
-                        return None;
-                    };
-                    let id: EntryId = text(parts.first()?)?.parse().ok()?;
-                    let fields = match parts.get(1)? {
-                        Value::Array(flat) => flat
-                            .chunks(2)
-                            .filter_map(|kv| Some((text(kv.first()?)?, kv.get(1)?.clone())))
-                            .collect(),
-                        Value::Map(map) => map
-                            .iter()
-                            .filter_map(|(k, v)| Some((text(k)?, v.clone())))
-                            .collect(),
-                        _ => return None,
-                    };
-                    Some((id, fields))
-                })
-                .collect();
-            Some((name, entries))
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ use ordershop_readmodel::CacheReader;
 use ordershop_telemetry::error_chain;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// The gateway: a forwarder for commands, a reader for queries.
 #[derive(Clone)]
@@ -32,20 +33,25 @@ pub struct Gateway {
 
 impl Gateway {
     /// Must be called inside the tokio runtime: it starts the subscription to the entity
-    /// cache's notices.
-    pub fn new(config: &Config, conn: RedisConnection) -> Result<Self, reqwest::Error> {
+    /// cache's notices. `shutdown` also ends the live feed's viewers.
+    pub fn new(
+        config: &Config,
+        conn: RedisConnection,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Self> {
+        use anyhow::Context;
         Ok(Self {
-            forwarder: Forwarder::new(config)?,
+            forwarder: Forwarder::new(config).context("cannot build the gateway's HTTP client")?,
             cache: CacheReader::new(conn.clone()),
             applied: if config.consistency_notices {
                 AppliedWatch::start(conn.clone())
             } else {
                 AppliedWatch::without_subscription()
             },
-            feed: Arc::new(feed::Feed::new(
-                ordershop_eventstore::EventStore::from_connection(conn.clone()),
-                config.redis.clone(),
-            )),
+            feed: Arc::new(
+                feed::Feed::new(config.redis.clone(), config.feed, shutdown)
+                    .context("cannot set up the event feed's Redis connections")?,
+            ),
             conn,
             consistency_timeout: config.consistency_timeout,
             token: config.api_token.clone(),

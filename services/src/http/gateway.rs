@@ -4,7 +4,7 @@
 use super::{console, Endpoint, RawBody};
 use crate::config::Role;
 use crate::error::ApiError;
-use crate::gateway::feed::FeedFilter;
+use crate::gateway::feed::{FeedFilter, FeedRefusal};
 use crate::gateway::forward::{Outgoing, Relayed};
 use crate::gateway::Gateway;
 use crate::openapi::{self, ApiDocument};
@@ -208,11 +208,21 @@ async fn event_stream(
             },
         },
     };
-    let viewer = gateway
-        .feed()
-        .open(filter, resume)
-        .await
-        .map_err(ApiError::unavailable)?;
+    let feed = gateway.feed();
+    let admission = match feed.admit(req.peer_addr().map(|a| a.ip())) {
+        Ok(admission) => admission,
+        Err(refusal) => return Ok(feed_refused(&refusal)),
+    };
+    if let Some(socket) = req
+        .conn_data::<super::ConnectionSocket>()
+        .and_then(super::ConnectionSocket::duplicate)
+    {
+        admission.closable_by(socket);
+    }
+    let viewer = match feed.open(admission, filter, resume).await {
+        Ok(viewer) => viewer,
+        Err(refusal) => return Ok(feed_refused(&refusal)),
+    };
     let hello = futures::stream::once(async {
         Ok::<_, actix_web::Error>(web::Bytes::from_static(b": ordershop event feed\n\n"))
     });
@@ -226,6 +236,23 @@ async fn event_stream(
         .insert_header((header::CACHE_CONTROL, "no-cache"))
         .insert_header(("X-Accel-Buffering", "no"))
         .streaming(hello.chain(events)))
+}
+
+/// 503 for a viewer the feed cannot take now: it says why, when to try again, and closes the
+/// connection so that a refused viewer does not keep one.
+fn feed_refused(refusal: &FeedRefusal) -> HttpResponse {
+    use actix_web::ResponseError;
+    let mut response = ApiError::unavailable(refusal.to_string()).error_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::RETRY_AFTER,
+        header::HeaderValue::from(crate::gateway::feed::RETRY_AFTER_SECS),
+    );
+    headers.insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("close"),
+    );
+    response
 }
 
 /// `GET /report`

@@ -23,6 +23,31 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+/// The descriptor of a connection's socket, recorded when the connection is accepted, so that
+/// the feed's stall watchdog can shut down the connection of a viewer that does not read.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionSocket(std::os::fd::RawFd);
+
+/// `HttpServer::on_connect`: records each plain TCP connection's [`ConnectionSocket`].
+pub fn remember_socket(conn: &dyn std::any::Any, data: &mut actix_web::dev::Extensions) {
+    if let Some(stream) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+        use std::os::fd::AsRawFd;
+        data.insert(ConnectionSocket(stream.as_raw_fd()));
+    }
+}
+
+impl ConnectionSocket {
+    /// A duplicate of the socket on a descriptor of its own (shutting it down ends the
+    /// connection; closing it does not). Call it only while the connection's request is being
+    /// handled.
+    pub fn duplicate(&self) -> Option<std::net::TcpStream> {
+        // SAFETY: the request being handled keeps its connection, so this descriptor is that
+        // connection's open socket for the duration of the borrow, which ends with the clone.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(self.0) };
+        fd.try_clone_to_owned().ok().map(std::net::TcpStream::from)
+    }
+}
+
 /// The largest request body accepted, in bytes.
 #[derive(Debug, Clone, Copy)]
 pub struct BodyLimit(pub usize);
