@@ -29,6 +29,8 @@ pub const MAX_CONNECTIONS: &str = "ORDERSHOP_MAX_CONNECTIONS";
 pub const FEED_MAX_VIEWERS: &str = "ORDERSHOP_FEED_MAX_VIEWERS";
 pub const FEED_MAX_PER_CLIENT: &str = "ORDERSHOP_FEED_MAX_PER_CLIENT";
 pub const FEED_STALL_MS: &str = "ORDERSHOP_FEED_STALL_MS";
+pub const ALLOWED_ORIGINS: &str = "ORDERSHOP_ALLOWED_ORIGINS";
+pub const ALLOWED_HOSTS: &str = "ORDERSHOP_ALLOWED_HOSTS";
 /// Shortest API token accepted (a shorter one is a start-up error, not a weak lock).
 pub const MIN_API_TOKEN_CHARS: usize = 16;
 
@@ -83,6 +85,11 @@ pub struct Config {
     /// `ORDERSHOP_FEED_MAX_PER_CLIENT` and `ORDERSHOP_FEED_STALL_MS`: what event-feed viewers
     /// may take, so that commands and queries always have connections.
     pub feed: crate::gateway::feed::FeedLimits,
+    /// `ORDERSHOP_ALLOWED_ORIGINS` and `ORDERSHOP_ALLOWED_HOSTS` (comma-separated): browser
+    /// origins that may send commands, and host names a loopback role answers to, besides the
+    /// shop's own ([`crate::cross_site`]).
+    pub allowed_origins: Vec<String>,
+    pub allowed_hosts: Vec<String>,
     /// How long the gateway waits for the entity cache to apply a command's events.
     pub consistency_timeout: Duration,
     /// `ORDERSHOP_CONSISTENCY_NOTICES` (`on`, the default, or `off`): whether the gateway's
@@ -202,6 +209,26 @@ impl Config {
                 Some(3_600_000),
             )? as u64),
         };
+        let list = |name: &str| -> Vec<String> {
+            get(name)
+                .map(|v| {
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|item| !item.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let allowed_origins = list(ALLOWED_ORIGINS);
+        if let Some(bad) = allowed_origins.iter().find(|o| !o.contains("://")) {
+            return Err(ConfigError::Invalid {
+                var: ALLOWED_ORIGINS,
+                value: bad.clone(),
+                reason: "an origin is `<scheme>://<host>[:<port>]`".into(),
+            });
+        }
+        let allowed_hosts = list(ALLOWED_HOSTS);
         let consistency_ms = parse_number(
             get(CONSISTENCY_TIMEOUT_MS),
             CONSISTENCY_TIMEOUT_MS,
@@ -246,6 +273,8 @@ impl Config {
             max_connections,
             http_workers,
             feed,
+            allowed_origins,
+            allowed_hosts,
             consistency_timeout: Duration::from_millis(consistency_ms as u64),
             consistency_notices,
             worker_libraries: Vec::new(),
@@ -321,6 +350,8 @@ impl fmt::Debug for Config {
             .field("body_limit", &self.body_limit)
             .field("http_workers", &self.http_workers)
             .field("feed", &self.feed)
+            .field("allowed_origins", &self.allowed_origins)
+            .field("allowed_hosts", &self.allowed_hosts)
             .field("consistency_timeout", &self.consistency_timeout)
             .field("worker_libraries", &self.worker_libraries)
             .field("in_process_commands", &self.in_process_commands)
@@ -552,6 +583,7 @@ mod tests {
             ("ORDERSHOP_FEED_MAX_VIEWERS", "0"),
             ("ORDERSHOP_FEED_MAX_PER_CLIENT", "lots"),
             ("ORDERSHOP_FEED_STALL_MS", "10"),
+            ("ORDERSHOP_ALLOWED_ORIGINS", "admin.example.com"),
             ("ORDERSHOP_LISTEN", "5000"),
             ("ORDERSHOP_LISTEN", "0.0.0.0:http"),
             ("ORDER_SERVICE_URL", "https://order-service"),

@@ -20,6 +20,7 @@ pub mod auth;
 pub mod commands;
 pub mod config;
 pub mod connection;
+pub mod cross_site;
 pub mod error;
 pub mod gateway;
 pub mod headers;

@@ -466,6 +466,11 @@ const BAD_REQUEST: &str = "malformed JSON, wrong types, missing fields or an id 
 const UNAUTHORIZED: &str = "ORDERSHOP_API_TOKEN is set and `Authorization: Bearer <token>` is \
                             missing or wrong (answered with `WWW-Authenticate: Bearer`)";
 const UNAVAILABLE: &str = "Redis or the owning service is unreachable; retry later";
+const FORBIDDEN: &str = "sent from a browser origin other than the shop's own (and not in \
+                         ORDERSHOP_ALLOWED_ORIGINS), or, to a shop on a loopback address, \
+                         addressed to a host name that is not a loopback one";
+const UNSUPPORTED_MEDIA_TYPE: &str =
+    "a body that is not sent as `Content-Type: application/json` (UTF-8); nothing was appended";
 
 fn method(method: Method) -> HttpMethod {
     match method {
@@ -563,6 +568,8 @@ fn operation(route: &GatewayRoute) -> utoipa::openapi::path::Operation {
                 error("Redis is out of memory and refuses writes (`storage_full`); nothing was appended"),
             )
             .response("401", error(UNAUTHORIZED))
+            .response("403", error(FORBIDDEN))
+            .response("415", error(UNSUPPORTED_MEDIA_TYPE))
             .response(
                 "422",
                 error(
@@ -857,6 +864,8 @@ fn operation(route: &GatewayRoute) -> utoipa::openapi::path::Operation {
             .response("200", ok("what the retry did", any_object()))
             .response("400", error("the entry ID is malformed"))
             .response("401", error(UNAUTHORIZED))
+            .response("403", error(FORBIDDEN))
+            .response("415", error(UNSUPPORTED_MEDIA_TYPE))
             .response("404", error("no such projection, or no such parked entry"))
             .response(
                 "409",
@@ -870,6 +879,8 @@ fn operation(route: &GatewayRoute) -> utoipa::openapi::path::Operation {
             .response("200", ok("removed: `{discarded: true}`", any_object()))
             .response("400", error("the entry ID is malformed"))
             .response("401", error(UNAUTHORIZED))
+            .response("403", error(FORBIDDEN))
+            .response("415", error(UNSUPPORTED_MEDIA_TYPE))
             .response("404", error("no such projection, or no such parked entry"))
             .response("503", error(UNAVAILABLE))
             .security(SecurityRequirement::new(BEARER, Vec::<String>::new())),

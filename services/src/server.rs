@@ -43,14 +43,23 @@ pub async fn serve(
         .map(|a| a.to_string())
         .unwrap_or_default();
     let token = config.api_token.clone();
+    let cross_site = Arc::new(crate::cross_site::CrossSite {
+        allowed_origins: config.allowed_origins.clone(),
+        allowed_hosts: config.allowed_hosts.clone(),
+        loopback_only: listener.local_addr().is_ok_and(|a| a.ip().is_loopback()),
+    });
     let server = HttpServer::new(move || {
         let app = app.clone();
         let observed = (role, app.metrics.clone());
         let token = token.clone();
+        let cross_site = cross_site.clone();
         App::new()
             // Innermost: a refused request is still logged, counted and given its request id.
             .wrap(middleware::from_fn(move |req, next| {
                 crate::auth::require_token(token.clone(), req, next)
+            }))
+            .wrap(middleware::from_fn(move |req, next| {
+                crate::cross_site::guard(cross_site.clone(), req, next)
             }))
             .wrap(middleware::Compress::default())
             .wrap(middleware::from_fn(move |req, next| {

@@ -105,6 +105,25 @@ async fn the_console_and_its_reads_over_http() {
     assert!(page.headers()["content-type"]
         .to_str()
         .is_ok_and(|t| t.starts_with("text/html")));
+    // Its own script and style only, never framed, never sniffed (the browser test below
+    // checks that the page works under this policy).
+    let header = |name: &str| {
+        page.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let policy = header("content-security-policy");
+    for directive in [
+        "default-src 'none'",
+        "script-src 'self'",
+        "frame-ancestors 'none'",
+    ] {
+        assert!(policy.contains(directive), "{directive} in {policy}");
+    }
+    assert_eq!(header("x-content-type-options"), "nosniff");
+    assert_eq!(header("x-frame-options"), "DENY");
     let html = page.text().await.unwrap_or_default();
     assert!(
         html.contains(r#"name="ordershop-token-required" content="true""#),

@@ -135,12 +135,14 @@ async fn head_works_on_get_routes_and_405_names_the_allowed_methods() {
     for path in ["/customers", "/report", "/health", "/openapi.json"] {
         let get = exchange(
             &addr,
-            format!("GET {path} HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\n").as_bytes(),
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
         )
         .await;
         let head = exchange(
             &addr,
-            format!("HEAD {path} HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\n").as_bytes(),
+            format!("HEAD {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
         )
         .await;
         assert_eq!(status_of(&head), "200", "HEAD {path}: {head}");
@@ -170,7 +172,7 @@ async fn head_works_on_get_routes_and_405_names_the_allowed_methods() {
         let answer = exchange(
             &addr,
             format!(
-                "{method} {path} HTTP/1.1\r\nHost: shop\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
             )
             .as_bytes(),
         )
@@ -195,30 +197,30 @@ async fn malformed_requests_get_json_errors_where_the_shop_sees_them() {
     let json_errors: [(&str, &[u8], &str); 5] = [
         (
             "a broken chunked body",
-            b"POST /customers HTTP/1.1\r\nHost: shop\r\nTransfer-Encoding: chunked\r\n\
+            b"POST /customers HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\
               Connection: close\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
             "400",
         ),
         (
             "a body in an unknown content encoding",
-            b"POST /customers HTTP/1.1\r\nHost: shop\r\nContent-Encoding: gzip\r\n\
+            b"POST /customers HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\n\
               Content-Length: 4\r\nConnection: close\r\n\r\nnope",
             "400",
         ),
         (
             "a path that is not a UUID",
-            b"GET /customer/%ZZ HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\n",
+            b"GET /customer/%ZZ HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
             "400",
         ),
         (
             "a header value that is not text",
-            b"POST /customers HTTP/1.1\r\nHost: shop\r\nIdempotency-Key: \xff\xfe\r\n\
+            b"POST /customers HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nIdempotency-Key: \xff\xfe\r\n\
               Content-Length: 2\r\nConnection: close\r\n\r\n{}",
             "400",
         ),
         (
             "an unknown route",
-            b"GET /nothing/here HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\n",
+            b"GET /nothing/here HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
             "404",
         ),
     ];
@@ -233,7 +235,7 @@ async fn malformed_requests_get_json_errors_where_the_shop_sees_them() {
 
     // Refused by the HTTP library before routing: documented as bare answers.
     let many_headers = format!(
-        "GET /customers HTTP/1.1\r\nHost: shop\r\n{}\r\n",
+        "GET /customers HTTP/1.1\r\nHost: localhost\r\n{}\r\n",
         (0..100)
             .map(|n| format!("X-H{n}: {n}\r\n"))
             .collect::<String>()

@@ -217,7 +217,7 @@ async fn a_viewer_that_never_reads_does_not_grow_the_gateway_and_is_disconnected
         .await
         .expect("connect");
     stuck
-        .write_all(b"GET /events/stream HTTP/1.1\r\nHost: shop\r\n\r\n")
+        .write_all(b"GET /events/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         .await
         .expect("send the request");
     // A viewer of products only beside it: the product created after the burst reaches it

@@ -86,7 +86,7 @@ async fn slow_requests_are_cut_off_and_others_are_served_meanwhile() {
         let mut stream = TcpStream::connect(&addr).await.expect("connects");
         stream
             .write_all(
-                b"POST /customers HTTP/1.1\r\nHost: shop\r\nContent-Type: application/json\r\n\
+                b"POST /customers HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
                   Content-Length: 250000\r\n\r\n[{\"name\": ",
             )
             .await

@@ -541,3 +541,67 @@ async fn the_shop_talks_tls_to_redis_trusting_only_the_given_ca() {
     assert_eq!(status, 200);
     assert_eq!(customer["email"], "tls@example.com", "{customer}");
 }
+
+/// A page on another site, or a hostile name rebound to the shop's loopback address, cannot
+/// make a browser change anything: commands need a JSON body and the shop's own origin, and a
+/// loopback shop answers only loopback names. Nothing is appended for any refused request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cross_site_requests_are_refused_and_append_nothing() {
+    let shop = Shop::start(Layout::OneProcess).await;
+    let before = shop.stream_lengths().await;
+    let url = shop.gateway("/customers");
+    let host = url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let body = r#"{"name": "Mallory", "email": "mallory@example.com"}"#;
+    let send = |content_type: Option<&'static str>, origin: Option<String>| {
+        let mut request = shop.http.post(&url).body(body);
+        if let Some(t) = content_type {
+            request = request.header("Content-Type", t);
+        }
+        if let Some(o) = origin {
+            request = request.header("Origin", o);
+        }
+        async move {
+            let response = request.send().await.expect("POST");
+            let status = response.status().as_u16();
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    // What `fetch(…, {mode: 'no-cors'})` can send: a text/plain body.
+    let (status, error) = send(Some("text/plain"), None).await;
+    assert_eq!(status, 415, "{error}");
+    assert_eq!(error["error"], "unsupported_media_type");
+    assert_eq!(send(None, None).await.0, 415);
+    // A foreign origin, even with the right type.
+    let (status, error) = send(Some("application/json"), Some("http://evil.example".into())).await;
+    assert_eq!(status, 403, "{error}");
+    assert!(error["detail"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("evil.example"));
+    // A rebinding page names its own host.
+    let rebound = shop
+        .http
+        .get(&url)
+        .header("Host", "rebind.evil.example")
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(rebound.status(), 403);
+    assert_eq!(shop.stream_lengths().await, before, "nothing appended");
+
+    // The shop's own origin (the console) and plain clients still work.
+    let own = format!("http://{host}");
+    assert_eq!(send(Some("application/json"), Some(own)).await.0, 200);
+    assert_eq!(
+        send(Some("application/json; charset=utf-8"), None).await.0,
+        200
+    );
+}

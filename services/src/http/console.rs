@@ -23,6 +23,23 @@ const STYLE: &str = include_str!("../../console/console.css");
 /// Where the page says whether the feed and the actions need the API token.
 const TOKEN_REQUIRED: &str = "{{TOKEN_REQUIRED}}";
 
+/// The page runs only its own script and style, talks only to its own origin, and cannot be
+/// framed (its Discard buttons must not be clickable under another site's page).
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+     connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; \
+     frame-ancestors 'none'";
+
+/// The headers every console file is sent with.
+fn hardened(mut response: actix_web::HttpResponseBuilder) -> actix_web::HttpResponseBuilder {
+    response
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header((header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .insert_header((header::X_FRAME_OPTIONS, "DENY"))
+        .insert_header((header::REFERRER_POLICY, "no-referrer"));
+    response
+}
+
 /// `GET /`: the console page.
 pub async fn page(gateway: web::Data<Gateway>) -> HttpResponse {
     let required = if gateway.token().is_some() {
@@ -30,9 +47,8 @@ pub async fn page(gateway: web::Data<Gateway>) -> HttpResponse {
     } else {
         "false"
     };
-    HttpResponse::Ok()
+    hardened(HttpResponse::Ok())
         .content_type("text/html; charset=utf-8")
-        .insert_header((header::CACHE_CONTROL, "no-cache"))
         .body(PAGE.replace(TOKEN_REQUIRED, required))
 }
 
@@ -43,9 +59,8 @@ pub async fn file(file: web::Path<String>) -> Result<HttpResponse, ApiError> {
         "console.css" => (STYLE, "text/css; charset=utf-8"),
         other => return Err(ApiError::not_found(format!("no console file `{other}`"))),
     };
-    Ok(HttpResponse::Ok()
+    Ok(hardened(HttpResponse::Ok())
         .content_type(content_type)
-        .insert_header((header::CACHE_CONTROL, "no-cache"))
         .body(body))
 }
 
