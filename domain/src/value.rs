@@ -19,6 +19,35 @@ pub const MAX_AMOUNT_MINOR: u64 = MAX_PRICE_MINOR * MAX_ORDER_ITEMS as u64;
 /// Most units one order may list.
 pub const MAX_ORDER_ITEMS: usize = 1_000;
 
+/// Characters that show as nothing, or that reorder the text around them (bidirectional
+/// controls such as U+202E, which makes `Bob\u{202E}gnp.exe` display as `Bobexe.png`): a name
+/// made of them looks empty, an address with them looks like another. Refused in names and
+/// emails like control characters. Inclusive ranges, all in the Basic Multilingual Plane so
+/// that the API document's patterns can state them.
+pub const INVISIBLE: &[(char, char)] = &[
+    ('\u{00AD}', '\u{00AD}'), // soft hyphen
+    ('\u{034F}', '\u{034F}'), // combining grapheme joiner
+    ('\u{061C}', '\u{061C}'), // Arabic letter mark
+    ('\u{115F}', '\u{1160}'), // Hangul fillers
+    ('\u{17B4}', '\u{17B5}'), // Khmer inherent vowels
+    ('\u{180B}', '\u{180F}'), // Mongolian variation selectors and vowel separator
+    ('\u{200B}', '\u{200F}'), // zero-width space, non-joiner, joiner; LRM, RLM
+    ('\u{202A}', '\u{202E}'), // bidirectional embeddings and overrides
+    ('\u{2060}', '\u{206F}'), // word joiner, invisible operators, bidirectional isolates
+    ('\u{2800}', '\u{2800}'), // braille pattern blank
+    ('\u{3164}', '\u{3164}'), // Hangul filler
+    ('\u{FEFF}', '\u{FEFF}'), // zero-width no-break space (byte order mark)
+    ('\u{FFA0}', '\u{FFA0}'), // halfwidth Hangul filler
+    ('\u{FFF9}', '\u{FFFB}'), // interlinear annotation controls
+];
+
+/// Whether `c` is one of the [`INVISIBLE`] characters.
+pub fn is_invisible(c: char) -> bool {
+    INVISIBLE
+        .iter()
+        .any(|&(low, high)| (low..=high).contains(&c))
+}
+
 /// A non-empty, trimmed display name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -40,6 +69,15 @@ impl Name {
             return Err(DomainError::invalid(
                 field,
                 "must not contain control characters",
+            ));
+        }
+        if let Some(c) = trimmed.chars().find(|&c| is_invisible(c)) {
+            return Err(DomainError::invalid(
+                field,
+                format!(
+                    "must not contain invisible or direction-changing characters (found U+{:04X})",
+                    c as u32
+                ),
             ));
         }
         Ok(Self(trimmed.to_owned()))
@@ -73,6 +111,15 @@ impl Email {
         }
         if email.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(invalid("must not contain spaces"));
+        }
+        if let Some(c) = email.chars().find(|&c| is_invisible(c)) {
+            return Err(DomainError::invalid(
+                "email",
+                format!(
+                    "must not contain invisible or direction-changing characters (found U+{:04X})",
+                    c as u32
+                ),
+            ));
         }
         let Some((local, domain)) = email.split_once('@') else {
             return Err(invalid("is not an email address (no `@`)"));

@@ -181,6 +181,33 @@ fn a_name_has_no_control_characters() {
 }
 
 #[test]
+fn names_and_emails_refuse_invisible_and_direction_changing_characters() {
+    for sneaky in [
+        '\u{200B}', '\u{200D}', '\u{FEFF}', '\u{2060}', '\u{3164}', '\u{2800}', '\u{202E}',
+    ] {
+        // Alone (a name that looks empty), and inside an otherwise fine value.
+        let alone = sneaky.to_string();
+        assert_eq!(
+            invalid_field(Name::parse("name", &alone)),
+            "name",
+            "{sneaky:?}"
+        );
+        let inside = format!("Bob{sneaky}gnp.exe");
+        assert_eq!(
+            invalid_field(Name::parse("name", &inside)),
+            "name",
+            "{sneaky:?}"
+        );
+        let email = format!("bob{sneaky}@example.com");
+        assert_eq!(invalid_field(Email::parse(&email)), "email", "{sneaky:?}");
+    }
+    // Letters of other scripts and emoji stay welcome.
+    for fine in ["Zoë", "李雷", "Ada 🚀", "Ольга"] {
+        assert!(Name::parse("name", fine).is_ok(), "{fine}");
+    }
+}
+
+#[test]
 fn a_validation_error_names_the_field_it_was_given() {
     assert_eq!(invalid_field(Name::parse("title", "")), "title");
 }

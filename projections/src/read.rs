@@ -129,6 +129,16 @@ pub(crate) fn parse_xautoclaim(
         push_entries(stream, list, &mut read)?;
     }
     read.gone.clear();
+    // Redis took these off the pending list itself: they were never applied.
+    if let Some(Value::Array(deleted)) = parts.get(2) {
+        for id in deleted.iter().filter_map(text) {
+            tracing::warn!(
+                stream,
+                id,
+                "a pending entry was no longer in its stream; Redis dropped it unapplied"
+            );
+        }
+    }
     Ok((cursor, read))
 }
 

@@ -46,13 +46,25 @@ pub mod fields {
 
     /// What `str::trim` removes (Unicode's White_Space), as a regex class body.
     const SPACE: &str = r"\t\n\x0B\x0C\r \x85\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000";
-    /// What `char::is_control` refuses (Unicode's Cc), as a regex class body.
-    const CONTROL: &str = r"\x00-\x1F\x7F-\x9F";
+    /// What the domain refuses in names and emails besides spaces: `char::is_control`
+    /// (Unicode's Cc) and the invisible and direction-changing characters of
+    /// [`ordershop_domain::value::INVISIBLE`], as a regex class body.
+    fn refused() -> String {
+        let mut class = String::from(r"\x00-\x1F\x7F-\x9F");
+        for &(low, high) in ordershop_domain::value::INVISIBLE {
+            class.push_str(&format!("\\u{:04X}", low as u32));
+            if high != low {
+                class.push_str(&format!("-\\u{:04X}", high as u32));
+            }
+        }
+        class
+    }
 
     /// A name: 1 to `MAX_NAME_CHARS` characters once trimmed, none of them a control character.
     pub fn name_pattern() -> String {
+        let control = refused();
         format!(
-            "^[{SPACE}]*[^{SPACE}{CONTROL}](?:[^{CONTROL}]{{0,{inner}}}[^{SPACE}{CONTROL}])?[{SPACE}]*$",
+            "^[{SPACE}]*[^{SPACE}{control}](?:[^{control}]{{0,{inner}}}[^{SPACE}{control}])?[{SPACE}]*$",
             inner = MAX_NAME_CHARS - 2
         )
     }
@@ -61,9 +73,10 @@ pub mod fields {
     /// character, one `@` after a non-empty local part, and a domain of two or more non-empty
     /// dot-separated labels.
     pub fn email_pattern() -> String {
-        let part = format!("[^@.{SPACE}{CONTROL}]+");
+        let control = refused();
+        let part = format!("[^@.{SPACE}{control}]+");
         format!(
-            "^[{SPACE}]*(?=[^{SPACE}]{{1,{MAX_EMAIL_CHARS}}}[{SPACE}]*$)[^@{SPACE}{CONTROL}]+@{part}(?:\\.{part})+[{SPACE}]*$"
+            "^[{SPACE}]*(?=[^{SPACE}]{{1,{MAX_EMAIL_CHARS}}}[{SPACE}]*$)[^@{SPACE}{control}]+@{part}(?:\\.{part})+[{SPACE}]*$"
         )
     }
 

@@ -151,9 +151,16 @@ impl RedisCluster {
     }
 
     /// Moves `slot` from node `from` to node `to` with its keys, as `redis-cli --cluster
-    /// reshard` does: IMPORTING on the target, MIGRATING on the source, MIGRATE the keys in
-    /// batches, then the new owner announced to every node.
+    /// reshard` does by default: IMPORTING on the target, MIGRATING on the source, MIGRATE the
+    /// keys in batches of 10, then the new owner announced to every node.
     pub fn move_slot(&self, slot: u16, from: usize, to: usize) {
+        self.move_slot_in_batches(slot, from, to, 10);
+    }
+
+    /// [`move_slot`](Self::move_slot) with `batch` keys per MIGRATE (`redis-cli --cluster
+    /// reshard --cluster-pipeline <batch>`); the new owner is told first, then the old one,
+    /// then the others, as redis-cli does.
+    pub fn move_slot_in_batches(&self, slot: u16, from: usize, to: usize, batch: usize) {
         let (source, target) = (self.nodes[from].port(), self.nodes[to].port());
         let (source_id, target_id) = (self.node_id(source), self.node_id(target));
         let s = slot.to_string();
@@ -170,9 +177,12 @@ impl RedisCluster {
         );
         let target_port = target.to_string();
         loop {
-            let keys: Vec<String> = query(source, &["CLUSTER", "GETKEYSINSLOT", &s, "10"])
-                .and_then(|v| redis::from_redis_value(v).ok())
-                .unwrap_or_default();
+            let keys: Vec<String> = query(
+                source,
+                &["CLUSTER", "GETKEYSINSLOT", &s, &batch.to_string()],
+            )
+            .and_then(|v| redis::from_redis_value(v).ok())
+            .unwrap_or_default();
             if keys.is_empty() {
                 break;
             }
@@ -182,15 +192,22 @@ impl RedisCluster {
                 target_port.as_str(),
                 "",
                 "0",
-                "10000",
+                "60000",
                 "KEYS",
             ];
             args.extend(keys.iter().map(String::as_str));
             must(source, &args);
         }
-        for node in &self.nodes {
+        let mut order: Vec<u16> = vec![target, source];
+        order.extend(
+            self.nodes
+                .iter()
+                .map(RedisServer::port)
+                .filter(|p| *p != target && *p != source),
+        );
+        for port in order {
             must(
-                node.port(),
+                port,
                 &["CLUSTER", "SETSLOT", &s, "NODE", target_id.as_str()],
             );
         }

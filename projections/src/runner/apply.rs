@@ -29,6 +29,16 @@ impl<P: Projection> Runner<P> {
             ..StepReport::default()
         };
         if !read.gone.is_empty() {
+            // Pending entries the stream no longer holds (deleted or trimmed by hand): nothing
+            // to apply, but say so, since they were never applied.
+            for (stream, id) in &read.gone {
+                warn!(
+                    group = self.group(),
+                    %stream,
+                    %id,
+                    "a pending entry is no longer in its stream; acknowledged without applying it"
+                );
+            }
             report.acked += self.ack(read.gone.iter().map(|(s, id)| (s, *id))).await?;
         }
         let mut entries = read.entries;
@@ -240,7 +250,32 @@ impl<P: Projection> Runner<P> {
     }
 }
 
-/// The server answered with an error (as opposed to the connection failing).
+/// The server answered with an error about the entry (as opposed to the connection failing, or
+/// the cluster being in the middle of a change). Only these hint at a poison entry.
 fn is_server_reply(e: &redis::RedisError) -> bool {
-    matches!(e.kind(), ErrorKind::Server(_) | ErrorKind::Extension)
+    matches!(e.kind(), ErrorKind::Server(_) | ErrorKind::Extension) && !is_cluster_in_flux(e)
+}
+
+/// Answers that say the cluster (or the server) is changing under the call — a slot moving
+/// (`MOVED`, `ASK`, `TRYAGAIN`, a script that meets a key the node no longer serves), a primary
+/// being elected, a replica not yet promoted, a dataset loading. They say nothing about the
+/// entries: the step fails as a whole and is retried, nothing is split, parked or counted
+/// towards dead-lettering for them.
+fn is_cluster_in_flux(e: &redis::RedisError) -> bool {
+    use redis::ServerErrorKind as K;
+    matches!(
+        e.kind(),
+        ErrorKind::Server(
+            K::Moved
+                | K::Ask
+                | K::TryAgain
+                | K::ClusterDown
+                | K::MasterDown
+                | K::BusyLoading
+                | K::ReadOnly
+        )
+    ) || {
+        let text = e.to_string();
+        text.contains("non local key") || text.contains("TRYAGAIN") || text.contains("MOVED ")
+    }
 }

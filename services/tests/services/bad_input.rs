@@ -82,6 +82,9 @@ fn cases(customer: Uuid, product: Uuid, order: Uuid) -> Vec<Case> {
         case("PUT without a body", Product, put.clone(), format!("/product/{product}"), Body::None, 400, "bad_request"),
         // Well-formed but invalid: 422.
         case("bad email", Customer, post.clone(), "/customer", Body::Json(json!({"name": "Ada", "email": "ada"})), 422, "invalid"),
+        case("a name of nothing but invisible characters", Customer, post.clone(), "/customer", Body::Json(json!({"name": "\u{200B}\u{2060}\u{3164}", "email": "ada@example.com"})), 422, "invalid"),
+        case("a right-to-left override in a name", Customer, post.clone(), "/customer", Body::Json(json!({"name": "Bob\u{202E}gnp.exe", "email": "bob@example.com"})), 422, "invalid"),
+        case("a zero-width space in an email", Customer, post.clone(), "/customer", Body::Json(json!({"name": "Ada", "email": "ada\u{200B}@example.com"})), 422, "invalid"),
         case("empty name", Customer, post.clone(), "/customer", Body::Json(json!({"name": "  ", "email": "ada@example.com"})), 422, "invalid"),
         case("a list with one invalid item", Customer, post.clone(), "/customers", Body::Json(json!([ada, {"name": "Bob", "email": "bob@"}])), 422, "invalid"),
         case("negative price", Product, post.clone(), "/product", Body::Json(json!({"name": "W", "price": -5})), 422, "invalid"),
