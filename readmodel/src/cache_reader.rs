@@ -51,6 +51,36 @@ impl CacheReader {
         Ok(self.load(&[(kind, id)]).await?.pop())
     }
 
+    /// The entity and the version the cache holds it at (read in one round trip; the cache
+    /// writes both in one atomic step), or `None` when unknown or deleted.
+    pub async fn get_versioned(
+        &self,
+        kind: EntityKind,
+        id: Uuid,
+    ) -> Result<Option<(Entity, u64)>, ReadError> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("HGETALL").arg(keys::entity(kind, id));
+        pipe.cmd("LRANGE")
+            .arg(keys::order_product_ids(id))
+            .arg(0)
+            .arg(-1);
+        pipe.cmd("HGET")
+            .arg(keys::applied_versions(crate::names::ENTITY_CACHE, kind))
+            .arg(id.to_string());
+        let (fields, product_ids, version): (HashMap<String, String>, Vec<String>, Option<u64>) =
+            pipe.query_async(&mut self.conn.clone()).await?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        let product_ids = if kind == EntityKind::Order {
+            product_ids
+        } else {
+            Vec::new()
+        };
+        let entity = entity_from_fields(kind, &fields, &product_ids)?;
+        Ok(Some((entity, version.unwrap_or(0))))
+    }
+
     /// Every live entity of a type, sorted by id.
     pub async fn list(&self, kind: EntityKind) -> Result<Vec<Entity>, ReadError> {
         let ids: Vec<String> = redis::cmd("SMEMBERS")

@@ -213,6 +213,11 @@ impl From<CommandError> for ApiError {
             | CommandError::Append(e @ AppendError::NotReplicated { .. }) => {
                 Self::not_replicated(&e)
             }
+            e @ CommandError::PreconditionFailed { .. } => Self::new(
+                StatusCode::PRECONDITION_FAILED,
+                "precondition_failed",
+                e.to_string(),
+            ),
             CommandError::Store(e) => Self::infrastructure("command failed", &e),
             CommandError::Append(e) => Self::infrastructure("command failed", &e),
         }

@@ -10,3 +10,5 @@ pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
 /// Internal, service to gateway: the entity versions an append produced ([`crate::versions`]).
 pub const VERSIONS: &str = "x-ordershop-versions";
+/// `If-Match`, forwarded by the gateway with `PUT` and `DELETE` ([`crate::precondition`]).
+pub const IF_MATCH: &str = "if-match";

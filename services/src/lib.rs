@@ -28,6 +28,7 @@ pub mod http;
 pub mod idempotency;
 pub mod messages;
 pub mod openapi;
+pub mod precondition;
 pub mod request_id;
 pub mod role;
 pub mod routes;

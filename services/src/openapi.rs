@@ -462,6 +462,48 @@ fn ok(description: &str, schema: RefOr<Schema>) -> utoipa::openapi::Response {
         .build()
 }
 
+/// A response that carries the entity's version as its `ETag`.
+fn with_etag(mut response: utoipa::openapi::Response) -> utoipa::openapi::Response {
+    response.headers.insert(
+        "ETag".to_owned(),
+        utoipa::openapi::HeaderBuilder::new()
+            .schema(
+                ObjectBuilder::new()
+                    .schema_type(SchemaType::Type(Type::String))
+                    .pattern(Some("^\"[0-9]+\"$")),
+            )
+            .description(Some("the entity's version, quoted: `\"3\"`"))
+            .build(),
+    );
+    response
+}
+
+/// `If-Match` on a PUT or DELETE, and its 412.
+fn precondition(op: OperationBuilder) -> OperationBuilder {
+    op.parameter(
+        ParameterBuilder::new()
+            .name("If-Match")
+            .parameter_in(ParameterIn::Header)
+            .required(Required::False)
+            .description(Some(
+                "carry the change out only if the entity is still at one of these versions \
+                 (the `ETag` a GET answered, e.g. `\"3\"`), or exists (`*`)",
+            ))
+            .schema(Some(
+                ObjectBuilder::new()
+                    .schema_type(SchemaType::Type(Type::String))
+                    .pattern(Some(
+                        "^(\\*|(W/)?\"[0-9]{1,19}\"(, *(W/)?\"[0-9]{1,19}\")*)$",
+                    ))
+                    .build(),
+            )),
+    )
+    .response(
+        "412",
+        error("If-Match names other versions than the entity's; nothing was appended"),
+    )
+}
+
 fn error(description: &str) -> utoipa::openapi::Response {
     ResponseBuilder::new()
         .description(description)
@@ -656,14 +698,17 @@ fn operation(route: &GatewayRoute) -> utoipa::openapi::path::Operation {
             .summary(Some(format!("One {kind}")))
             .response(
                 "200",
-                ok(
-                    &format!("the {kind}, or null when unknown or deleted"),
+                with_etag(ok(
+                    &format!(
+                        "the {kind}, or null when unknown or deleted; `ETag` is its version \
+                         (for `If-Match` on a later PUT or DELETE)"
+                    ),
                     OneOfBuilder::new()
                         .item(schema_ref(entity_schema(kind)))
                         .item(ObjectBuilder::new().schema_type(SchemaType::Type(Type::Null)))
                         .build()
                         .into_schema(),
-                ),
+                )),
             )
             .response("400", error(BAD_REQUEST))
             .response("503", error(UNAVAILABLE)),
@@ -702,15 +747,18 @@ fn operation(route: &GatewayRoute) -> utoipa::openapi::path::Operation {
                     "Replace a {kind} (an `id` in the body must match the path)"
                 )))
                 .request_body(body(true, schema_ref(body_schema(kind))))
-                .response("200", ok("done", bool::schema()));
-            command_errors(op, true, true)
+                .response(
+                    "200",
+                    with_etag(ok("done; `ETag` is the new version", bool::schema())),
+                );
+            precondition(command_errors(op, true, true))
         }
         GatewayOp::Delete(kind) => {
             let op = op
                 .tag(kind.as_str())
                 .summary(Some(format!("Delete a {kind}")))
                 .response("200", ok("done", bool::schema()));
-            command_errors(op, false, true)
+            precondition(command_errors(op, false, true))
         }
         GatewayOp::UnbilledOrders => op
             .tag(EntityKind::Order.as_str())

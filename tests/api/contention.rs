@@ -227,3 +227,89 @@ async fn grouped_creates_and_single_updates_on_the_same_products_all_get_answers
         );
     }
 }
+
+/// `If-Match` makes a PUT or DELETE conditional on the version a GET answered in `ETag`: of ten
+/// concurrent PUTs made against the same version, exactly one lands; the others get 412 and
+/// append nothing. Through the gateway's in-process commands and over HTTP to the services.
+async fn if_match_lets_one_of_concurrent_writers_win(layout: Layout) {
+    let shop = Shop::start(layout).await;
+    let id = shop
+        .create(
+            "/customer",
+            json!({"name": "Ada", "email": "ada@example.com"}),
+        )
+        .await
+        .remove(0);
+    let path = format!("/customer/{id}");
+    let etag_of = |response: &reqwest::Response| {
+        response
+            .headers()
+            .get("etag")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let got = shop
+        .http
+        .get(shop.gateway(&path))
+        .send()
+        .await
+        .expect("GET");
+    let tag = etag_of(&got).expect("GET of an entity answers with an ETag");
+    assert_eq!(tag, "\"1\"");
+
+    let before = shop.stream_lengths().await;
+    let writers = (0..10).map(|i| {
+        let request = shop
+            .http
+            .put(shop.gateway(&path))
+            .header("If-Match", tag.as_str())
+            .json(&json!({"name": format!("Ada {i}"), "email": "ada@example.com"}));
+        async move {
+            let response = request.send().await.expect("PUT");
+            (response.status().as_u16(), etag_of(&response))
+        }
+    });
+    let answers = futures::future::join_all(writers).await;
+    let won: Vec<&(u16, Option<String>)> = answers.iter().filter(|(s, _)| *s == 200).collect();
+    let refused = answers.iter().filter(|(s, _)| *s == 412).count();
+    assert_eq!((won.len(), refused), (1, 9), "{answers:?}");
+    assert_eq!(
+        won[0].1.as_deref(),
+        Some("\"2\""),
+        "the winner's new version"
+    );
+    let after = shop.stream_lengths().await;
+    assert_eq!(
+        after["events:customer_updated"],
+        before["events:customer_updated"] + 1,
+        "only the winner appended"
+    );
+
+    // A DELETE against the old version is refused; against the current one it goes through.
+    let delete = |tag: &'static str| {
+        shop.http
+            .delete(shop.gateway(&path))
+            .header("If-Match", tag)
+            .send()
+    };
+    let stale = delete("\"1\"").await.expect("DELETE");
+    assert_eq!(stale.status(), 412);
+    let body: Value = stale.json().await.expect("a JSON error");
+    assert_eq!(body["error"], "precondition_failed");
+    assert_eq!(shop.stream_lengths().await, after, "nothing appended");
+    // What is not one of the shop's entity tags matches no version.
+    let garbage = delete("yesterday").await.expect("DELETE");
+    assert_eq!(garbage.status(), 412);
+    assert_eq!(delete("\"2\"").await.expect("DELETE").status(), 200);
+    assert_eq!(shop.get(&path).await, (200, Value::Null));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn if_match_in_one_process() {
+    if_match_lets_one_of_concurrent_writers_win(Layout::OneProcess).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn if_match_over_http_to_the_services() {
+    if_match_lets_one_of_concurrent_writers_win(Layout::ProcessPerRole).await;
+}

@@ -49,6 +49,13 @@ pub enum CommandError {
     /// Appending failed for another reason than a conflict.
     #[error(transparent)]
     Append(AppendError),
+    /// The client's `If-Match` names other versions than the entity's; nothing was appended.
+    #[error("the {kind} is at version {current}, not {wanted} (If-Match); nothing was changed")]
+    PreconditionFailed {
+        kind: EntityKind,
+        current: u64,
+        wanted: crate::precondition::IfMatch,
+    },
 }
 
 /// How long the answer of a command made under an `Idempotency-Key` is kept.
@@ -180,6 +187,8 @@ pub struct CommandService {
     request_id: Option<String>,
     /// The request's `Idempotency-Key`, if it sent one.
     idempotency: Option<IdempotencyKey>,
+    /// The request's `If-Match`, for the entity a `PUT` or `DELETE` is about.
+    if_match: Option<crate::precondition::IfMatch>,
 }
 
 impl CommandService {
@@ -192,7 +201,15 @@ impl CommandService {
             metrics: None,
             request_id: None,
             idempotency: None,
+            if_match: None,
         }
+    }
+
+    /// A handle whose update or delete is carried out only if the entity is at a version
+    /// `if_match` accepts (see [`crate::precondition`]).
+    pub fn with_precondition(mut self, if_match: Option<crate::precondition::IfMatch>) -> Self {
+        self.if_match = if_match;
+        self
     }
 
     /// A handle whose commands happen at most once for this key (see [`IdempotencyKey`]).
@@ -241,13 +258,50 @@ impl CommandService {
         draft: T::Draft,
     ) -> Result<Written, CommandError> {
         let (store, draft) = (&self.store, &draft);
-        self.run(vec![id], move || T::plan_update(store, id, draft))
-            .await
+        let plan = move || async move {
+            let append = T::plan_update(store, id, draft).await?;
+            self.check_precondition(T::KIND, id, &append)?;
+            Ok(append)
+        };
+        self.run(vec![id], plan).await
     }
 
     pub async fn delete<T: EntityCommands>(&self, id: Uuid) -> Result<Written, CommandError> {
         let store = &self.store;
-        self.run(vec![id], move || T::plan_delete(store, id)).await
+        let plan = move || async move {
+            let append = T::plan_delete(store, id).await?;
+            self.check_precondition(T::KIND, id, &append)?;
+            Ok(append)
+        };
+        self.run(vec![id], plan).await
+    }
+
+    /// Refuses a planned change whose entity is not at a version the request's `If-Match`
+    /// accepts. The version checked is the one the append is guarded by, so the check holds
+    /// at the moment of the append.
+    fn check_precondition(
+        &self,
+        kind: EntityKind,
+        id: Uuid,
+        append: &Append,
+    ) -> Result<(), CommandError> {
+        let Some(wanted) = &self.if_match else {
+            return Ok(());
+        };
+        let current = append
+            .expectations
+            .iter()
+            .find(|e| e.kind == kind && e.id == id)
+            .map_or(0, |e| e.version);
+        if wanted.accepts(current) {
+            Ok(())
+        } else {
+            Err(CommandError::PreconditionFailed {
+                kind,
+                current,
+                wanted: wanted.clone(),
+            })
+        }
     }
 
     /// The answer recorded under the request's idempotency key, if there is one.

@@ -22,8 +22,9 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Response headers relayed back to the client besides the body. The service's versions header
 /// is internal: the gateway reads it ([`Relayed::versions`]) and never passes it on.
-const RELAYED_HEADERS: [&str; 4] = [
+const RELAYED_HEADERS: [&str; 5] = [
     "content-type",
+    "etag",
     crate::headers::IDEMPOTENT_REPLAYED,
     "retry-after",
     "allow",
@@ -40,6 +41,8 @@ pub struct Outgoing<'a> {
     pub request_id: Option<crate::request_id::RequestId>,
     /// The client's `Idempotency-Key`, forwarded as is (the service validates it).
     pub idempotency_key: Option<&'a [u8]>,
+    /// The client's `If-Match`, forwarded as is (the service parses and honours it).
+    pub if_match: Option<&'a [u8]>,
     /// The path's entity id, for `PUT` and `DELETE` (the gateway's route parsed it).
     pub id: Option<uuid::Uuid>,
 }
@@ -175,6 +178,9 @@ impl Forwarder {
         if let Some(key) = request.idempotency_key {
             builder = builder.header(crate::headers::IDEMPOTENCY_KEY, key);
         }
+        if let Some(tags) = request.if_match {
+            builder = builder.header(crate::headers::IF_MATCH, tags);
+        }
         let response = builder.send().await.map_err(unreachable)?;
         let status = response.status().as_u16();
         let head = response.headers().clone();
@@ -195,6 +201,7 @@ async fn in_process(service: &CommandService, kind: EntityKind, request: Outgoin
         path: request.path(),
         request_id: request.request_id.as_ref().map(RequestId::as_str),
         idempotency_key: request.idempotency_key,
+        if_match: request.if_match,
     };
     let response = run_in_process(service, kind, call, request.id, &request.body).await;
     let status = response.status().as_u16();

@@ -7,6 +7,7 @@ use crate::commands::{CommandService, EntityCommands, Written};
 use crate::error::ApiError;
 use crate::headers;
 use crate::idempotency;
+use crate::precondition::{etag, IfMatch};
 use crate::request_id::RequestId;
 use crate::routes::{EntityPaths, Method};
 use crate::versions::header_value;
@@ -78,6 +79,8 @@ pub struct CommandCall<'a> {
     pub request_id: Option<&'a str>,
     /// The `Idempotency-Key` header's value, as sent.
     pub idempotency_key: Option<&'a [u8]>,
+    /// The `If-Match` header's value, as sent (`PUT` and `DELETE` honour it).
+    pub if_match: Option<&'a [u8]>,
 }
 
 impl<'a> CommandCall<'a> {
@@ -90,6 +93,7 @@ impl<'a> CommandCall<'a> {
                 .headers()
                 .get(headers::IDEMPOTENCY_KEY)
                 .map(|v| v.as_bytes()),
+            if_match: req.headers().get(headers::IF_MATCH).map(|v| v.as_bytes()),
         }
     }
 
@@ -103,7 +107,11 @@ impl<'a> CommandCall<'a> {
     ) -> Result<CommandService, ApiError> {
         let key = idempotency::key_of(self.idempotency_key)?;
         let once = idempotency::scoped(kind, key, self.method, self.path, body);
-        Ok(service.for_request(self.request_id).with_idempotency(once))
+        let if_match = self.if_match.map(IfMatch::parse);
+        Ok(service
+            .for_request(self.request_id)
+            .with_idempotency(once)
+            .with_precondition(if_match))
     }
 }
 
@@ -201,7 +209,16 @@ async fn update<T: HttpCommands>(
     let service = call.service(service, T::KIND, Some(&body))?;
     let draft = wire::update_draft::<T::Body>(id, body)?;
     let written = service.update::<T>(id, draft).await?;
-    Ok(success(&written).json(true))
+    let mut response = success(&written);
+    // The entity's new version is its new entity tag.
+    if let Some(stamp) = written
+        .versions
+        .iter()
+        .find(|v| v.kind == T::KIND && v.id == id)
+    {
+        response.insert_header((actix_web::http::header::ETAG, etag(stamp.version)));
+    }
+    Ok(response.json(true))
 }
 
 /// `DELETE /<item>/{id}`: answers `true`.

@@ -109,8 +109,13 @@ async fn get_one(
     kind: EntityKind,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let entity = gateway.cache().get(kind, id.into_inner()).await?;
-    Ok(HttpResponse::Ok().json(entity.as_ref().map(entity_json)))
+    // With its version as its entity tag, for `If-Match` on a later PUT or DELETE.
+    match gateway.cache().get_versioned(kind, id.into_inner()).await? {
+        Some((entity, version)) => Ok(HttpResponse::Ok()
+            .insert_header((header::ETAG, crate::precondition::etag(version)))
+            .json(entity_json(&entity))),
+        None => Ok(HttpResponse::Ok().json(serde_json::Value::Null)),
+    }
 }
 
 /// `GET /orders/unbilled`
@@ -282,6 +287,10 @@ async fn forward(
         idempotency_key: req
             .headers()
             .get(crate::headers::IDEMPOTENCY_KEY)
+            .map(|v| v.as_bytes()),
+        if_match: req
+            .headers()
+            .get(crate::headers::IF_MATCH)
             .map(|v| v.as_bytes()),
         body: body.0,
         request_id: req.extensions().get::<RequestId>().cloned(),
