@@ -3,11 +3,14 @@
 //! ([`crate::local_shop`]).
 
 use crate::local_shop::{self, LocatedShop};
+use anstream::println;
 use anyhow::{bail, Context};
-use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, ContentArrangement, Table};
 use indicatif::{ProgressBar, ProgressStyle};
 use ordershop_eventstore::RedisConfig;
-use ordershop_projections::{group_status, rebuild_projection, wiped_key_patterns, ProjectionName};
+use ordershop_projections::{
+    rebuild_projection, shop_exists, statuses, wiped_key_patterns, ProjectionName, DOWN_AFTER,
+};
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
@@ -74,16 +77,36 @@ pub async fn rebuild(projection: ProjectionName, yes: bool) -> anyhow::Result<Ex
     Ok(ExitCode::SUCCESS)
 }
 
+/// `status`: exit 0 when every projection is running (and, with `max_lag`, no more than that
+/// behind); 1 when one is behind or down; 2 when there is no shop where it looked (an empty
+/// Redis, a wrong namespace), so that a check pointed at the wrong place never passes.
 pub async fn status(max_lag: Option<u64>, json: bool) -> anyhow::Result<ExitCode> {
     let redis = shop_redis()?;
-    let groups = group_status(&redis)
+    let reading = || format!("reading consumer groups from {}", redis.redacted_url());
+    let mut conn = ordershop_eventstore::RedisConnection::connect(&redis)
         .await
-        .with_context(|| format!("reading consumer groups from {}", redis.redacted_url()))?;
+        .with_context(reading)?;
+    if !shop_exists(&mut conn).await.with_context(reading)? {
+        let namespace = ordershop_eventstore::keys::namespace().name().map_or_else(
+            || "without a namespace".to_owned(),
+            |n| format!("in namespace {n}"),
+        );
+        eprintln!(
+            "no shop here: Redis at {} holds no event log {namespace} (is this the shop's Redis, and its namespace?)",
+            redis.redacted_url()
+        );
+        return Ok(ExitCode::from(2));
+    }
+    let groups = statuses(&mut conn).await.with_context(reading)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&groups)?);
     } else {
         let mut table = Table::new();
-        table.load_preset(UTF8_FULL_CONDENSED).set_header(vec![
+        // Wrapped to the terminal's width (a pipe gets whole lines).
+        table
+            .load_preset(UTF8_FULL_CONDENSED)
+            .set_content_arrangement(ContentArrangement::Dynamic);
+        table.set_header(vec![
             "group",
             "consumers",
             "pending",
@@ -93,7 +116,7 @@ pub async fn status(max_lag: Option<u64>, json: bool) -> anyhow::Result<ExitCode
             "last error",
         ]);
         for g in &groups {
-            let consumers = if g.consumers.is_empty() {
+            let mut consumers = if g.consumers.is_empty() {
                 "-".to_owned()
             } else {
                 g.consumers
@@ -110,6 +133,12 @@ pub async fn status(max_lag: Option<u64>, json: bool) -> anyhow::Result<ExitCode
                     .collect::<Vec<_>>()
                     .join("\n")
             };
+            if g.down {
+                consumers = format!(
+                    "DOWN: no heartbeat for over {} s\n{consumers}",
+                    DOWN_AFTER.as_secs()
+                );
+            }
             table.add_row(vec![
                 Cell::new(g.group),
                 Cell::new(consumers),
@@ -142,6 +171,15 @@ pub async fn status(max_lag: Option<u64>, json: bool) -> anyhow::Result<ExitCode
         println!("{table}");
     }
     if let Some(max) = max_lag {
+        let down: Vec<&str> = groups.iter().filter(|g| g.down).map(|g| g.group).collect();
+        if !down.is_empty() {
+            eprintln!(
+                "down (no consumer alive for over {} s): {}",
+                DOWN_AFTER.as_secs(),
+                down.join(", ")
+            );
+            return Ok(ExitCode::from(1));
+        }
         let behind: Vec<String> = groups
             .iter()
             .filter(|g| g.is_behind(max))

@@ -213,8 +213,13 @@ fn rebuildable_projection() -> impl clap::builder::TypedValueParser<Value = Proj
 
 impl Cli {
     /// The log level when `RUST_LOG` is unset.
+    /// The roles log what they do; operator commands print their results and log only
+    /// problems (so a result is not said twice).
     pub fn default_log_level(&self) -> &'static str {
-        "info"
+        match self.command {
+            Command::Serve { .. } | Command::Up { .. } => "info",
+            _ => "warn",
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! (the rules are in `ordershop_projections::dead_letters`).
 
 use crate::admin::shop_redis;
+use anstream::println;
 use anyhow::{bail, Context};
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
 use ordershop_eventstore::{EntryId, RedisConnection};

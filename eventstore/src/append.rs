@@ -228,6 +228,17 @@ pub enum AppendError {
         confirmed: u32,
         command: WaitCommand,
     },
+    /// A stream's highest entry is one the store cannot append after: at the top of the ID
+    /// space, or far in the future (written by hand). Nothing was appended; it stays so until
+    /// an operator removes that entry.
+    #[error(
+        "the stream {stream} has reached the ID {entry}, which the store cannot append after (at \
+         the end of the ID space, or more than a day ahead of the server's clock: an entry \
+         written without the store); nothing was appended. To append to it again: XDEL {stream} \
+         {entry}, then XSETID {stream} <the highest ID left in it, or 0-1>, and XGROUP SETID \
+         {stream} <group> <that ID> for each group that read past it"
+    )]
+    Blocked { stream: String, entry: String },
     #[error("event store unavailable")]
     Redis(#[from] redis::RedisError),
     #[error("unexpected reply from the append function: {0}")]

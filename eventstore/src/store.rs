@@ -668,6 +668,10 @@ fn interpret_reply(append: &Append, reply: Value) -> Result<Vec<Appended>, Appen
             response: items.get(1).and_then(as_string).unwrap_or_default(),
         }),
         -2 => Err(AppendError::KeyReused),
+        -3 => Err(AppendError::Blocked {
+            stream: items.get(1).and_then(as_string).unwrap_or_default(),
+            entry: items.get(2).and_then(as_string).unwrap_or_default(),
+        }),
         1 => {
             if items.len() != append.events.len() + 1 {
                 return Err(protocol("wrong number of IDs"));

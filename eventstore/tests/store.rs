@@ -729,3 +729,105 @@ async fn one_append_can_carry_the_events_of_several_requests_each_with_its_reque
         vec![Some("req-1".to_owned()), Some("req-1".to_owned()), None]
     );
 }
+
+#[tokio::test]
+async fn an_entry_the_store_cannot_append_after_refuses_the_append_whole_and_names_itself() {
+    for (top, what) in [
+        (
+            "18446744073709551615-18446744073709551615".to_owned(),
+            "the end of the ID space",
+        ),
+        (
+            format!("{}-0", now_ms() + 30 * 24 * 3_600_000),
+            "a month ahead",
+        ),
+    ] {
+        let server = RedisServer::start();
+        let store = store(&server).await;
+        let mut conn = store.connection();
+        let ada = customer("ada");
+        store
+            .append_guarded(&Append::new().change(Change::created(ada.clone())))
+            .await
+            .unwrap();
+        let _: String = redis::cmd("XADD")
+            .arg("events:product_created")
+            .arg(&top)
+            .arg("event_id")
+            .arg(Uuid::new_v4().to_string())
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let before = xlen_all(&store).await;
+        let clock_before = store.last_issued().await.unwrap();
+
+        // An append that writes another stream first, then the blocked one: refused whole.
+        let widget = product(100);
+        let err = store
+            .append_guarded(
+                &Append::new()
+                    .expect(EntityKind::Customer, ada.id.0, 1)
+                    .change(Change::updated(customer_named(&ada, "ada 2")))
+                    .change(Change::created(widget.clone())),
+            )
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, AppendError::Blocked { .. }), "{what}: {text}");
+        assert!(
+            text.contains("events:product_created") && text.contains(&top),
+            "{what}: {text}"
+        );
+        assert_eq!(xlen_all(&store).await, before, "{what}: nothing appended");
+        assert_eq!(
+            store.head::<Customer>(ada.id.0).await.unwrap().version,
+            1,
+            "{what}: no head moved"
+        );
+        let clock = store.last_issued().await.unwrap();
+        assert!(
+            clock.ms < now_ms() + 60_000,
+            "{what}: the clock is not pinned ahead: {clock} (was {clock_before})"
+        );
+        // Other streams still take appends, with IDs above what was taken back.
+        let later = store
+            .append_guarded(&Append::new().change(Change::created(customer("bob"))))
+            .await
+            .unwrap();
+        assert!(later[0].entry_id > clock_before);
+
+        // Deleting the entry is not enough (the stream's last ID stays there)...
+        let _: u64 = redis::cmd("XDEL")
+            .arg("events:product_created")
+            .arg(&top)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let still = store
+            .append_guarded(&Append::new().change(Change::created(widget.clone())))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(still, AppendError::Blocked { .. }),
+            "{what}: {still}"
+        );
+        // ...once the operator also resets it, as the error says, the stream takes appends.
+        let _: () = redis::cmd("XSETID")
+            .arg("events:product_created")
+            .arg("0-1")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        store
+            .append_guarded(&Append::new().change(Change::created(widget)))
+            .await
+            .unwrap();
+    }
+}
+
+fn customer_named(customer: &Customer, name: &str) -> Customer {
+    Customer {
+        name: Name::parse("name", name).expect("a name"),
+        ..customer.clone()
+    }
+}

@@ -41,7 +41,7 @@ pub use msg::MsgDelivery;
 pub use projection::{Mode, Projection, Replayable};
 pub use rebuild::{is_rebuildable, rebuild_projection, wiped_key_patterns, RebuildReport};
 pub use runner::{run_until_stopped, Runner, RunnerOptions, Source, StepReport};
-pub use status::{group_status, statuses, ConsumerStatus, GroupStatus};
+pub use status::{group_status, shop_exists, statuses, ConsumerStatus, GroupStatus, DOWN_AFTER};
 
 use ordershop_eventstore::Stream;
 use ordershop_readmodel::keys;

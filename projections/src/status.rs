@@ -13,6 +13,11 @@ use redis::Value;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
+/// How long a group may go without any consumer's heartbeat before it counts as down: three
+/// heartbeat intervals.
+pub const DOWN_AFTER: std::time::Duration =
+    std::time::Duration::from_secs(3 * crate::runner::health::BEAT_EVERY.as_secs());
+
 /// One consumer of a group, summed over the group's streams.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ConsumerStatus {
@@ -54,6 +59,9 @@ pub struct GroupStatus {
     pub dead_letters_discarded: u64,
     /// A rebuild holds the projection's pause lease.
     pub paused: bool,
+    /// No consumer of the group has said it is alive within [`DOWN_AFTER`]: the projection is
+    /// stopped (or stuck), whatever its lag says now.
+    pub down: bool,
     /// What went wrong last, if anything ever did.
     pub last_error: Option<crate::runner::health::LastError>,
 }
@@ -76,6 +84,15 @@ fn as_text<S: serde::Serializer>(id: &Option<EntryId>, s: S) -> Result<S::Ok, S:
         Some(id) => s.serialize_some(&id.to_string()),
         None => s.serialize_none(),
     }
+}
+
+/// Whether there is a shop at all where `conn` points: the store's clock, or any event stream.
+/// An empty Redis, or a wrong namespace, has neither.
+pub async fn shop_exists(conn: &mut RedisConnection) -> Result<bool, ProjectionError> {
+    let mut keys = vec![ordershop_eventstore::keys::clock()];
+    keys.extend(ordershop_eventstore::Stream::all().iter().map(|s| s.key()));
+    let found: u64 = redis::cmd("EXISTS").arg(&keys).query_async(conn).await?;
+    Ok(found > 0)
 }
 
 /// The status of every projection's group.
@@ -123,6 +140,7 @@ pub(crate) async fn status_of(
         dead_letters_retried: 0,
         dead_letters_discarded: 0,
         paused: false,
+        down: false,
         last_error: None,
     };
     let mut by_name: BTreeMap<String, ConsumerStatus> = BTreeMap::new();
@@ -228,9 +246,27 @@ pub(crate) async fn status_of(
         .query_async(conn)
         .await?;
     status.paused = paused == 1;
+    // A group that exists but whose consumers have all gone quiet. (A group not made yet is
+    // lag, not down: its projection never started.)
+    status.down = status.streams_without_group < status.streams && !any_alive(&beats, now);
     (status.dead_letters_retried, status.dead_letters_discarded) =
         crate::dead_letters::actions(conn, projection).await?;
     Ok(status)
+}
+
+/// Whether any of a group's heartbeats (consumer -> unix ms) is younger than [`DOWN_AFTER`].
+fn any_alive(beats: &std::collections::HashMap<String, u64>, now_ms: u64) -> bool {
+    let bound = DOWN_AFTER.as_millis() as u64;
+    beats.values().any(|at| now_ms.saturating_sub(*at) <= bound)
+}
+
+/// Whether `projection` is down: no consumer of it said it was alive within [`DOWN_AFTER`].
+pub async fn is_down(
+    conn: &mut RedisConnection,
+    projection: ProjectionName,
+) -> Result<bool, ProjectionError> {
+    let (_, beats) = crate::runner::health::read(conn, projection.name()).await?;
+    Ok(!any_alive(&beats, crate::runner::health::now_ms()))
 }
 
 /// Entries of a stream after `after`, counted up to [`COUNT_PAGE`].

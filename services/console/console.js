@@ -100,6 +100,9 @@
     return h < 48 ? `${h} h ago` : `${Math.round(h / 24)} d ago`;
   }
 
+  // A consumer whose heartbeat is older than three intervals is down (as `ordershop status`).
+  const DOWN_AFTER_MS = 15000;
+
   const seconds = (ms) => (ms == null ? 'no heartbeat' : `${(Number(ms) / 1000).toFixed(1)} s`);
 
   // JSON.parse, except that integers beyond 2^53 stay exact as strings (money() takes both).
@@ -309,7 +312,13 @@
       { label: 'done', cell: (b) => yesNo(b.done, 'done', 'open') },
     ],
     projections: [
-      { label: 'group', cell: (p) => el('strong', {}, p.group) },
+      {
+        label: 'group',
+        cell: (p) =>
+          p.down
+            ? el('span', { title: 'no consumer has sent a heartbeat for three intervals' }, el('strong', {}, p.group), ' ', badge('down', 'bad'))
+            : el('strong', {}, p.group),
+      },
       { label: 'lag', cell: (p) => warnIfPositive(p.lag), class: 'num' },
       { label: 'pending', cell: (p) => warnIfPositive(p.pending), class: 'num' },
       {
@@ -332,13 +341,16 @@
                   { class: 'consumer', title: `${c.pending} pending, idle ${seconds(c.idle_ms)}` },
                   c.name,
                   ' ',
-                  el('span', { class: 'muted' }, seconds(c.heartbeat_age_ms)),
+                  c.heartbeat_age_ms == null || Number(c.heartbeat_age_ms) > DOWN_AFTER_MS
+                    ? badge(c.heartbeat_age_ms == null ? 'no heartbeat' : `down ${seconds(c.heartbeat_age_ms)}`, 'bad')
+                    : el('span', { class: 'muted' }, seconds(c.heartbeat_age_ms)),
                 ),
               )
             : el('span', { class: 'muted' }, 'none'),
       },
       { label: 'paused', cell: (p) => (p.paused ? badge('paused', 'warn') : el('span', { class: 'muted' }, 'no')) },
-      { label: 'last error', cell: (p) => lastError(p.last_error) },
+      // Red while it still has parked entries to show for it; an old error is history.
+      { label: 'last error', cell: (p) => lastError(p.last_error, Number(p.dead_lettered) > 0 || p.down) },
     ],
     deadLetters: [
       { label: 'projection', cell: (d) => d.projection },
@@ -371,12 +383,12 @@
     return Number(n) > 0 ? badge(count(n), 'warn') : count(n);
   }
 
-  function lastError(error) {
+  function lastError(error, current) {
     if (!error) return el('span', { class: 'muted' }, '—');
     return el(
       'div',
-      { class: 'last-error', title: `consumer ${error.consumer ?? '?'}` },
-      badge(error.kind, 'bad'),
+      { class: current ? 'last-error' : 'last-error past', title: `consumer ${error.consumer ?? '?'}` },
+      badge(error.kind, current ? 'bad' : 'warn'),
       ' ',
       error.message,
       error.entry ? el('div', { class: 'muted' }, 'entry ', el('code', {}, error.entry)) : null,
@@ -520,6 +532,9 @@
     const key = button.closest('[data-dead-letter]')?.dataset.deadLetter;
     if (!key) return;
     const action = button.dataset.action;
+    if (action === 'discard' && !window.confirm(`Discard the parked entry ${key}? It is removed for good; the event stays in the log.`)) {
+      return;
+    }
     if (needsToken()) {
       askForToken(`Enter the token to ${action} dead letters.`);
       $('token-input').focus();

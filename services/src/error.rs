@@ -218,6 +218,15 @@ impl From<CommandError> for ApiError {
                 "precondition_failed",
                 e.to_string(),
             ),
+            CommandError::Append(e @ AppendError::Blocked { .. }) => {
+                // Not a passing outage: retrying cannot help until an operator acts.
+                tracing::error!(error = %e, "an append is refused by an entry written by hand");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "log_blocked",
+                    e.to_string(),
+                )
+            }
             CommandError::Store(e) => Self::infrastructure("command failed", &e),
             CommandError::Append(e) => Self::infrastructure("command failed", &e),
         }

@@ -75,6 +75,7 @@ pub struct Metrics {
     projection_applied: Family<ProjectionLabels, Counter>,
     projection_pending: Family<ProjectionLabels, Gauge>,
     projection_lag: Family<ProjectionLabels, Gauge>,
+    projection_down: Family<ProjectionLabels, Gauge>,
     projection_dead_lettered: Family<ProjectionLabels, Counter>,
     dead_letters: [Family<ProjectionLabels, Gauge>; 3],
     last_error_time: Family<ProjectionLabels, Gauge>,
@@ -146,6 +147,12 @@ impl Metrics {
             "Entries not yet delivered to a projection's group",
             projection_lag.clone(),
         );
+        let projection_down = Family::<ProjectionLabels, Gauge>::default();
+        registry.register(
+            "projection_down",
+            "1 when no consumer of the projection has sent a heartbeat for three intervals",
+            projection_down.clone(),
+        );
         let projection_dead_lettered = Family::<ProjectionLabels, Counter>::default();
         registry.register(
             "projection_dead_lettered",
@@ -193,6 +200,7 @@ impl Metrics {
             projection_applied,
             projection_pending,
             projection_lag,
+            projection_down,
             projection_dead_lettered,
             dead_letters,
             last_error_time,
@@ -268,6 +276,13 @@ impl Metrics {
         self.projection_lag
             .get_or_create(&labels)
             .set(as_gauge(lag));
+    }
+
+    /// Whether a projection is down (no consumer's heartbeat for three intervals).
+    pub fn projection_down(&self, projection: &'static str, down: bool) {
+        self.projection_down
+            .get_or_create(&ProjectionLabels { projection })
+            .set(i64::from(down));
     }
 
     /// A group's dead letters, as last read from Redis: parked now, retried, discarded.

@@ -388,6 +388,9 @@ async fn the_console_in_a_real_browser() {
         std::fs::write(file, browser.screenshot().await).expect("the screenshot is written");
     }
     browser.click(&discard).await;
+    // Discarding asks first, naming the entry.
+    let question = browser.accept_confirmation(Duration::from_secs(5)).await;
+    assert!(question.contains("entity-cache/"), "{question}");
     crate::helpers::eventually("the discard to remove the entry", CATCH_UP, || async {
         parked(&shop).await.is_empty()
     })

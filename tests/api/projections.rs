@@ -672,3 +672,116 @@ async fn dead_letters_are_listed_retried_and_discarded_from_the_command_line() {
     // The poison entry was also parked by the CRM's groups, which keep theirs.
     assert_eq!(dead_letters(&shop, "crm").len(), 1);
 }
+
+/// `ordershop status` never says green by mistake: where there is no shop (an empty Redis, or a
+/// namespace the shop does not use) it exits 2; a projection whose consumers stopped sending
+/// heartbeats is down (exit 1 under `--max-lag`, `down` in JSON, DOWN in the table); and a
+/// reader that closes the pipe early is not an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_tells_no_shop_and_a_stopped_projection_apart_from_a_healthy_one() {
+    let shop = Shop::start(Layout::ProcessPerRole).await;
+    shop.create(
+        "/customer",
+        json!({"name": "Ada", "email": "ada@example.com"}),
+    )
+    .await;
+    wait_all_caught_up(&shop).await;
+    let (code, out, err) = run_cli(&shop, &["status", "--max-lag", "0"]);
+    assert_eq!(code, 0, "a healthy shop: {out}{err}");
+    assert!(!out.contains("DOWN"), "{out}");
+
+    // Output into a pipe whose reader has gone (`status | head -1`).
+    for args in [
+        &["status"][..],
+        &["status", "--json"],
+        &["dead-letters", "list"],
+    ] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ordershop"))
+            .args(args)
+            .env("REDIS_URL", shop.checks_url())
+            .env("NO_COLOR", "1")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("the ordershop binary runs");
+        drop(child.stdout.take());
+        let output = child.wait_with_output().expect("it ends");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(!stderr.contains("Broken pipe"), "{args:?}: {stderr}");
+    }
+
+    // No shop: another namespace on the same Redis, and an empty Redis.
+    let (code, _, err) = run_cli(
+        &shop,
+        &["--namespace", "nowhere", "status", "--max-lag", "0"],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no shop here"), "{err}");
+    let empty = ordershop_testkit::RedisServer::start();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ordershop"))
+        .args(["status", "--max-lag", "0"])
+        .env("REDIS_URL", empty.url())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("the ordershop binary runs");
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{err}");
+    assert!(err.contains("no shop here"), "{err}");
+
+    // The CRM stops; its last heartbeats age as they do once nobody renews them (here by
+    // twenty seconds at once, instead of waiting for them to).
+    shop.stop("crm-service");
+    let mut conn = shop.redis().await;
+    let beats = keys::projection_heartbeats(ProjectionName::Crm.name());
+    let consumers: std::collections::HashMap<String, u64> = redis::cmd("HGETALL")
+        .arg(&beats)
+        .query_async(&mut conn)
+        .await
+        .expect("HGETALL");
+    assert!(!consumers.is_empty(), "the CRM's consumers sent heartbeats");
+    for (consumer, at) in &consumers {
+        let _: () = redis::cmd("HSET")
+            .arg(&beats)
+            .arg(consumer)
+            .arg(at.saturating_sub(20_000))
+            .query_async(&mut conn)
+            .await
+            .expect("HSET");
+    }
+    let (code, _, err) = run_cli(&shop, &["status", "--max-lag", "0"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("down") && err.contains("crm"), "{err}");
+    let (code, out, _) = run_cli(&shop, &["status", "--json"]);
+    assert_eq!(code, 0);
+    let groups: Value = serde_json::from_str(&out).expect("JSON");
+    let down = |group: &str| {
+        groups
+            .as_array()
+            .and_then(|all| all.iter().find(|g| g["group"] == group))
+            .map(|g| g["down"].clone())
+    };
+    assert_eq!(down("crm"), Some(json!(true)), "{out}");
+    assert_eq!(down("entity-cache"), Some(json!(false)), "{out}");
+    let (_, table, _) = run_cli(&shop, &["status"]);
+    assert!(table.contains("DOWN"), "{table}");
+    // The running projections say so in their metrics too (a stopped one cannot).
+    let metrics = format!("{}/metrics", shop.url("entity-cache"));
+    eventually(
+        "the entity cache's metrics to show the CRM down",
+        CATCH_UP,
+        || {
+            let (http, metrics) = (shop.http.clone(), metrics.clone());
+            async move {
+                let Ok(response) = http.get(&metrics).send().await else {
+                    return false;
+                };
+                let text = response.text().await.unwrap_or_default();
+                text.contains("projection_down{projection=\"crm\"} 1")
+                    && text.contains("projection_down{projection=\"entity-cache\"} 0")
+            }
+        },
+    )
+    .await;
+}

@@ -427,3 +427,39 @@ async fn the_first_request_after_a_redis_restart_succeeds() {
         .expect("msg-service answers");
     assert_eq!(emails.status().as_u16(), 200);
 }
+
+/// An entry written by hand at the end of the ID space makes appends to its stream impossible:
+/// the shop says so plainly (500 `log_blocked`, naming the stream and the entry, nothing
+/// appended), never a "retry later" 503, and other streams go on working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_at_the_end_of_the_id_space_is_named_not_retried() {
+    let shop = Shop::start(Layout::OneProcess).await;
+    let mut conn = shop.redis().await;
+    let top = "18446744073709551615-18446744073709551615";
+    let _: String = redis::cmd("XADD")
+        .arg("events:product_created")
+        .arg(top)
+        .arg("event_id")
+        .arg("by-hand")
+        .query_async(&mut conn)
+        .await
+        .expect("XADD");
+    let before = shop.stream_lengths().await;
+    let (status, body) = shop
+        .post("/product", json!({"name": "Tea", "price": 450}))
+        .await;
+    assert_eq!(status, 500, "{body}");
+    assert_eq!(body["error"], "log_blocked", "{body}");
+    let detail = body["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("events:product_created") && detail.contains(top),
+        "{detail}"
+    );
+    assert_eq!(shop.stream_lengths().await, before, "nothing appended");
+    // Customers live in other streams.
+    shop.create(
+        "/customer",
+        json!({"name": "Ada", "email": "ada@example.com"}),
+    )
+    .await;
+}

@@ -122,6 +122,34 @@ impl Browser {
         answer["value"].clone()
     }
 
+    /// Accepts the page's `confirm()` once it is shown (within `within`); returns its text.
+    pub async fn accept_confirmation(&self, within: Duration) -> String {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let url = format!("{}{}", self.base, self.session("/alert/text"));
+            let answer: Value = self
+                .http
+                .get(url)
+                .send()
+                .await
+                .expect("WebDriver GET alert/text")
+                .json()
+                .await
+                .expect("WebDriver answers JSON");
+            if let Some(text) = answer["value"].as_str() {
+                let text = text.to_owned();
+                self.call("POST", &self.session("/alert/accept"), json!({}))
+                    .await;
+                return text;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no confirmation was shown: {answer}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     fn session(&self, path: &str) -> String {
         format!("/session/{}{path}", self.session)
     }

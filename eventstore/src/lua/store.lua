@@ -47,23 +47,42 @@ local function next_id(clock_key)
   return ms, seq
 end
 
+-- How far ahead of the server's clock an entry written by hand may sit for the store to append
+-- past it (further, it would pin every later ID there), and the largest sequence part Lua's
+-- numbers hold exactly.
+local MAX_AHEAD_MS = 24 * 3600 * 1000
+local MAX_EXACT = 9007199254740991
+
 -- XADD with the ID (ms, seq). An entry written to the stream without this Function (by hand,
 -- or after the clock key was lost) may sit at or above it; XADD then refuses the ID, and the
 -- append goes on past that stream's top instead of failing halfway (the events already written
 -- keep their lower IDs, so the append's IDs still increase). Checking only on refusal spares
--- every append a read of each stream's top. Returns the ID used, as (ms, seq, text).
+-- every append a read of each stream's top. Returns the ID used, as (ms, seq, text), or, when
+-- the top is out of reach (beyond what an ID can follow, or far in the future), nil and the
+-- top's ID: the caller then takes back what it wrote and refuses the append.
 local function xadd(stream, ms, seq, fields)
   local entry_id = string.format('%.0f-%.0f', ms, seq)
   local reply = redis.pcall('XADD', stream, entry_id, unpack(fields))
   if type(reply) ~= 'table' or not reply.err then
     return ms, seq, entry_id
   end
-  local top = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)[1]
+  -- The stream's last ID: its top entry's, or higher when entries above were deleted (XADD
+  -- never goes below it either way).
+  local info = redis.call('XINFO', 'STREAM', stream)
+  local top
+  for i = 1, #info, 2 do
+    if info[i] == 'last-generated-id' then top = info[i + 1] end
+  end
   if not top then
     return error(reply.err)
   end
-  local tms, tseq = string.match(top[1], '^(%d+)-(%d+)$')
-  tms, tseq = tonumber(tms), tonumber(tseq)
+  local top_ms, top_seq = string.match(top, '^(%d+)-(%d+)$')
+  local tms, tseq = tonumber(top_ms), tonumber(top_seq)
+  local now = redis.call('TIME')
+  local now_ms = tonumber(now[1]) * 1000
+  if #top_ms > 15 or #top_seq > 15 or tseq >= MAX_EXACT or tms > now_ms + MAX_AHEAD_MS then
+    return nil, nil, top
+  end
   if ms > tms or (ms == tms and seq > tseq) then
     return error(reply.err)
   end
@@ -139,6 +158,8 @@ local function append_guarded(keys, args)
   local rids = pos + n_events * 7
   local n_rids = tonumber(args[rids]) or 0
   local ids = {1}
+  local heads = {}
+  local written = {}
   for i = 1, n_events do
     local stream = keys[tonumber(take())]
     local head_key = keys[tonumber(take())]
@@ -154,14 +175,31 @@ local function append_guarded(keys, args)
     end
     for _, v in ipairs(meta) do fields[#fields + 1] = v end
     if i > 1 then seq = seq + 1 end
-    local entry_id
-    ms, seq, entry_id = xadd(stream, ms, seq, fields)
+    local used_ms, used_seq, entry_id = xadd(stream, ms, seq, fields)
+    if not used_ms then
+      -- A stream's top is out of reach: take back this append's entries (no one has seen them:
+      -- a Function runs alone), keep the clock past them (XADD never goes below a stream's
+      -- highest ID, deleted or not), and refuse, naming the stream and the entry.
+      for _, w in ipairs(written) do
+        redis.call('XDEL', w[1], w[2])
+      end
+      if #written > 0 then
+        redis.call('SET', keys[1], string.format('%.0f-%.0f', ms, seq))
+      end
+      return {-3, stream, entry_id}
+    end
+    ms, seq = used_ms, used_seq
+    written[#written + 1] = {stream, entry_id}
     if deleted == '1' then
-      redis.call('HSET', head_key, id, version .. ':')
+      heads[#heads + 1] = {head_key, id, version .. ':'}
     else
-      redis.call('HSET', head_key, id, version .. ':' .. entity)
+      heads[#heads + 1] = {head_key, id, version .. ':' .. entity}
     end
     ids[i + 1] = entry_id
+  end
+  -- The heads only once every entry is in its stream.
+  for _, h in ipairs(heads) do
+    redis.call('HSET', h[1], h[2], h[3])
   end
   if n_events > 0 then
     redis.call('SET', keys[1], string.format('%.0f-%.0f', ms, seq))

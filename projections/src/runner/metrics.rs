@@ -69,6 +69,12 @@ impl Observed {
             Err(e) => debug!(group = self.projection.name(), error = %error_chain(&e),
                              "cannot refresh the backlog gauges"),
         }
+        // Every projection's, not only this one's: a stopped projection cannot say so itself.
+        for projection in ProjectionName::ALL {
+            if let Ok(down) = crate::status::is_down(conn, projection).await {
+                self.metrics.projection_down(projection.name(), down);
+            }
+        }
         self.next_refresh = Instant::now() + BACKLOG_REFRESH;
     }
 }
