@@ -322,7 +322,8 @@ impl EventStore {
 
     /// Every event of one entity, oldest first. The log has no per-entity index, so this reads
     /// the entity type's three streams whole (one pass over that type's events); an entry whose
-    /// JSON does not even mention the id is skipped before it is decoded.
+    /// JSON does not even mention the id is skipped before it is decoded, and one that cannot be
+    /// decoded is skipped.
     pub async fn history(
         &self,
         kind: EntityKind,
@@ -335,7 +336,9 @@ impl EventStore {
         let mut events = Vec::new();
         while let Some(batch) = replay.next_batch().await? {
             for entry in batch.iter().filter(|e| e.mentions(&needle)) {
-                let event = entry.decode()?;
+                // An entry that cannot be read (written by hand, say) is skipped, as the feed
+                // and the rebuilds skip it: it is no event of this entity's.
+                let Ok(event) = entry.decode() else { continue };
                 if event.entity_id() == id {
                     events.push(event);
                 }

@@ -259,14 +259,16 @@
   const lastRendered = new Map();
 
   // Fills `<name>-table` and `<name>-count`; skipped when the rows did not change.
-  function renderList(name, rows, columns, { keepLast = false, empty = 'None yet.', rowAttrs } = {}) {
+  // `total`: how many there are in all, when the server sent only some of them.
+  function renderList(name, rows, columns, { keepLast = false, empty = 'None yet.', rowAttrs, total } = {}) {
     const all = Array.isArray(rows) ? rows : [];
-    const json = JSON.stringify(all);
+    const json = JSON.stringify([total, all]);
     if (lastRendered.get(name) === json) return;
     lastRendered.set(name, json);
     const shown = all.length <= TABLE_ROWS ? all : keepLast ? all.slice(-TABLE_ROWS) : all.slice(0, TABLE_ROWS);
+    const count = Math.max(Number(total ?? 0), all.length);
     $(`${name}-count`).textContent =
-      shown.length < all.length ? `showing ${shown.length} of ${all.length}` : String(all.length);
+      shown.length < count ? `showing ${shown.length} of ${count}` : String(count);
     fill(
       $(`${name}-table`),
       all.length ? table(columns, shown, rowAttrs) : el('p', { id: `${name}-empty`, class: 'empty' }, empty),
@@ -411,10 +413,11 @@
         el('span', { class: 'segment', 'data-segment': name }, name, ' ', el('b', {}, count(n))),
       ),
     );
-    renderList('customers', overview.customers, COLUMNS.customers);
-    renderList('products', overview.products, COLUMNS.products);
-    renderList('orders', overview.orders, COLUMNS.orders, { keepLast: true });
-    renderList('billings', overview.billings, COLUMNS.billings, { keepLast: true });
+    const counts = overview.counts ?? {};
+    renderList('customers', overview.customers, COLUMNS.customers, { total: counts.customers });
+    renderList('products', overview.products, COLUMNS.products, { total: counts.products });
+    renderList('orders', overview.orders, COLUMNS.orders, { keepLast: true, total: counts.orders });
+    renderList('billings', overview.billings, COLUMNS.billings, { keepLast: true, total: counts.billings });
   }
 
   function renderProjections(groups) {
@@ -478,7 +481,8 @@
   // ---- refresh -------------------------------------------------------------------------------
 
   const LOADERS = [
-    ['overview', () => api('/overview').then(renderOverview)],
+    // Only the rows a table shows: the server cuts the lists and says how many there are.
+    ['overview', () => api(`/overview?rows=${TABLE_ROWS}`).then(renderOverview)],
     ['projections', () => api('/projections').then(renderProjections)],
     ['dead letters', () => api('/dead-letters').then(renderDeadLetters)],
   ];

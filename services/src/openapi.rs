@@ -504,6 +504,16 @@ fn precondition(op: OperationBuilder) -> OperationBuilder {
     )
 }
 
+/// An optional query parameter.
+fn query(name: &str, description: &str, schema: RefOr<Schema>) -> ParameterBuilder {
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(ParameterIn::Query)
+        .required(Required::False)
+        .description(Some(description))
+        .schema(Some(schema))
+}
+
 fn error(description: &str) -> utoipa::openapi::Response {
     ResponseBuilder::new()
         .description(description)
@@ -774,14 +784,6 @@ fn operation(route: &GatewayRoute) -> utoipa::openapi::path::Operation {
             .response("200", ok("the report", schema_ref("Report")))
             .response("503", error(UNAVAILABLE)),
         GatewayOp::EventStream => {
-            let query = |name: &str, description: &str, schema: RefOr<Schema>| {
-                ParameterBuilder::new()
-                    .name(name)
-                    .parameter_in(ParameterIn::Query)
-                    .required(Required::False)
-                    .description(Some(description))
-                    .schema(Some(schema))
-            };
             let one_of = |values: Vec<&'static str>| -> RefOr<Schema> {
                 ObjectBuilder::new()
                     .schema_type(SchemaType::Type(Type::String))
@@ -882,9 +884,23 @@ fn operation(route: &GatewayRoute) -> utoipa::openapi::path::Operation {
             .description(Some(
                 "Customers (from the CRM view, with their segment status and amounts), products \
                  with stock, orders, billings, segment sizes, totals, and how far each \
-                 projection is behind. Amounts are minor units.",
+                 projection is behind. Amounts are minor units. Computed at most once a second \
+                 for all callers; with `rows`, each list is cut to that many rows (the first \
+                 customers and products, the latest orders and billings) and `counts` gives \
+                 their full lengths.",
+            ))
+            .parameter(query(
+                "rows",
+                "at most this many rows per list",
+                ObjectBuilder::new()
+                    .schema_type(SchemaType::Type(Type::Integer))
+                    .minimum(Some(1))
+                    .maximum(Some(10_000))
+                    .build()
+                    .into(),
             ))
             .response("200", ok("the overview", any_object()))
+            .response("400", error("rows is not a count from 1 to 10,000"))
             .response("503", error(UNAVAILABLE)),
         GatewayOp::Projections => op
             .tag("console")

@@ -6,6 +6,7 @@
 pub mod consistency;
 pub mod feed;
 pub mod forward;
+pub mod reads;
 
 use crate::config::{Config, Role};
 use crate::headers;
@@ -28,6 +29,7 @@ pub struct Gateway {
     applied: AppliedWatch,
     consistency_timeout: Duration,
     feed: Arc<feed::Feed>,
+    heavy: Arc<reads::HeavyReads>,
     token: Option<crate::config::ApiToken>,
 }
 
@@ -51,6 +53,10 @@ impl Gateway {
             feed: Arc::new(
                 feed::Feed::new(config.redis.clone(), config.feed, shutdown)
                     .context("cannot set up the event feed's Redis connections")?,
+            ),
+            heavy: Arc::new(
+                reads::HeavyReads::new(&config.redis)
+                    .context("cannot set up the Redis connection for expensive reads")?,
             ),
             conn,
             consistency_timeout: config.consistency_timeout,
@@ -76,6 +82,11 @@ impl Gateway {
     /// A connection to the shop's Redis (for the console's reads and dead-letter actions).
     pub fn connection(&self) -> RedisConnection {
         self.conn.clone()
+    }
+
+    /// The budget of expensive reads.
+    pub fn heavy_reads(&self) -> &reads::HeavyReads {
+        &self.heavy
     }
 
     /// The live event feed.

@@ -13,7 +13,7 @@ use actix_web::{web, HttpResponse};
 use ordershop_domain::EntityKind;
 use ordershop_eventstore::{EntryId, EventStore};
 use ordershop_projections::dead_letters::{self, RetryOutcome};
-use ordershop_projections::{report, statuses, ProjectionName};
+use ordershop_projections::{statuses, ProjectionName};
 use uuid::Uuid;
 
 const PAGE: &str = include_str!("../../console/index.html");
@@ -64,15 +64,55 @@ pub async fn file(file: web::Path<String>) -> Result<HttpResponse, ApiError> {
         .body(body))
 }
 
-/// `GET /overview`: what the shop holds, as `ordershop report --json` prints it.
-pub async fn overview(gateway: web::Data<Gateway>) -> Result<HttpResponse, ApiError> {
-    let report = report::load(&gateway.connection()).await?;
-    Ok(HttpResponse::Ok().json(report))
+/// The query of `GET /overview`.
+#[derive(Debug, serde::Deserialize)]
+pub struct OverviewQuery {
+    rows: Option<usize>,
+}
+
+/// The longest list `GET /overview?rows=` gives.
+const MAX_ROWS: usize = 10_000;
+
+/// `GET /overview[?rows=N]`: what the shop holds, as `ordershop report --json` prints it; with
+/// `rows`, each list is cut to N rows (the first customers and products, the latest orders and
+/// billings) and `counts` says how many there are in all.
+pub async fn overview(
+    gateway: web::Data<Gateway>,
+    query: web::Query<OverviewQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let report = gateway.heavy_reads().overview().await?;
+    let Some(rows) = query.rows else {
+        return Ok(HttpResponse::Ok().json(&*report));
+    };
+    if !(1..=MAX_ROWS).contains(&rows) {
+        return Err(ApiError::bad_request(format!(
+            "rows: `{rows}` is not a count from 1 to {MAX_ROWS}"
+        )));
+    }
+    let last = |len: usize| len.saturating_sub(rows);
+    let body = serde_json::json!({
+        "customers": report.customers[..rows.min(report.customers.len())],
+        "products": report.products[..rows.min(report.products.len())],
+        "orders": report.orders[last(report.orders.len())..],
+        "billings": report.billings[last(report.billings.len())..],
+        "segments": report.segments,
+        "totals": report.totals,
+        "projections": report.projections,
+        "counts": {
+            "customers": report.customers.len(),
+            "products": report.products.len(),
+            "orders": report.orders.len(),
+            "billings": report.billings.len(),
+        },
+    });
+    Ok(HttpResponse::Ok().json(body))
 }
 
 /// `GET /projections`: every projection's group, as `ordershop status --json` prints it.
 pub async fn projections(gateway: web::Data<Gateway>) -> Result<HttpResponse, ApiError> {
-    let groups = statuses(&mut gateway.connection()).await?;
+    let heavy = gateway.heavy_reads();
+    let _turn = heavy.turn().await?;
+    let groups = statuses(&mut heavy.connection()).await?;
     Ok(HttpResponse::Ok().json(groups))
 }
 
@@ -102,7 +142,9 @@ pub async fn dead_letter_list(
         }
         None => ProjectionName::ALL.to_vec(),
     };
-    let letters = dead_letters::list(&mut gateway.connection(), &groups).await?;
+    let heavy = gateway.heavy_reads();
+    let _turn = heavy.turn().await?;
+    let letters = dead_letters::list(&mut heavy.connection(), &groups).await?;
     Ok(HttpResponse::Ok().json(letters))
 }
 
@@ -160,7 +202,9 @@ pub async fn history(
     kind: EntityKind,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let store = EventStore::from_connection(gateway.connection());
+    let heavy = gateway.heavy_reads();
+    let _turn = heavy.turn().await?;
+    let store = EventStore::from_connection(heavy.connection());
     let events = store.history(kind, id.into_inner()).await?;
     let body: Vec<serde_json::Value> = events.iter().map(event_json).collect();
     Ok(HttpResponse::Ok().json(body))

@@ -1,0 +1,67 @@
+//! Reads that cost far more than a command — the whole-shop overview, an entity's history (a
+//! pass over its type's streams), the projections' status, the dead letters — must never
+//! starve commands. They go through [`HeavyReads`]: a Redis connection of their own (a long
+//! reply never queues in front of a command's round trip), a small number at a time (more
+//! wait up to [`QUEUE_WAIT`], then get 503 with `Retry-After`), and the overview is computed at
+//! most once per [`OVERVIEW_FRESH`] however many consoles ask (single flight, shared result).
+
+use crate::error::ApiError;
+use ordershop_eventstore::{RedisConfig, RedisConnection};
+use ordershop_projections::report::{self, Report};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{Mutex, Semaphore, SemaphorePermit};
+
+/// Heavy reads served at the same time.
+pub const CONCURRENT: usize = 2;
+/// How long a heavy read waits for its turn before it is answered 503.
+pub const QUEUE_WAIT: Duration = Duration::from_secs(2);
+/// How long one computed overview is served to every console that asks.
+pub const OVERVIEW_FRESH: Duration = Duration::from_secs(1);
+
+pub struct HeavyReads {
+    conn: RedisConnection,
+    permits: Semaphore,
+    overview: Mutex<Option<(Instant, Arc<Report>)>>,
+}
+
+impl HeavyReads {
+    pub fn new(redis: &RedisConfig) -> Result<Self, redis::RedisError> {
+        Ok(HeavyReads {
+            conn: RedisConnection::new(redis)?,
+            permits: Semaphore::new(CONCURRENT),
+            overview: Mutex::new(None),
+        })
+    }
+
+    /// The connection heavy reads use.
+    pub fn connection(&self) -> RedisConnection {
+        self.conn.clone()
+    }
+
+    /// A turn to run a heavy read, or 503 when none came free within [`QUEUE_WAIT`].
+    pub async fn turn(&self) -> Result<SemaphorePermit<'_>, ApiError> {
+        match tokio::time::timeout(QUEUE_WAIT, self.permits.acquire()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(ApiError::unavailable(format!(
+                "{CONCURRENT} expensive reads (overview, history, status, dead letters) are \
+                 running; retry shortly"
+            ))),
+        }
+    }
+
+    /// The overview, computed at most once per [`OVERVIEW_FRESH`]: callers that come while it
+    /// is computed wait for that result instead of computing their own.
+    pub async fn overview(&self) -> Result<Arc<Report>, ApiError> {
+        let mut cached = self.overview.lock().await;
+        if let Some((at, report)) = cached.as_ref() {
+            if at.elapsed() < OVERVIEW_FRESH {
+                return Ok(report.clone());
+            }
+        }
+        let _turn = self.turn().await?;
+        let report = Arc::new(report::load(&self.conn).await?);
+        *cached = Some((Instant::now(), report.clone()));
+        Ok(report)
+    }
+}
