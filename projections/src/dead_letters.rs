@@ -180,27 +180,47 @@ pub async fn get(
     Ok(parse_entries(projection, &key, &reply)?.pop())
 }
 
-/// Removes a parked entry; returns whether it was there.
+/// Removes a parked entry; returns whether it was there (and so whether this call removed it).
 pub async fn discard(
     conn: &mut RedisConnection,
     projection: ProjectionName,
     id: EntryId,
 ) -> Result<bool, ProjectionError> {
+    settle(conn, projection, id, "discarded").await
+}
+
+/// Removes a parked entry and counts `action` for it, in one step, if it is still parked.
+async fn settle(
+    conn: &mut RedisConnection,
+    projection: ProjectionName,
+    id: EntryId,
+    action: &str,
+) -> Result<bool, ProjectionError> {
     let group = projection.name();
-    let removed: u64 = redis::cmd("XDEL")
+    let mut cmd = redis::cmd("FCALL");
+    cmd.arg("dead_letter_settle")
+        .arg(2)
         .arg(keys::dead_letters(group))
+        .arg(keys::dead_letter_actions(group))
         .arg(id.to_string())
-        .query_async(conn)
-        .await?;
-    if removed == 1 {
-        let _: i64 = redis::cmd("HINCRBY")
-            .arg(keys::dead_letter_actions(group))
-            .arg("discarded")
-            .arg(1)
-            .query_async(conn)
-            .await?;
-    }
+        .arg(action);
+    let removed: i64 = call_runner(conn, &cmd).await?;
     Ok(removed == 1)
+}
+
+/// Runs one of the runner library's Functions, loading the library first if this Redis lacks
+/// it (a gateway may act on dead letters before any consumer ran there).
+async fn call_runner<T: redis::FromRedisValue>(
+    conn: &mut RedisConnection,
+    cmd: &redis::Cmd,
+) -> Result<T, ProjectionError> {
+    match cmd.query_async(conn).await {
+        Err(e) if is_missing_function(&e) => {
+            load_library(conn, crate::runner::RUNNER_LIBRARY_SOURCE).await?;
+            Ok(cmd.query_async(conn).await?)
+        }
+        other => Ok(other?),
+    }
 }
 
 /// Applies a parked entry through its projection's Function, as a live consumer would; see the
@@ -217,19 +237,11 @@ pub async fn retry(
     let group = projection.name();
     match &outcome {
         Ok(CallOutcome::Done { applied, skipped }) => {
-            let _: () = redis::pipe()
-                .atomic()
-                .cmd("XDEL")
-                .arg(keys::dead_letters(group))
-                .arg(id.to_string())
-                .ignore()
-                .cmd("HINCRBY")
-                .arg(keys::dead_letter_actions(group))
-                .arg("retried")
-                .arg(1)
-                .ignore()
-                .query_async(conn)
-                .await?;
+            // Applying twice is harmless (the Function's versions), counting twice is not: only
+            // the retry that removes the entry counts; one that finds it gone was too late.
+            if !settle(conn, projection, id, "retried").await? {
+                return Ok(None);
+            }
             Ok(Some(RetryOutcome::Applied {
                 applied: *applied,
                 skipped: *skipped,
@@ -240,13 +252,14 @@ pub async fn retry(
             group,
             "a live call was answered as a rebuild's",
         )),
-        Err(reason) => {
-            let new_id = park_again(conn, &letter, reason).await?;
-            Ok(Some(RetryOutcome::ParkedAgain {
+        Err(reason) => match park_again(conn, &letter, reason).await? {
+            Some(new_id) => Ok(Some(RetryOutcome::ParkedAgain {
                 id: new_id,
                 reason: reason.clone(),
-            }))
-        }
+            })),
+            // Discarded or retried by someone else meanwhile: nothing is brought back.
+            None => Ok(None),
+        },
     }
 }
 
@@ -283,20 +296,19 @@ async fn apply<P: Projection>(
     }
 }
 
-/// Moves a parked entry to a new ID with its new reason and one more retry, in one step.
+/// Moves a parked entry to a new ID with its new reason and one more retry, in one step, if it
+/// is still parked; `None` when another action took it first.
 async fn park_again(
     conn: &mut RedisConnection,
     letter: &DeadLetter,
     reason: &str,
-) -> Result<EntryId, ProjectionError> {
-    let group = letter.projection.name();
-    let key = keys::dead_letters(group);
-    let mut pipe = redis::pipe();
-    pipe.atomic();
-    let xadd = pipe
-        .cmd("XADD")
+) -> Result<Option<EntryId>, ProjectionError> {
+    let key = keys::dead_letters(letter.projection.name());
+    let mut cmd = redis::cmd("FCALL");
+    cmd.arg("dead_letter_repark")
+        .arg(1)
         .arg(&key)
-        .arg("*")
+        .arg(letter.id.to_string())
         .arg("source_stream")
         .arg(&letter.source_stream)
         .arg("source_id")
@@ -310,16 +322,15 @@ async fn park_again(
         .arg("retries")
         .arg(letter.retries + 1);
     for (name, value) in &letter.fields {
-        xadd.arg(name).arg(value);
+        cmd.arg(name).arg(value);
     }
-    pipe.cmd("XDEL")
-        .arg(&key)
-        .arg(letter.id.to_string())
-        .ignore();
-    let (new_id,): (String,) = pipe.query_async(conn).await?;
+    let new_id: Option<String> = call_runner(conn, &cmd).await?;
     new_id
-        .parse()
-        .map_err(|e| ProjectionError::protocol(&key, format!("XADD answered `{new_id}`: {e}")))
+        .map(|id| {
+            id.parse()
+                .map_err(|e| ProjectionError::protocol(&key, format!("XADD answered `{id}`: {e}")))
+        })
+        .transpose()
 }
 
 /// What operators did to a group's dead letters: (retried and applied, discarded).

@@ -452,3 +452,57 @@ async fn the_console_in_a_real_browser() {
         .collect();
     assert!(problems.is_empty(), "the console logged: {problems:?}");
 }
+
+/// Operators acting on one parked entry at once: exactly one action takes it, the others are
+/// told it is gone; nothing is parked twice, a discarded entry never comes back, and the
+/// counters count what happened once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_retries_and_discards_of_one_dead_letter_take_it_once() {
+    let shop = shop_with_token().await;
+    park_a_poison_entry(&shop).await;
+    let letters = parked(&shop).await;
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    let id = letters[0]["id"].as_str().unwrap_or_default().to_owned();
+    let actions = [
+        "retry", "discard", "retry", "discard", "retry", "discard", "retry", "discard",
+    ];
+    let answers = futures::future::join_all(actions.iter().map(|action| {
+        let path = format!("/dead-letters/entity-cache/{id}/{action}");
+        let shop = &shop;
+        async move {
+            (
+                *action,
+                with_token(shop, Method::POST, &path, json!({})).await,
+            )
+        }
+    }))
+    .await;
+    let took: Vec<&(&str, (u16, Value))> = answers.iter().filter(|(_, (s, _))| *s == 200).collect();
+    assert_eq!(took.len(), 1, "exactly one action takes it: {answers:?}");
+    assert!(
+        answers.iter().all(|(_, (s, _))| *s == 200 || *s == 404),
+        "{answers:?}"
+    );
+    let now = parked(&shop).await;
+    let (_, groups) = shop.get("/projections").await;
+    let cache = groups
+        .as_array()
+        .and_then(|g| g.iter().find(|g| g["group"] == "entity-cache"))
+        .cloned()
+        .unwrap_or_default();
+    match took[0].0 {
+        "discard" => {
+            assert!(now.is_empty(), "a discarded entry stays gone: {now:?}");
+            assert_eq!(cache["dead_letters_discarded"], 1, "{groups}");
+        }
+        _ => {
+            assert_eq!(now.len(), 1, "parked again once: {now:?}");
+            assert_eq!(now[0]["retries"], 1, "{now:?}");
+            assert_eq!(cache["dead_letters_discarded"], 0, "{groups}");
+        }
+    }
+    assert_eq!(
+        cache["dead_letters_retried"], 0,
+        "a poison entry never applies: {groups}"
+    );
+}

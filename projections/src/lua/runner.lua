@@ -42,6 +42,35 @@ end
 
 redis.register_function('dead_letter', dead_letter)
 
+-- FCALL dead_letter_settle 2 <dead-letter stream> <actions hash> <parked id> <action>
+--   Removes a parked entry and counts what an operator did with it (`retried`, `discarded`),
+--   in one step and only if it was still parked: of two operators acting on one entry at
+--   once, one does it and the other is told it is gone. Returns 1 if it was removed.
+
+local function dead_letter_settle(keys, args)
+  if redis.call('XDEL', keys[1], args[1]) == 0 then
+    return 0
+  end
+  redis.call('HINCRBY', keys[2], args[2], 1)
+  return 1
+end
+
+redis.register_function('dead_letter_settle', dead_letter_settle)
+
+-- FCALL dead_letter_repark 1 <dead-letter stream> <parked id> <field> <value> ...
+--   Parks a retried entry again under a new ID (with the given fields: the new reason, one
+--   more retry), only if it was still parked under the old one; a discard or another retry
+--   that came first wins, and nothing is brought back. Returns the new ID, or false.
+
+local function dead_letter_repark(keys, args)
+  if redis.call('XDEL', keys[1], args[1]) == 0 then
+    return false
+  end
+  return redis.call('XADD', keys[1], '*', unpack(args, 2))
+end
+
+redis.register_function('dead_letter_repark', dead_letter_repark)
+
 -- FCALL checkpoint <1 + n> <checkpoint hash> <stream 1> ... <stream n> <group>
 --   Records, for each stream, an entry ID below which the group has acknowledged everything:
 --   the entry just before its oldest pending one, or, with nothing pending, the last one
