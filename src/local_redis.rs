@@ -28,13 +28,16 @@ pub struct LocalRedis {
     child: Child,
     port: u16,
     dir: PathBuf,
+    /// What a restart needs to start the same server again.
+    persistence: Persistence,
+    lock: Option<File>,
 }
 
 /// How the private server keeps its data.
-#[derive(Debug, Clone, Copy)]
-enum Persistence<'a> {
+#[derive(Debug, Clone)]
+enum Persistence {
     /// AOF on with this `appendfsync` policy.
-    Aof(&'a str),
+    Aof(String),
     None,
 }
 
@@ -43,7 +46,7 @@ impl LocalRedis {
     /// `appendfsync` policy (`everysec` by default, `always` in strict mode). `lock`, if given,
     /// is inherited by the server, which holds it until it exits.
     pub async fn start(data_dir: &Path, fsync: &str, lock: Option<&File>) -> anyhow::Result<Self> {
-        Self::start_with(data_dir, Persistence::Aof(fsync), lock).await
+        Self::start_with(data_dir, Persistence::Aof(fsync.to_owned()), lock).await
     }
 
     /// Starts redis-server with no persistence at all (no AOF, no snapshots): for the bench,
@@ -54,7 +57,7 @@ impl LocalRedis {
 
     async fn start_with(
         data_dir: &Path,
-        persistence: Persistence<'_>,
+        persistence: Persistence,
         lock: Option<&File>,
     ) -> anyhow::Result<Self> {
         let dir = data_dir.join("redis");
@@ -66,11 +69,13 @@ impl LocalRedis {
         let mut last_error = None;
         for attempt in 0..PORT_ATTEMPTS {
             let port = pick_port(attempt == 0);
-            let child = spawn(&dir, port, persistence, lock)?;
+            let child = spawn(&dir, port, &persistence, lock)?;
             let mut redis = Self {
                 child,
                 port,
                 dir: dir.clone(),
+                persistence: persistence.clone(),
+                lock: lock.map(File::try_clone).transpose()?,
             };
             match redis.wait_ready().await {
                 Ok(()) => return Ok(redis),
@@ -90,6 +95,26 @@ impl LocalRedis {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// Waits until the server exits, for whatever reason, and says how.
+    pub async fn exited(&mut self) -> String {
+        match self.child.wait().await {
+            Ok(status) => status.to_string(),
+            Err(e) => format!("an unknown status ({e})"),
+        }
+    }
+
+    /// Starts the server again on the same folder and port (so that every connection of the
+    /// shop finds it where it was), with the same settings; waits until it has loaded its data.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.child = spawn(&self.dir, self.port, &self.persistence, self.lock.as_ref())?;
+        self.wait_ready().await
     }
 
     /// Waits until the server answers on its port and has loaded its data (PING answers PONG,
@@ -149,7 +174,7 @@ impl LocalRedis {
 fn spawn(
     dir: &Path,
     port: u16,
-    persistence: Persistence<'_>,
+    persistence: &Persistence,
     lock: Option<&File>,
 ) -> anyhow::Result<Child> {
     let bin = std::env::var(SERVER_BIN_VAR).unwrap_or_else(|_| "redis-server".into());

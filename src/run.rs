@@ -277,12 +277,20 @@ pub async fn up(data_dir: &Path, except: &[Role], port: Option<u16>) -> anyhow::
         first.redis.clone()
     };
 
+    let shutdown = CancellationToken::new();
     let result = async {
         check_redis(&redis, true).await?;
-        if let Some((folder, server)) = &mut local {
-            folder.publish_url(&server.url())?;
+        match &mut local {
+            Some((folder, server)) => {
+                folder.publish_url(&server.url())?;
+                let (ran, supervised) = tokio::join!(
+                    run_everything(started, &redis, gateway, shutdown.clone()),
+                    supervise(server, &shutdown)
+                );
+                supervised.and(ran)
+            }
+            None => run_everything(started, &redis, gateway, shutdown.clone()).await,
         }
-        run_everything(started, &redis, gateway).await
     }
     .await;
 
@@ -315,12 +323,54 @@ fn move_shop(config: &mut Config, base: u16) {
     }
 }
 
+/// How many times `up` starts its private server again after it died, at most; the next death
+/// stops the shop.
+const REDIS_RESTARTS: u32 = 3;
+
+/// Watches `up`'s private redis-server until `shutdown`: when it dies (killed, out of memory),
+/// says so and starts it again on the same folder and port, where the roles reconnect by
+/// themselves; when it cannot, or it keeps dying, stops the shop with an error that says what
+/// happened — never a shop that answers 503 for ever.
+async fn supervise(server: &mut LocalRedis, shutdown: &CancellationToken) -> anyhow::Result<()> {
+    let mut restarts = 0;
+    loop {
+        let pid = server.pid().unwrap_or(0);
+        let status = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            status = server.exited() => status,
+        };
+        let log = server.dir().join("redis.log");
+        if restarts == REDIS_RESTARTS {
+            shutdown.cancel();
+            anyhow::bail!(
+                "the private redis-server (pid {pid}, {}) exited with {status}, after {restarts} \
+                 restarts; stopping the shop. See {}",
+                server.url(),
+                log.display()
+            );
+        }
+        restarts += 1;
+        tracing::error!(pid, url = %server.url(), %status, log = %log.display(),
+            "the private redis-server died; starting it again on the same folder");
+        if let Err(e) = server.restart().await {
+            shutdown.cancel();
+            return Err(e.context(format!(
+                "the private redis-server (pid {pid}) exited with {status} and could not be \
+                 started again; stopping the shop. See {}",
+                log.display()
+            )));
+        }
+        tracing::warn!(pid = server.pid().unwrap_or(0), url = %server.url(), restarts,
+            "the private redis-server is running again with its data; the roles reconnect");
+    }
+}
+
 async fn run_everything(
     roles: Vec<(Role, Config, TcpListener)>,
     redis: &RedisConfig,
     gateway: SocketAddr,
+    shutdown: CancellationToken,
 ) -> anyhow::Result<ExitCode> {
-    let shutdown = CancellationToken::new();
     stop_on_signal(shutdown.clone());
     let mut tasks = JoinSet::new();
     // One registry for the process: every role's `/metrics` shows all of them.

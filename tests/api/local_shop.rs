@@ -563,3 +563,95 @@ async fn operator_commands_act_in_the_namespace_of_the_local_shop() {
     assert_eq!(code, 2, "{out}{err}");
     assert!(err.contains("uses the namespace acme, not `bolt`"), "{err}");
 }
+
+/// `up` supervises its private redis-server: killed, it is started again on the same folder
+/// (with its data) and says so; the shop works again without anyone touching it. When it
+/// cannot keep it alive, `up` stops with a non-zero exit and a line that says what happened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_starts_its_killed_redis_again_and_gives_up_loudly_when_it_keeps_dying() {
+    let shop = LocalShop::new();
+    let mut up = shop.up("supervised").await;
+    let client = reqwest::Client::new();
+    let create = |name: &'static str| {
+        client
+            .post(shop.gateway("/customer"))
+            .json(&json!({"name": name, "email": format!("{}@example.com", name.to_lowercase())}))
+            .send()
+    };
+    assert_eq!(create("Before").await.expect("POST").status(), 200);
+    let redis_dir = shop.folder().join("redis");
+    let kill_server = || {
+        let pids = servers_serving(&redis_dir);
+        assert_eq!(pids.len(), 1, "one private server: {pids:?}");
+        // SAFETY: kill(2) on a pid read a moment ago from /proc; SIGKILL stands in for the OOM
+        // killer or an operator's mistake.
+        unsafe {
+            libc::kill(pids[0] as libc::pid_t, libc::SIGKILL);
+        }
+        pids[0]
+    };
+    let killed = kill_server();
+
+    // Started again: new writes go through, old data is there, and the log says what happened.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(answer) = create("After").await {
+            if answer.status() == 200 {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the shop did not come back:\n{}",
+            shop.log("supervised")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let pids = servers_serving(&redis_dir);
+    assert!(pids.len() == 1 && pids[0] != killed, "{pids:?}");
+    let log = shop.log("supervised");
+    assert!(log.contains("the private redis-server died"), "{log}");
+    let names: Value = client
+        .get(shop.gateway("/customers"))
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON");
+    let names: Vec<&str> = names
+        .as_array()
+        .map(|c| c.iter().filter_map(|c| c["name"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(
+        names.contains(&"Before") && names.contains(&"After"),
+        "{names:?}"
+    );
+
+    // It keeps dying: `up` stops, non-zero, and says why (after three restarts, or when a
+    // restart itself fails, whichever comes first).
+    for _ in 0..3 {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while servers_serving(&redis_dir).is_empty() {
+            if up.0.try_wait().ok().flatten().is_some() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{}", shop.log("supervised"));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if up.0.try_wait().ok().flatten().is_some() {
+            break;
+        }
+        let pid = kill_server();
+        // Wait until the killed one is gone before looking for its successor.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while servers_serving(&redis_dir).contains(&pid) {
+            assert!(Instant::now() < deadline);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let code = wait_exit(&mut up.0, Duration::from_secs(60));
+    assert_ne!(code, 0, "{}", shop.log("supervised"));
+    let log = shop.log("supervised");
+    assert!(log.contains("; stopping the shop"), "{log}");
+}
