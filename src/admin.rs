@@ -201,9 +201,20 @@ pub async fn status(max_lag: Option<u64>, json: bool) -> anyhow::Result<ExitCode
 }
 
 /// `health`: GET /health of the role listening on `listen` (an `ORDERSHOP_LISTEN` address; an
-/// unspecified host means this machine). Exit 0 when it answers 200, 1 otherwise.
+/// unspecified host means this machine), else of the gateway of the local shop running from
+/// this folder (`up --port` included), else of :5000. Exit 0 when it answers 200, 1 otherwise.
 pub async fn health(listen: Option<&str>) -> anyhow::Result<ExitCode> {
-    let listen = listen.unwrap_or("127.0.0.1:5000").trim();
+    // Not told where: the gateway of the local shop running from here, else the default port.
+    let running = match listen {
+        Some(_) => None,
+        None => std::env::current_dir()
+            .ok()
+            .and_then(|cwd| local_shop::running_gateway(&cwd, |name| std::env::var(name).ok())),
+    };
+    let listen = listen
+        .or(running.as_deref())
+        .unwrap_or("127.0.0.1:5000")
+        .trim();
     let mut addr: std::net::SocketAddr = listen.parse().with_context(|| {
         format!("ORDERSHOP_LISTEN=`{listen}` is not an address like 0.0.0.0:5000")
     })?;

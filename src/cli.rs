@@ -48,8 +48,9 @@ pub enum Command {
     /// Run the whole shop in this process; starts a private redis-server when REDIS_URL is unset.
     Up {
         /// Folder for the private redis-server's data (AOF on); one shop at a time uses it.
-        #[arg(long, env = "ORDERSHOP_DATA_DIR", default_value = ".ordershop")]
-        data_dir: std::path::PathBuf,
+        /// [default: .ordershop, refused below a folder whose shop runs]
+        #[arg(long, env = "ORDERSHOP_DATA_DIR")]
+        data_dir: Option<std::path::PathBuf>,
         /// Move the whole shop: the gateway on this port and the other roles on the next eight
         /// (customer-service +1 ... entity-cache +8), instead of 5000-5008 and the <ROLE>_URL
         /// variables.
@@ -238,7 +239,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             data_dir,
             except,
             port,
-        } => run::up(&data_dir, &except, port).await,
+        } => run::up(data_dir.as_deref(), &except, port).await,
         Command::Rebuild { projection, yes } => admin::rebuild(projection, yes).await,
         Command::Health { listen } => admin::health(listen.as_deref()).await,
         Command::Status { max_lag, json } => admin::status(max_lag, json).await,

@@ -25,6 +25,8 @@ pub const DEFAULT_DIR: &str = ".ordershop";
 pub const DATA_DIR_VAR: &str = "ORDERSHOP_DATA_DIR";
 const LOCK_FILE: &str = "lock";
 const URL_FILE: &str = "redis.url";
+/// The running shop's gateway address (`host:port`), beside its URL.
+const GATEWAY_FILE: &str = "gateway";
 /// The running shop's namespace, beside its URL (absent: none).
 const NAMESPACE_FILE: &str = "namespace";
 
@@ -33,6 +35,12 @@ const NAMESPACE_FILE: &str = "namespace";
 pub enum ShopError {
     #[error("a shop is already running from {0}")]
     AlreadyRunning(PathBuf),
+    #[error(
+        "a shop is already running from {0}, above this folder: operator commands here would act \
+         on it, and a second shop here would hide it from them. Run `ordershop up` there, or pass \
+         --data-dir (or ORDERSHOP_DATA_DIR) to start a second shop here on purpose"
+    )]
+    RunningAbove(PathBuf),
     #[error(
         "no shop is running from {0}: start it with `ordershop up`, or set REDIS_URL to the \
          shop's Redis"
@@ -114,11 +122,19 @@ impl ShopFolder {
         Ok(())
     }
 
-    /// Removes `redis.url` (and the namespace beside it): the shop is stopping.
+    /// Tells operator commands (`health`) where the shop's gateway listens.
+    pub fn publish_gateway(&mut self, addr: std::net::SocketAddr) -> anyhow::Result<()> {
+        let path = self.dir.join(GATEWAY_FILE);
+        std::fs::write(&path, addr.to_string())
+            .with_context(|| format!("cannot write {}", path.display()))
+    }
+
+    /// Removes `redis.url` (and the namespace and gateway beside it): the shop is stopping.
     pub fn withdraw_url(&mut self) {
         if std::mem::take(&mut self.url_published) {
             let _ = std::fs::remove_file(self.dir.join(URL_FILE));
             let _ = std::fs::remove_file(self.dir.join(NAMESPACE_FILE));
+            let _ = std::fs::remove_file(self.dir.join(GATEWAY_FILE));
         }
     }
 }
@@ -185,6 +201,33 @@ pub fn locate(cwd: &Path, lookup: impl Fn(&str) -> Option<String>) -> anyhow::Re
         redis,
         source: format!("the shop running from {}", folder.display()),
     })
+}
+
+/// The running shop folder in a parent of `cwd` (not `cwd` itself), if there is one: `up` run
+/// below it would start a second shop that hides it.
+pub fn running_above(cwd: &Path) -> Option<PathBuf> {
+    cwd.ancestors()
+        .skip(1)
+        .map(|dir| dir.join(DEFAULT_DIR))
+        .find(|candidate| candidate.is_dir() && is_running(candidate))
+}
+
+/// The gateway address of the shop running from the nearest shop folder (from `cwd` upwards,
+/// or `ORDERSHOP_DATA_DIR`), if one runs and published it.
+pub fn running_gateway(cwd: &Path, lookup: impl Fn(&str) -> Option<String>) -> Option<String> {
+    let folder = match lookup(DATA_DIR_VAR).filter(|v| !v.trim().is_empty()) {
+        Some(dir) => cwd.join(dir.trim()),
+        None => cwd
+            .ancestors()
+            .map(|dir| dir.join(DEFAULT_DIR))
+            .find(|candidate| candidate.is_dir())?,
+    };
+    if !is_running(&folder) {
+        return None;
+    }
+    std::fs::read_to_string(folder.join(GATEWAY_FILE))
+        .ok()
+        .map(|addr| addr.trim().to_owned())
 }
 
 /// Whether a shop runs from `folder`: an `up` (or its redis-server) holds the folder's lock.

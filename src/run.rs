@@ -225,13 +225,28 @@ pub async fn serve_role(role: Role) -> anyhow::Result<ExitCode> {
 ///
 /// Order matters for what a failed start leaves behind: every port is bound and Redis checked
 /// before `redis.url` is written, so a failed start never points operator commands anywhere.
-pub async fn up(data_dir: &Path, except: &[Role], port: Option<u16>) -> anyhow::Result<ExitCode> {
+pub async fn up(
+    data_dir: Option<&Path>,
+    except: &[Role],
+    port: Option<u16>,
+) -> anyhow::Result<ExitCode> {
     let external_redis = std::env::var_os(REDIS_URL).is_some_and(|v| !v.is_empty());
     // The folder first: a second `up` there is told so, not that the first one's ports are taken.
     let folder = if external_redis {
         None
     } else {
-        Some(ShopFolder::take(data_dir)?)
+        let dir = match data_dir {
+            Some(dir) => dir.to_path_buf(),
+            None => {
+                // Not asked for a folder: a shop running above this one would be hidden.
+                let cwd = std::env::current_dir().context("cannot read the current folder")?;
+                if let Some(above) = crate::local_shop::running_above(&cwd) {
+                    return Err(crate::local_shop::ShopError::RunningAbove(above).into());
+                }
+                Path::new(crate::local_shop::DEFAULT_DIR).to_path_buf()
+            }
+        };
+        Some(ShopFolder::take(&dir)?)
     };
     let roles: Vec<Role> = Role::ALL
         .into_iter()
@@ -283,6 +298,7 @@ pub async fn up(data_dir: &Path, except: &[Role], port: Option<u16>) -> anyhow::
         match &mut local {
             Some((folder, server)) => {
                 folder.publish_url(&server.url())?;
+                folder.publish_gateway(gateway)?;
                 let (ran, supervised) = tokio::join!(
                     run_everything(started, &redis, gateway, shutdown.clone()),
                     supervise(server, &shutdown)

@@ -17,12 +17,14 @@ pub mod cluster;
 pub mod keys;
 pub mod powercut;
 pub mod replicated;
+pub mod skip;
 pub mod wait;
 
 pub use cluster::RedisCluster;
 pub use keys::{dump, try_dump, unlink_matching, wipe, KeyDump};
 pub use powercut::{CutTotals, PowerCutFs};
 pub use replicated::ReplicatedRedis;
+pub use skip::skip;
 pub use wait::eventually;
 
 use std::io::{Read, Write};

@@ -323,7 +323,7 @@ async fn total(browser: &Browser, name: &str) -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_in_a_real_browser() {
     if let Some(reason) = webdriver::unavailable() {
-        println!("SKIPPED: {reason}");
+        ordershop_testkit::skip("browser", "the_console_in_a_real_browser", &reason);
         return;
     }
     let shop = shop_with_token().await;

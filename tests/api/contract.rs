@@ -44,7 +44,11 @@ fn schemathesis() -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateway_answers_as_its_openapi_document_says() {
     let Some(python) = schemathesis() else {
-        println!("SKIPPED: schemathesis is not installed (`pip install schemathesis`)");
+        ordershop_testkit::skip(
+            "schemathesis",
+            "the_gateway_answers_as_its_openapi_document_says",
+            "schemathesis is not installed (see the README's test section)",
+        );
         return;
     };
     let shop = Shop::start_with(Layout::OneProcess, &[("ORDERSHOP_API_TOKEN", TOKEN)]).await;

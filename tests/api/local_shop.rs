@@ -655,3 +655,57 @@ async fn up_starts_its_killed_redis_again_and_gives_up_loudly_when_it_keeps_dyin
     let log = shop.log("supervised");
     assert!(log.contains("; stopping the shop"), "{log}");
 }
+
+/// Operator commands follow the running shop's ports as they follow its Redis: `health` in the
+/// shop's folder (or below it) checks the gateway of `up --port`. And `up` below a running shop
+/// is refused, naming it, instead of starting a second, empty shop that hides the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_commands_follow_a_moved_shop_and_up_below_it_is_refused() {
+    let start = (std::process::id() % 900) as u16 * 22 + 11;
+    let base = (0..200u16)
+        .map(|i| 10_000 + (start + i * 37) % 22_000)
+        .find(|base| (0..9).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok()))
+        .expect("nine free ports in a row");
+    let shop = LocalShop::new();
+    let _up = Running(
+        shop.command("moved", &["up", "--port", &base.to_string()])
+            .env_remove("ORDERSHOP_LISTEN")
+            .spawn()
+            .expect("ordershop up --port"),
+    );
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{base}/health");
+    eventually("the moved gateway", Duration::from_secs(60), || async {
+        client
+            .get(&url)
+            .send()
+            .await
+            .is_ok_and(|a| a.status().is_success())
+    })
+    .await;
+    let below = shop.root.path().join("sub");
+    std::fs::create_dir_all(&below).expect("a subfolder");
+    let run_in = |args: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ordershop"));
+        command
+            .args(args)
+            .current_dir(&below)
+            .env_remove("REDIS_URL")
+            .env_remove("ORDERSHOP_DATA_DIR")
+            .env_remove("ORDERSHOP_LISTEN")
+            .env_remove("ORDERSHOP_PORT")
+            .stdin(Stdio::null());
+        text(&command.output().expect("ordershop runs"))
+    };
+    let (code, out, err) = run_in(&["health"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(&format!(":{base}/health")), "{out}");
+
+    let (code, out, err) = run_in(&["up", "--port", &(base + 100).to_string()]);
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(
+        err.contains("already running from") && err.contains("above this folder"),
+        "{err}"
+    );
+    assert!(!below.join(".ordershop").exists(), "nothing was made below");
+}

@@ -165,7 +165,11 @@ async fn power_cut_rounds(appendfsync: &'static str) -> Option<Outcome> {
     let fs = match PowerCutFs::mount() {
         Ok(fs) => fs,
         Err(why) => {
-            println!("SKIPPED: no power-cut filesystem here: {why}");
+            ordershop_testkit::skip(
+                "fuse",
+                "power-cut tests",
+                &format!("no power-cut filesystem here: {why}"),
+            );
             return None;
         }
     };

@@ -485,7 +485,7 @@ fn redis_supports_tls() -> Result<(), String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_shop_talks_tls_to_redis_trusting_only_the_given_ca() {
     if let Err(reason) = redis_supports_tls() {
-        println!("SKIPPED: TLS to Redis is not tested: {reason}");
+        ordershop_testkit::skip("tls", "the_shop_talks_tls_to_redis", &reason);
         return;
     }
     let certs = tempfile::tempdir().expect("tempdir");
