@@ -96,8 +96,8 @@ pub enum Command {
         /// Only these actions (created, updated, deleted); repeatable.
         #[arg(long = "action", value_name = "ACTION", value_parser = parse_action)]
         actions: Vec<Action>,
-        /// Only the events of this entity.
-        #[arg(long)]
+        /// Only the events of this entity (its id, a UUID).
+        #[arg(long, value_parser = parse_entity_id)]
         id: Option<Uuid>,
         /// Only events since this time: a duration back from now (90s, 10m, 2h, 7d) or an
         /// RFC 3339 time.
@@ -187,6 +187,12 @@ fn projection_name() -> impl clap::builder::TypedValueParser<Value = ProjectionN
     let names: Vec<&'static str> = ProjectionName::ALL.map(ProjectionName::name).to_vec();
     use clap::builder::TypedValueParser;
     clap::builder::PossibleValuesParser::new(names).try_map(|s| s.parse::<ProjectionName>())
+}
+
+fn parse_entity_id(s: &str) -> Result<Uuid, String> {
+    Uuid::parse_str(s.trim()).map_err(|e| {
+        format!("an entity id is a UUID (e.g. 0b5c3f9e-6d0a-4c52-9f1e-2a7d8c4b1e07): {e}")
+    })
 }
 
 fn parse_kind(s: &str) -> Result<EntityKind, String> {
