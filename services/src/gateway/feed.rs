@@ -41,6 +41,8 @@ const REPLAY_PAGE: usize = 512;
 const CONCURRENT_REPLAY_READS: usize = 2;
 /// How long a quiet feed waits before it sends a keep-alive comment.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// How often the viewers are looked at for clients that left or stopped reading.
+const WATCH_EVERY: Duration = Duration::from_secs(1);
 /// How long a refused viewer is asked to wait before it tries again.
 pub const RETRY_AFTER_SECS: u64 = 5;
 
@@ -189,8 +191,11 @@ struct Watched {
     /// Milliseconds since `epoch` when the viewer's last frame was handed to the connection and
     /// not yet taken (0: it is being read).
     waiting_since: Arc<AtomicU64>,
-    /// A duplicate of the connection's socket, to shut it down (`None`: not closable).
+    /// A duplicate of the connection's socket, to see that the client left and to shut it down
+    /// (`None`: not closable).
     socket: Option<std::net::TcpStream>,
+    /// Ends the viewer's stream (its client left), so that its place is given back at once.
+    gone: CancellationToken,
 }
 
 impl Feed {
@@ -292,17 +297,20 @@ impl Feed {
         viewers.next_id += 1;
         let id = viewers.next_id;
         let waiting_since = Arc::new(AtomicU64::new(0));
+        let gone = CancellationToken::new();
         viewers.open.insert(
             id,
             Watched {
                 waiting_since: waiting_since.clone(),
                 socket: None,
+                gone: gone.clone(),
             },
         );
         Ok(Admission {
             id,
             client,
             waiting_since,
+            gone,
             viewers: self.viewers.clone(),
         })
     }
@@ -350,6 +358,7 @@ pub struct Admission {
     id: u64,
     client: Option<IpAddr>,
     waiting_since: Arc<AtomicU64>,
+    gone: CancellationToken,
     viewers: Arc<Mutex<Viewers>>,
 }
 
@@ -396,9 +405,12 @@ fn epoch_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Shuts down the connections of viewers that left a frame untaken for longer than `stall`.
+/// Every [`WATCH_EVERY`] (or quarter of the stall bound, if shorter): ends the stream of a viewer
+/// whose client has left (an idle feed writes nothing that would notice it for up to the
+/// keep-alive period, and its place in the budget would be held meanwhile), and shuts down the
+/// connection of a viewer that left a frame untaken for longer than `stall`.
 async fn watch_stalls(viewers: Arc<Mutex<Viewers>>, stall: Duration, shutdown: CancellationToken) {
-    let period = (stall / 4).max(Duration::from_millis(50));
+    let period = (stall / 4).clamp(Duration::from_millis(50), WATCH_EVERY);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -408,6 +420,16 @@ async fn watch_stalls(viewers: Arc<Mutex<Viewers>>, stall: Duration, shutdown: C
         let stall_ms = stall.as_millis() as u64;
         let mut viewers = lock(&viewers);
         for watched in viewers.open.values_mut() {
+            if let Some(socket) = &watched.socket {
+                // Nothing to read and the peer's end closed: the client is gone. (The socket is
+                // non-blocking already: tokio made it so.)
+                let mut probe = [0u8; 1];
+                if matches!(socket.peek(&mut probe), Ok(0)) {
+                    watched.gone.cancel();
+                    watched.socket = None;
+                    continue;
+                }
+            }
             let since = watched.waiting_since.load(Ordering::Relaxed);
             if since == 0 || now.saturating_sub(since) < stall_ms {
                 continue;
@@ -417,6 +439,7 @@ async fn watch_stalls(viewers: Arc<Mutex<Viewers>>, stall: Duration, shutdown: C
                     stalled_ms = now.saturating_sub(since),
                     "closing an event-feed viewer that does not read"
                 );
+                watched.gone.cancel();
                 if let Err(e) = socket.shutdown(std::net::Shutdown::Both) {
                     debug!(error = %e, "the stalled viewer's connection was already gone");
                 }
@@ -456,10 +479,11 @@ impl Viewer {
     /// as reading while it waits, and as owing a read once the frame is handed over.
     pub async fn next_frame(&mut self) -> Option<String> {
         self.admission.reading();
-        let shutdown = self.shutdown.clone();
+        let (shutdown, gone) = (self.shutdown.clone(), self.admission.gone.clone());
         let frame = tokio::select! {
             frame = self.produce() => frame,
             _ = shutdown.cancelled() => None,
+            _ = gone.cancelled() => None,
         };
         self.admission.handed_over();
         frame
