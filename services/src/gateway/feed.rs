@@ -17,6 +17,7 @@
 //! disconnected. Replays read through a connection of their own, a page at a time, a few at once,
 //! so that they never queue in front of a command's round trip.
 
+use actix_web::web::Bytes;
 use ordershop_domain::{Action, EntityKind};
 use ordershop_eventstore::{
     EntryId, EventStore, Follow, RawEntry, RedisConfig, RedisConnection, Replay, StoreError,
@@ -86,11 +87,14 @@ pub struct FeedEvent {
     pub action: Action,
     #[serde(skip)]
     pub entity_id: Uuid,
+    /// The SSE frame, encoded once and shared by every viewer it is sent to.
+    #[serde(skip)]
+    encoded: Bytes,
 }
 
 impl FeedEvent {
     fn from_stored(event: &StoredEvent) -> Self {
-        FeedEvent {
+        let mut feed_event = FeedEvent {
             id: event.id.to_string(),
             stream: event.stream.key(),
             event_id: event.event_id,
@@ -101,7 +105,10 @@ impl FeedEvent {
             kind: event.kind(),
             action: event.change.action,
             entity_id: event.entity_id(),
-        }
+            encoded: Bytes::new(),
+        };
+        feed_event.encoded = Bytes::from(feed_event.encode());
+        feed_event
     }
 
     /// The entry as the feed sends it, or `None` for one it cannot read (skipped, as the
@@ -116,8 +123,13 @@ impl FeedEvent {
         }
     }
 
-    /// The SSE frame: `id`, `event` (`<type>_<action>`), `data` (one line of JSON).
-    pub fn frame(&self) -> String {
+    /// The SSE frame: `id`, `event` (`<type>_<action>`), `data` (one line of JSON). A cheap
+    /// clone of bytes encoded once.
+    pub fn frame(&self) -> Bytes {
+        self.encoded.clone()
+    }
+
+    fn encode(&self) -> String {
         let data = serde_json::to_string(self).unwrap_or_else(|_| "{}".to_owned());
         format!(
             "id: {}\nevent: {}_{}\ndata: {data}\n\n",
@@ -477,7 +489,7 @@ impl Viewer {
 
     /// The next SSE frame, or `None` when the viewer is to be disconnected. Marks the viewer
     /// as reading while it waits, and as owing a read once the frame is handed over.
-    pub async fn next_frame(&mut self) -> Option<String> {
+    pub async fn next_frame(&mut self) -> Option<Bytes> {
         self.admission.reading();
         let (shutdown, gone) = (self.shutdown.clone(), self.admission.gone.clone());
         let frame = tokio::select! {
@@ -489,7 +501,7 @@ impl Viewer {
         frame
     }
 
-    async fn produce(&mut self) -> Option<String> {
+    async fn produce(&mut self) -> Option<Bytes> {
         use tokio::sync::broadcast::error::RecvError;
         if self.done {
             return None;
@@ -527,16 +539,16 @@ impl Viewer {
                     }
                     Err(e) => {
                         self.done = true;
-                        return Some(format!(
+                        return Some(Bytes::from(format!(
                             ": the log cannot be read: {e}; reconnect with Last-Event-ID: {}\n\n",
                             self.last
-                        ));
+                        )));
                     }
                 }
                 continue;
             }
             match tokio::time::timeout(KEEP_ALIVE, self.live.recv()).await {
-                Err(_) => return Some(": keep-alive\n\n".to_owned()),
+                Err(_) => return Some(Bytes::from_static(b": keep-alive\n\n")),
                 Ok(Ok(event)) => {
                     if event.entry_id > self.last && self.filter.accepts(&event) {
                         self.last = event.entry_id;
@@ -553,10 +565,10 @@ impl Viewer {
                     self.live = self.live.resubscribe();
                     if let Err(e) = self.start_replay().await {
                         self.done = true;
-                        return Some(format!(
+                        return Some(Bytes::from(format!(
                             ": the log cannot be read: {e}; reconnect with Last-Event-ID: {}\n\n",
                             self.last
-                        ));
+                        )));
                     }
                 }
                 Ok(Err(RecvError::Closed)) => return None,

@@ -233,7 +233,7 @@ async fn event_stream(
     });
     let events = futures::stream::unfold(viewer, |mut viewer| async move {
         let frame = viewer.next_frame().await?;
-        Some((Ok::<_, actix_web::Error>(web::Bytes::from(frame)), viewer))
+        Some((Ok::<_, actix_web::Error>(frame), viewer))
     });
     use futures::StreamExt;
     Ok(HttpResponse::Ok()
