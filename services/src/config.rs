@@ -31,6 +31,7 @@ pub const FEED_MAX_PER_CLIENT: &str = "ORDERSHOP_FEED_MAX_PER_CLIENT";
 pub const FEED_STALL_MS: &str = "ORDERSHOP_FEED_STALL_MS";
 pub const ALLOWED_ORIGINS: &str = "ORDERSHOP_ALLOWED_ORIGINS";
 pub const ALLOWED_HOSTS: &str = "ORDERSHOP_ALLOWED_HOSTS";
+pub const RATE_LIMIT: &str = "ORDERSHOP_RATE_LIMIT";
 /// Shortest API token accepted (a shorter one is a start-up error, not a weak lock).
 pub const MIN_API_TOKEN_CHARS: usize = 16;
 
@@ -90,6 +91,9 @@ pub struct Config {
     /// shop's own ([`crate::cross_site`]).
     pub allowed_origins: Vec<String>,
     pub allowed_hosts: Vec<String>,
+    /// `ORDERSHOP_RATE_LIMIT`: requests per second one client address may send (unset: no
+    /// limit), see [`crate::rate_limit`].
+    pub rate_limit: Option<u32>,
     /// How long the gateway waits for the entity cache to apply a command's events.
     pub consistency_timeout: Duration,
     /// `ORDERSHOP_CONSISTENCY_NOTICES` (`on`, the default, or `off`): whether the gateway's
@@ -229,6 +233,12 @@ impl Config {
             });
         }
         let allowed_hosts = list(ALLOWED_HOSTS);
+        let rate_limit = match get(RATE_LIMIT) {
+            Some(value) => {
+                Some(parse_number(Some(value), RATE_LIMIT, 0, 1, Some(1_000_000))? as u32)
+            }
+            None => None,
+        };
         let consistency_ms = parse_number(
             get(CONSISTENCY_TIMEOUT_MS),
             CONSISTENCY_TIMEOUT_MS,
@@ -275,6 +285,7 @@ impl Config {
             feed,
             allowed_origins,
             allowed_hosts,
+            rate_limit,
             consistency_timeout: Duration::from_millis(consistency_ms as u64),
             consistency_notices,
             worker_libraries: Vec::new(),
@@ -352,6 +363,7 @@ impl fmt::Debug for Config {
             .field("feed", &self.feed)
             .field("allowed_origins", &self.allowed_origins)
             .field("allowed_hosts", &self.allowed_hosts)
+            .field("rate_limit", &self.rate_limit)
             .field("consistency_timeout", &self.consistency_timeout)
             .field("worker_libraries", &self.worker_libraries)
             .field("in_process_commands", &self.in_process_commands)
@@ -584,6 +596,7 @@ mod tests {
             ("ORDERSHOP_FEED_MAX_PER_CLIENT", "lots"),
             ("ORDERSHOP_FEED_STALL_MS", "10"),
             ("ORDERSHOP_ALLOWED_ORIGINS", "admin.example.com"),
+            ("ORDERSHOP_RATE_LIMIT", "0"),
             ("ORDERSHOP_LISTEN", "5000"),
             ("ORDERSHOP_LISTEN", "0.0.0.0:http"),
             ("ORDER_SERVICE_URL", "https://order-service"),

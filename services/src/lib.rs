@@ -29,6 +29,7 @@ pub mod idempotency;
 pub mod messages;
 pub mod openapi;
 pub mod precondition;
+pub mod rate_limit;
 pub mod request_id;
 pub mod role;
 pub mod routes;

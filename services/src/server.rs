@@ -48,11 +48,18 @@ pub async fn serve(
         allowed_hosts: config.allowed_hosts.clone(),
         loopback_only: listener.local_addr().is_ok_and(|a| a.ip().is_loopback()),
     });
+    // Clients reach the shop through the gateway; the services behind it see only the gateway's
+    // address, so limiting them would limit the whole shop.
+    let rate = config
+        .rate_limit
+        .filter(|_| role == Role::Gateway)
+        .map(|per_second| Arc::new(crate::rate_limit::RateLimit::new(per_second)));
     let server = HttpServer::new(move || {
         let app = app.clone();
         let observed = (role, app.metrics.clone());
         let token = token.clone();
         let cross_site = cross_site.clone();
+        let rate = rate.clone();
         App::new()
             // Innermost: a refused request is still logged, counted and given its request id.
             .wrap(middleware::from_fn(move |req, next| {
@@ -60,6 +67,9 @@ pub async fn serve(
             }))
             .wrap(middleware::from_fn(move |req, next| {
                 crate::cross_site::guard(cross_site.clone(), req, next)
+            }))
+            .wrap(middleware::from_fn(move |req, next| {
+                crate::rate_limit::limit(rate.clone(), req, next)
             }))
             .wrap(middleware::Compress::default())
             .wrap(middleware::from_fn(move |req, next| {

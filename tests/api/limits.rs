@@ -126,3 +126,58 @@ async fn slow_requests_are_cut_off_and_others_are_served_meanwhile() {
     );
     assert_eq!(shop.stream_lengths().await, before, "nothing appended");
 }
+
+/// With `ORDERSHOP_RATE_LIMIT`, a client over its rate gets 429 with `Retry-After` (nothing it
+/// asked for is done), other clients are served as usual, and health checks are never limited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_over_its_rate_limit_is_told_to_slow_down_and_others_are_not() {
+    let shop = Shop::start_with(Layout::OneProcess, &[("ORDERSHOP_RATE_LIMIT", "5")]).await;
+    let before = shop.stream_lengths().await;
+    let mut statuses = Vec::new();
+    let mut retry_after = None;
+    for i in 0..30 {
+        let response = shop
+            .http
+            .post(shop.gateway("/customer"))
+            .json(&json!({"name": format!("R{i}"), "email": format!("r{i}@example.com")}))
+            .send()
+            .await
+            .expect("POST");
+        if response.status() == 429 {
+            retry_after = response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let body: serde_json::Value = response.json().await.expect("a JSON error");
+            assert_eq!(body["error"], "rate_limited", "{body}");
+            statuses.push(429);
+        } else {
+            statuses.push(response.status().as_u16());
+        }
+    }
+    let accepted = statuses.iter().filter(|s| **s == 200).count();
+    let limited = statuses.iter().filter(|s| **s == 429).count();
+    assert!(limited > 0 && accepted >= 10, "{statuses:?}");
+    assert_eq!(accepted + limited, 30, "{statuses:?}");
+    assert!(retry_after.is_some_and(|s| s.parse::<u64>().is_ok_and(|n| n >= 1)));
+    let after = shop.stream_lengths().await;
+    assert_eq!(
+        after["events:customer_created"] - before["events:customer_created"],
+        accepted as u64,
+        "only the accepted requests appended"
+    );
+    // Health is never limited; another client address has its own allowance.
+    let (status, _) = shop.get("/health").await;
+    assert_eq!(status, 200);
+    let other = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .expect("a client");
+    let answer = other
+        .get(shop.gateway("/customers"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(answer.status(), 200);
+}
