@@ -3,8 +3,9 @@
 //!
 //! One tail per gateway process follows the log ([`Follow`]: merged replays up to the last ID
 //! issued, woken by a blocking `XREAD` on a connection of its own) and broadcasts each event, in
-//! ID order and once, over a bounded ring ([`BUFFER`] events, shared: 200 viewers cost one ring,
-//! not 200 copies). A viewer that asks to resume (`Last-Event-ID`, or `?since=<entry id>`) first
+//! ID order and once, over bounded rings ([`BUFFER`] events each, shared: 200 viewers cost one
+//! ring, not 200 copies; one ring of every event and one per entity type, so a viewer of one
+//! type is not woken for the others). Each event's frame is encoded once for all viewers. A viewer that asks to resume (`Last-Event-ID`, or `?since=<entry id>`) first
 //! gets the events after that ID from the log itself, page by page, then the live ones, each
 //! exactly once: it subscribes before it replays, the replay stops at the last ID issued when it
 //! started, and live events at or below the last ID sent are skipped. A viewer that falls more
@@ -176,13 +177,49 @@ pub enum FeedRefusal {
     Unavailable(String),
 }
 
-/// The process's tail of the log, its broadcast ring, and its viewers' budget.
+/// The broadcast rings: one of every event, and one per entity type, so that a viewer of one
+/// type is not woken for every event of the others.
+#[derive(Clone)]
+struct Rings {
+    all: broadcast::Sender<Arc<FeedEvent>>,
+    by_kind: [broadcast::Sender<Arc<FeedEvent>>; 5],
+}
+
+impl Rings {
+    fn new() -> Self {
+        Rings {
+            all: broadcast::channel(BUFFER).0,
+            by_kind: std::array::from_fn(|_| broadcast::channel(BUFFER).0),
+        }
+    }
+
+    fn kind(&self, kind: EntityKind) -> &broadcast::Sender<Arc<FeedEvent>> {
+        let i = EntityKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
+        &self.by_kind[i]
+    }
+
+    /// The ring a viewer of `filter` listens to: its type's when it names exactly one.
+    fn for_filter(&self, filter: &FeedFilter) -> &broadcast::Sender<Arc<FeedEvent>> {
+        match filter.kinds.as_slice() {
+            [kind] => self.kind(*kind),
+            _ => &self.all,
+        }
+    }
+
+    fn send(&self, event: Arc<FeedEvent>) {
+        // A ring with no viewer: nothing to do.
+        let _ = self.kind(event.kind).send(event.clone());
+        let _ = self.all.send(event);
+    }
+}
+
+/// The process's tail of the log, its broadcast rings, and its viewers' budget.
 pub struct Feed {
     /// Reads for replays and the tail: a connection of its own, so that a long read never
     /// waits in line in front of a command.
     store: EventStore,
     redis: RedisConfig,
-    sender: broadcast::Sender<Arc<FeedEvent>>,
+    rings: Rings,
     started: OnceCell<()>,
     limits: FeedLimits,
     viewers: Arc<Mutex<Viewers>>,
@@ -218,11 +255,10 @@ impl Feed {
         limits: FeedLimits,
         shutdown: CancellationToken,
     ) -> Result<Self, redis::RedisError> {
-        let (sender, _) = broadcast::channel(BUFFER);
         Ok(Feed {
             store: EventStore::from_connection(RedisConnection::new(&redis)?),
             redis,
-            sender,
+            rings: Rings::new(),
             started: OnceCell::new(),
             limits,
             viewers: Arc::new(Mutex::new(Viewers::default())),
@@ -239,10 +275,13 @@ impl Feed {
         self.limits
     }
 
-    /// A receiver of every event appended from now on (starting the tail and the stall
-    /// watchdog on first use: the tail has read the last ID issued before this returns, so
-    /// nothing appended after the call is missed).
-    pub async fn subscribe(&self) -> Result<broadcast::Receiver<Arc<FeedEvent>>, String> {
+    /// A receiver of every event `filter` may accept appended from now on (starting the tail
+    /// and the stall watchdog on first use: the tail has read the last ID issued before this
+    /// returns, so nothing appended after the call is missed).
+    pub async fn subscribe(
+        &self,
+        filter: &FeedFilter,
+    ) -> Result<broadcast::Receiver<Arc<FeedEvent>>, String> {
         self.started
             .get_or_try_init(|| async {
                 let from = self
@@ -253,7 +292,7 @@ impl Feed {
                 let wake = RedisConnection::new(&self.redis)
                     .map_err(|e| format!("cannot connect to Redis: {e}"))?;
                 let follow = Follow::new(self.store.clone(), wake, Stream::all(), from);
-                tokio::spawn(tail(follow, self.sender.clone(), self.shutdown.clone()));
+                tokio::spawn(tail(follow, self.rings.clone(), self.shutdown.clone()));
                 tokio::spawn(watch_stalls(
                     self.viewers.clone(),
                     self.limits.stall,
@@ -262,7 +301,7 @@ impl Feed {
                 Ok::<(), String>(())
             })
             .await?;
-        Ok(self.sender.subscribe())
+        Ok(self.rings.for_filter(filter).subscribe())
     }
 
     /// Where a viewer that wants the last `n` events of the streams `filter` reads starts: after
@@ -335,7 +374,10 @@ impl Feed {
         filter: FeedFilter,
         resume: Option<EntryId>,
     ) -> Result<Viewer, FeedRefusal> {
-        let live = self.subscribe().await.map_err(FeedRefusal::Unavailable)?;
+        let live = self
+            .subscribe(&filter)
+            .await
+            .map_err(FeedRefusal::Unavailable)?;
         let mut viewer = Viewer {
             store: self.store.clone(),
             replay_reads: self.replay_reads.clone(),
@@ -580,11 +622,7 @@ impl Viewer {
 /// Follows the log from where the feed started and broadcasts every entry, in ID order and
 /// once, until shutdown. Errors (Redis away) are retried after a pause; the follower keeps its
 /// place.
-async fn tail(
-    mut follow: Follow,
-    sender: broadcast::Sender<Arc<FeedEvent>>,
-    shutdown: CancellationToken,
-) {
+async fn tail(mut follow: Follow, rings: Rings, shutdown: CancellationToken) {
     let mut backoff =
         ordershop_eventstore::Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     loop {
@@ -597,8 +635,7 @@ async fn tail(
                 backoff.reset();
                 for raw in &batch {
                     if let Some(event) = FeedEvent::from_raw(raw) {
-                        // No viewer: nothing to do.
-                        let _ = sender.send(Arc::new(event));
+                        rings.send(Arc::new(event));
                     }
                 }
             }
