@@ -234,9 +234,9 @@ pub enum AppendError {
     #[error(
         "the stream {stream} has reached the ID {entry}, which the store cannot append after (at \
          the end of the ID space, or more than a day ahead of the server's clock: an entry \
-         written without the store); nothing was appended. To append to it again: XDEL {stream} \
-         {entry}, then XSETID {stream} <the highest ID left in it, or 0-1>, and XGROUP SETID \
-         {stream} <group> <that ID> for each group that read past it"
+         written without the store); nothing was appended. An operator must remove that entry \
+         and bring the stream's last ID back: see \"A stream blocked by an entry written by \
+         hand\" in docs/projections.md"
     )]
     Blocked { stream: String, entry: String },
     #[error("event store unavailable")]
