@@ -98,6 +98,17 @@ pub async fn status(max_lag: Option<u64>, json: bool) -> anyhow::Result<ExitCode
         return Ok(ExitCode::from(2));
     }
     let groups = statuses(&mut conn).await.with_context(reading)?;
+    let blocked = ordershop_eventstore::EventStore::from_connection(conn.clone())
+        .blocked_streams()
+        .await
+        .with_context(reading)?;
+    for (stream, id) in &blocked {
+        eprintln!(
+            "blocked: appends to {} are refused: it has reached the ID {id}, written without the \
+             store (see \"A stream blocked by an entry written by hand\" in docs/projections.md)",
+            stream.key()
+        );
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&groups)?);
     } else {
@@ -171,6 +182,9 @@ pub async fn status(max_lag: Option<u64>, json: bool) -> anyhow::Result<ExitCode
         println!("{table}");
     }
     if let Some(max) = max_lag {
+        if !blocked.is_empty() {
+            return Ok(ExitCode::from(1));
+        }
         let down: Vec<&str> = groups.iter().filter(|g| g.down).map(|g| g.group).collect();
         if !down.is_empty() {
             eprintln!(

@@ -311,6 +311,32 @@ impl EventStore {
             .collect()
     }
 
+    /// The streams the store can no longer append to, with the last ID that blocks each: an ID
+    /// at the end of the ID space or more than a day ahead of the server's clock, left by an
+    /// entry written without the store (see `xadd` in `lua/store.lua`, which refuses appends
+    /// past such an ID by the same rule).
+    pub async fn blocked_streams(&self) -> Result<Vec<(Stream, String)>, StoreError> {
+        let mut conn = self.conn.clone();
+        let (now_s, _): (u64, u64) = redis::cmd("TIME").query_async(&mut conn).await?;
+        let mut blocked = Vec::new();
+        for stream in Stream::all() {
+            let info: Result<HashMap<String, Value>, redis::RedisError> = redis::cmd("XINFO")
+                .arg("STREAM")
+                .arg(stream.key())
+                .query_async(&mut conn)
+                .await;
+            // No such stream: nothing can block it.
+            let Ok(info) = info else { continue };
+            let Some(last) = info.get("last-generated-id").and_then(as_string) else {
+                continue;
+            };
+            if id_out_of_reach(&last, now_s * 1000) {
+                blocked.push((stream, last));
+            }
+        }
+        Ok(blocked)
+    }
+
     /// The last entry ID the store issued (zero for an empty store).
     pub async fn last_issued(&self) -> Result<EntryId, StoreError> {
         let last: Option<String> = redis::cmd("GET")
@@ -641,6 +667,23 @@ fn as_i64(v: &Value) -> Option<i64> {
     }
 }
 
+/// Whether the store cannot append after `id` (the rule of `xadd` in `lua/store.lua`): either
+/// part too long for Lua's numbers to hold exactly, or more than a day ahead of `now_ms`.
+fn id_out_of_reach(id: &str, now_ms: u64) -> bool {
+    const MAX_AHEAD_MS: u64 = 24 * 3600 * 1000;
+    const MAX_EXACT: u64 = 9_007_199_254_740_991;
+    let Some((ms, seq)) = id.split_once('-') else {
+        return false;
+    };
+    if ms.len() > 15 || seq.len() > 15 {
+        return true;
+    }
+    match (ms.parse::<u64>(), seq.parse::<u64>()) {
+        (Ok(ms), Ok(seq)) => seq >= MAX_EXACT || ms > now_ms + MAX_AHEAD_MS,
+        _ => false,
+    }
+}
+
 fn as_string(v: &Value) -> Option<String> {
     match v {
         Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
@@ -722,5 +765,23 @@ fn interpret_reply(append: &Append, reply: Value) -> Result<Vec<Appended>, Appen
             })
         }
         _ => Err(protocol("unknown status")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_id_is_out_of_reach_at_the_end_of_the_id_space_or_a_day_ahead() {
+        let now = 1_800_000_000_000;
+        assert!(id_out_of_reach(
+            "18446744073709551615-18446744073709551615",
+            now
+        ));
+        assert!(id_out_of_reach(&format!("{}-0", now + 25 * 3_600_000), now));
+        assert!(!id_out_of_reach(&format!("{}-0", now + 3_600_000), now));
+        assert!(!id_out_of_reach(&format!("{now}-999"), now));
+        assert!(!id_out_of_reach("0-0", now));
     }
 }

@@ -456,6 +456,13 @@ async fn an_entry_at_the_end_of_the_id_space_is_named_not_retried() {
         "{detail}"
     );
     assert_eq!(shop.stream_lengths().await, before, "nothing appended");
+    // `status` says so, and a check with --max-lag fails.
+    let (code, _, err) = run_cli(&shop, &["status", "--max-lag", "1000"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("blocked: appends to events:product_created are refused") && err.contains(top),
+        "{err}"
+    );
     // Customers live in other streams.
     shop.create(
         "/customer",
