@@ -91,8 +91,8 @@ impl FromRequest for RawBody {
     }
 }
 
-/// The request body parsed as JSON; 400 when it is not JSON (whatever the content type, as the
-/// original accepted).
+/// The request body parsed as JSON; 400 when it is not JSON. (That a body is sent as
+/// `application/json` at all is checked before any handler runs: [`crate::cross_site`].)
 pub struct JsonBody(pub serde_json::Value);
 
 impl FromRequest for JsonBody {
