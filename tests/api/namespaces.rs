@@ -170,6 +170,75 @@ async fn two_shops_on_a_cluster_each_keep_to_one_slot_of_their_own_primary() {
     assert!(per_shop.values().all(|n| *n > 20), "{per_shop:?}");
 }
 
+/// The ids of the orders in the shop's log.
+async fn logged_orders(shop: &Shop) -> BTreeSet<String> {
+    let logged: Vec<(String, BTreeMap<String, String>)> = redis::cmd("XRANGE")
+        .arg(shop.key("events:order_created"))
+        .arg("-")
+        .arg("+")
+        .query_async(&mut shop.connection())
+        .await
+        .expect("XRANGE");
+    logged
+        .iter()
+        .filter_map(|(_, fields)| fields.get("entity"))
+        .filter_map(|entity| serde_json::from_str::<Value>(entity).ok())
+        .filter_map(|entity| entity["id"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Asserts that every logged order has its cached entity on the node at `owner` (the shop's
+/// slot's owner), at the version the log gives it; answers a connection to that node.
+async fn cache_holds_every_logged_order(
+    shop: &Shop,
+    owner: u16,
+    in_log: &BTreeSet<String>,
+) -> redis::aio::MultiplexedConnection {
+    let mut direct = redis::Client::open(format!("redis://127.0.0.1:{owner}"))
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("the new owner answers");
+    let mut without_entity = Vec::new();
+    for id in in_log {
+        let exists: bool = redis::cmd("EXISTS")
+            .arg(shop.key(&format!("order_entity:{id}")))
+            .query_async(&mut direct)
+            .await
+            .expect("EXISTS");
+        if !exists {
+            without_entity.push(id.clone());
+        }
+    }
+    assert!(
+        without_entity.is_empty(),
+        "logged orders the entity cache does not hold: {without_entity:?}"
+    );
+    let heads: BTreeMap<String, String> = redis::cmd("HGETALL")
+        .arg(shop.key("es:head:order"))
+        .query_async(&mut direct)
+        .await
+        .unwrap_or_default();
+    let applied: BTreeMap<String, String> = redis::cmd("HGETALL")
+        .arg(shop.key("entity-cache:versions:order"))
+        .query_async(&mut direct)
+        .await
+        .unwrap_or_default();
+    if !heads.is_empty() {
+        let behind: Vec<(&String, &str, Option<&String>)> = heads
+            .iter()
+            .map(|(id, head)| (id, head.split(':').next().unwrap_or_default()))
+            .filter(|(id, version)| applied.get(*id).map(String::as_str) != Some(*version))
+            .map(|(id, version)| (id, version, applied.get(id)))
+            .collect();
+        assert!(
+            behind.is_empty(),
+            "orders whose cached version is not the log's: {behind:?}"
+        );
+    }
+    direct
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn moving_a_shops_slot_to_a_new_primary_under_load_loses_nothing() {
     const CLIENTS: usize = 4;
@@ -294,20 +363,7 @@ async fn moving_a_shops_slot_to_a_new_primary_under_load_loses_nothing() {
         )
         .await
         .remove(0);
-    let mut conn = shop.connection();
-    let logged: Vec<(String, BTreeMap<String, String>)> = redis::cmd("XRANGE")
-        .arg(shop.key("events:order_created"))
-        .arg("-")
-        .arg("+")
-        .query_async(&mut conn)
-        .await
-        .expect("XRANGE");
-    let in_log: BTreeSet<String> = logged
-        .iter()
-        .filter_map(|(_, fields)| fields.get("entity"))
-        .filter_map(|entity| serde_json::from_str::<Value>(entity).ok())
-        .filter_map(|entity| entity["id"].as_str().map(str::to_owned))
-        .collect();
+    let in_log = logged_orders(&shop).await;
     let missing: Vec<&String> = acknowledged
         .iter()
         .chain([&after])
@@ -358,48 +414,7 @@ async fn moving_a_shops_slot_to_a_new_primary_under_load_loses_nothing() {
     // version the log gives it, on the slot's new owner; and the entity cache and the CRM
     // view equal a rebuild of them from the log.
     let owner = cluster.nodes()[target].port();
-    let mut direct = redis::Client::open(format!("redis://127.0.0.1:{owner}"))
-        .expect("url")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("the new owner answers");
-    let mut without_entity = Vec::new();
-    for id in &in_log {
-        let exists: bool = redis::cmd("EXISTS")
-            .arg(shop.key(&format!("order_entity:{id}")))
-            .query_async(&mut direct)
-            .await
-            .expect("EXISTS");
-        if !exists {
-            without_entity.push(id.clone());
-        }
-    }
-    assert!(
-        without_entity.is_empty(),
-        "logged orders the entity cache does not hold: {without_entity:?}"
-    );
-    let heads: BTreeMap<String, String> = redis::cmd("HGETALL")
-        .arg(shop.key("es:head:order"))
-        .query_async(&mut direct)
-        .await
-        .unwrap_or_default();
-    let applied: BTreeMap<String, String> = redis::cmd("HGETALL")
-        .arg(shop.key("entity-cache:versions:order"))
-        .query_async(&mut direct)
-        .await
-        .unwrap_or_default();
-    if !heads.is_empty() {
-        let behind: Vec<(&String, &str, Option<&String>)> = heads
-            .iter()
-            .map(|(id, head)| (id, head.split(':').next().unwrap_or_default()))
-            .filter(|(id, version)| applied.get(*id).map(String::as_str) != Some(*version))
-            .map(|(id, version)| (id, version, applied.get(id)))
-            .collect();
-        assert!(
-            behind.is_empty(),
-            "orders whose cached version is not the log's: {behind:?}"
-        );
-    }
+    let mut direct = cache_holds_every_logged_order(&shop, owner, &in_log).await;
     let patterns = |bare: &[&str]| -> Vec<String> { bare.iter().map(|p| shop.key(p)).collect() };
     let cache_patterns = patterns(&CACHE_KEYS);
     let crm_patterns = patterns(&["crm:*"]);
@@ -431,4 +446,135 @@ async fn moving_a_shops_slot_to_a_new_primary_under_load_loses_nothing() {
         crm_state(dump(&mut direct, &crm_patterns).await) == crm_live,
         "the CRM view after the move differs from a rebuild from the log"
     );
+}
+
+/// Orders from `clients` connections, round-robin over `products`, until `stop` is set and each
+/// client has placed `after` more; every answer, in order.
+async fn order_until(
+    shop: &Shop,
+    customer: &str,
+    products: &[String],
+    clients: usize,
+    stop: &std::sync::atomic::AtomicBool,
+    after: usize,
+) -> Vec<(u16, Value)> {
+    let one = |client: usize| async move {
+        let (mut answers, mut since_stop) = (Vec::new(), 0);
+        for n in 0.. {
+            let body = json!({
+                "customer_id": customer,
+                "product_ids": [products[(client + n) % products.len()]],
+            });
+            answers.push(shop.post("/order", body).await);
+            if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                since_stop += 1;
+                if since_stop >= after {
+                    break;
+                }
+            }
+        }
+        answers
+    };
+    futures::future::join_all((0..clients).map(one))
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// A customer and five products with plenty of stock.
+async fn stocked(shop: &Shop) -> (String, Vec<String>) {
+    let customer = shop
+        .create(
+            "/customer",
+            json!({"name": "Ann", "email": "ann@example.com"}),
+        )
+        .await
+        .remove(0);
+    let mut products = Vec::new();
+    for i in 0..5 {
+        let product = shop
+            .create(
+                "/product",
+                json!({"name": format!("Box {i}"), "price": 300}),
+            )
+            .await
+            .remove(0);
+        shop.create(
+            "/inventory",
+            json!({"product_id": product, "amount": 1_000_000}),
+        )
+        .await;
+        products.push(product);
+    }
+    (customer, products)
+}
+
+/// The shape of a reshard: two shops taking orders, and one shop's slot moves onto the
+/// primary that serves the other (which has the Functions loaded and is busy meanwhile).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn moving_a_shops_slot_onto_a_busy_primary_loses_nothing_in_either_shop() {
+    let cluster = Arc::new(RedisCluster::start(3));
+    let [(a, a_node), (b, b_node)] = namespaces_on_two_primaries(&cluster);
+    let start = |namespace| {
+        shop_in(
+            Backing::Cluster(Arc::clone(&cluster)),
+            cluster.url(),
+            namespace,
+        )
+    };
+    let (moved, staying) = (start(&a).await, start(&b).await);
+    let ((a_customer, a_products), (b_customer, b_products)) =
+        futures::join!(stocked(&moved), stocked(&staying));
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let slot = cluster.slot_of(&format!("{{{a}}}:"));
+    let mover = async {
+        let conn = moved.connection();
+        let key = moved.key("events:order_created");
+        eventually("the first 500 orders", CATCH_UP, || {
+            let (mut conn, key) = (conn.clone(), key.clone());
+            async move {
+                redis::cmd("XLEN")
+                    .arg(&key)
+                    .query_async::<u64>(&mut conn)
+                    .await
+                    .unwrap_or(0)
+                    >= 500
+            }
+        })
+        .await;
+        let cluster = Arc::clone(&cluster);
+        tokio::task::spawn_blocking(move || {
+            cluster.move_slot_in_batches(slot, a_node, b_node, 100)
+        })
+        .await
+        .expect("the slot moved");
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    };
+    let (a_answers, b_answers, ()) = futures::join!(
+        order_until(&moved, &a_customer, &a_products, 3, &stop, 25),
+        order_until(&staying, &b_customer, &b_products, 2, &stop, 25),
+        mover
+    );
+    assert_eq!(cluster.owner_of(slot), b_node);
+
+    for (shop, answers, owner) in [(&moved, a_answers, b_node), (&staying, b_answers, b_node)] {
+        let odd: Vec<&(u16, Value)> = answers
+            .iter()
+            .filter(|(status, _)| *status != 200 && *status != 503)
+            .collect();
+        assert!(odd.is_empty(), "only 200 or a brief 503: {odd:?}");
+        let in_log = logged_orders(shop).await;
+        let lost: Vec<&str> = answers
+            .iter()
+            .filter(|(status, _)| *status == 200)
+            .filter_map(|(_, ids)| ids[0].as_str())
+            .filter(|id| !in_log.contains(*id))
+            .collect();
+        assert!(lost.is_empty(), "acknowledged but not in the log: {lost:?}");
+        wait_all_caught_up(shop).await;
+        cache_holds_every_logged_order(shop, cluster.nodes()[owner].port(), &in_log).await;
+        let (_, orders) = shop.get("/orders").await;
+        assert_eq!(orders.as_array().map(Vec::len), Some(in_log.len()));
+    }
 }
