@@ -136,18 +136,25 @@ fn namespaces_on_two_primaries(cluster: &RedisCluster) -> [(String, usize); 2] {
     [found[0].clone(), found[1].clone()]
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_shops_on_a_cluster_each_keep_to_one_slot_of_their_own_primary() {
-    let cluster = Arc::new(RedisCluster::start(3));
-    let [(a, a_node), (b, b_node)] = namespaces_on_two_primaries(&cluster);
+/// Two shops on `cluster`, whose slots two different primaries serve: each with its namespace
+/// and its primary.
+async fn two_shops_on(cluster: &Arc<RedisCluster>) -> [(Shop, String, usize); 2] {
+    let [(a, a_node), (b, b_node)] = namespaces_on_two_primaries(cluster);
     let start = |namespace| {
         shop_in(
-            Backing::Cluster(Arc::clone(&cluster)),
+            Backing::Cluster(Arc::clone(cluster)),
             cluster.url(),
             namespace,
         )
     };
-    let (walked, oversold) = (start(&a).await, start(&b).await);
+    let (first, second) = (start(&a).await, start(&b).await);
+    [(first, a, a_node), (second, b, b_node)]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_shops_on_a_cluster_each_keep_to_one_slot_of_their_own_primary() {
+    let cluster = Arc::new(RedisCluster::start(3));
+    let [(walked, a, a_node), (oversold, b, b_node)] = two_shops_on(&cluster).await;
     futures::join!(original_walk(&walked), oversell(&oversold));
     each_sees_only_its_own(&walked, &oversold).await;
 
@@ -244,94 +251,30 @@ async fn moving_a_shops_slot_to_a_new_primary_under_load_loses_nothing() {
     const CLIENTS: usize = 4;
     /// Orders each client places after the move, so that ordering spans it whole.
     const AFTER_THE_MOVE: usize = 25;
-    /// Keys per MIGRATE, as `redis-cli --cluster reshard --cluster-pipeline 100`.
-    const BATCH: usize = 100;
     // A fourth primary serves no slot yet: the shop has never met it, nor loaded its Functions
     // there, when its slot moves to it.
     let cluster = Arc::new(RedisCluster::start_with_empty(3, 1));
     let [(name, home), _] = namespaces_on_two_primaries(&cluster);
     let shop = shop_in(Backing::Cluster(Arc::clone(&cluster)), cluster.url(), &name).await;
-    let customer = shop
-        .create(
-            "/customer",
-            json!({"name": "Mover", "email": "mover@example.com"}),
-        )
-        .await
-        .remove(0);
-    let mut products = Vec::new();
-    for i in 0..5 {
-        let product = shop
-            .create(
-                "/product",
-                json!({"name": format!("Box {i}"), "price": 300}),
-            )
-            .await
-            .remove(0);
-        shop.create(
-            "/inventory",
-            json!({"product_id": product, "amount": 1_000_000}),
-        )
-        .await;
-        products.push(product);
-    }
+    let (customer, products) = stocked(&shop).await;
 
-    // Clients order continuously, from before the move until after it.
-    let moved_flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let clients = (0..CLIENTS).map(|client| {
-        let (shop, products, moved_flag) = (&shop, &products, Arc::clone(&moved_flag));
-        let customer = customer.clone();
-        async move {
-            let mut answers = Vec::new();
-            let mut after = 0;
-            for n in 0.. {
-                let body = json!({
-                    "customer_id": customer,
-                    "product_ids": [products[(client + n) % products.len()]],
-                });
-                answers.push(shop.post("/order", body).await);
-                if moved_flag.load(std::sync::atomic::Ordering::SeqCst) {
-                    after += 1;
-                    if after >= AFTER_THE_MOVE {
-                        break;
-                    }
-                }
-            }
-            answers
-        }
-    });
+    // Clients order continuously, from before the move (once they are well under way) until
+    // after it.
+    let moved_flag = std::sync::atomic::AtomicBool::new(false);
     let slot = cluster.slot_of(&format!("{{{name}}}:"));
     let target = 3;
-    // The move starts once the clients are well under way.
-    let under_way = shop.key("events:order_created");
-    let conn = shop.connection();
-    let moving = Arc::clone(&cluster);
-    let moved_signal = Arc::clone(&moved_flag);
-    let mover = async move {
-        eventually("the first 1,000 orders", CATCH_UP, || {
-            let (mut conn, key) = (conn.clone(), under_way.clone());
-            async move {
-                redis::cmd("XLEN")
-                    .arg(&key)
-                    .query_async::<u64>(&mut conn)
-                    .await
-                    .unwrap_or(0)
-                    >= 1_000
-            }
-        })
-        .await;
-        let moved = tokio::task::spawn_blocking(move || {
-            let started = Instant::now();
-            moving.move_slot_in_batches(slot, home, target, BATCH);
-            started.elapsed()
-        })
-        .await;
-        moved_signal.store(true, std::sync::atomic::Ordering::SeqCst);
-        moved
-    };
-    let (answers, moved) = futures::join!(futures::future::join_all(clients), mover);
-    let moved = moved.expect("the slot moved");
+    let (answers, moved) = futures::join!(
+        order_until(
+            &shop,
+            &customer,
+            &products,
+            CLIENTS,
+            &moved_flag,
+            AFTER_THE_MOVE
+        ),
+        move_under_way(&shop, &cluster, slot, (home, target), 1_000, &moved_flag)
+    );
     assert_eq!(cluster.owner_of(slot), target);
-    let answers: Vec<(u16, Value)> = answers.into_iter().flatten().collect();
     let acknowledged: Vec<String> = answers
         .iter()
         .filter(|(status, _)| *status == 200)
@@ -448,6 +391,44 @@ async fn moving_a_shops_slot_to_a_new_primary_under_load_loses_nothing() {
     );
 }
 
+/// Keys per MIGRATE, as `redis-cli --cluster reshard --cluster-pipeline 100`.
+const BATCH: usize = 100;
+
+/// Once the shop's log holds `first` orders, moves `slot` from node `from` to node `to` as
+/// redis-cli does, then sets `moved`; answers how long the move took.
+async fn move_under_way(
+    shop: &Shop,
+    cluster: &Arc<RedisCluster>,
+    slot: u16,
+    (from, to): (usize, usize),
+    first: u64,
+    moved: &std::sync::atomic::AtomicBool,
+) -> std::time::Duration {
+    let (conn, key) = (shop.connection(), shop.key("events:order_created"));
+    eventually("the first orders", CATCH_UP, || {
+        let (mut conn, key) = (conn.clone(), key.clone());
+        async move {
+            redis::cmd("XLEN")
+                .arg(&key)
+                .query_async::<u64>(&mut conn)
+                .await
+                .unwrap_or(0)
+                >= first
+        }
+    })
+    .await;
+    let cluster = Arc::clone(cluster);
+    let took = tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        cluster.move_slot_in_batches(slot, from, to, BATCH);
+        started.elapsed()
+    })
+    .await
+    .expect("the slot moved");
+    moved.store(true, std::sync::atomic::Ordering::SeqCst);
+    took
+}
+
 /// Orders from `clients` connections, round-robin over `products`, until `stop` is set and each
 /// client has placed `after` more; every answer, in order.
 async fn order_until(
@@ -510,51 +491,20 @@ async fn stocked(shop: &Shop) -> (String, Vec<String>) {
     (customer, products)
 }
 
-/// The shape of a reshard: two shops taking orders, and one shop's slot moves onto the
+/// A reshard among busy shops: two shops taking orders, and one shop's slot moves onto the
 /// primary that serves the other (which has the Functions loaded and is busy meanwhile).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn moving_a_shops_slot_onto_a_busy_primary_loses_nothing_in_either_shop() {
     let cluster = Arc::new(RedisCluster::start(3));
-    let [(a, a_node), (b, b_node)] = namespaces_on_two_primaries(&cluster);
-    let start = |namespace| {
-        shop_in(
-            Backing::Cluster(Arc::clone(&cluster)),
-            cluster.url(),
-            namespace,
-        )
-    };
-    let (moved, staying) = (start(&a).await, start(&b).await);
+    let [(moved, a, a_node), (staying, _, b_node)] = two_shops_on(&cluster).await;
     let ((a_customer, a_products), (b_customer, b_products)) =
         futures::join!(stocked(&moved), stocked(&staying));
     let stop = std::sync::atomic::AtomicBool::new(false);
     let slot = cluster.slot_of(&format!("{{{a}}}:"));
-    let mover = async {
-        let conn = moved.connection();
-        let key = moved.key("events:order_created");
-        eventually("the first 500 orders", CATCH_UP, || {
-            let (mut conn, key) = (conn.clone(), key.clone());
-            async move {
-                redis::cmd("XLEN")
-                    .arg(&key)
-                    .query_async::<u64>(&mut conn)
-                    .await
-                    .unwrap_or(0)
-                    >= 500
-            }
-        })
-        .await;
-        let cluster = Arc::clone(&cluster);
-        tokio::task::spawn_blocking(move || {
-            cluster.move_slot_in_batches(slot, a_node, b_node, 100)
-        })
-        .await
-        .expect("the slot moved");
-        stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    };
-    let (a_answers, b_answers, ()) = futures::join!(
+    let (a_answers, b_answers, _) = futures::join!(
         order_until(&moved, &a_customer, &a_products, 3, &stop, 25),
         order_until(&staying, &b_customer, &b_products, 2, &stop, 25),
-        mover
+        move_under_way(&moved, &cluster, slot, (a_node, b_node), 500, &stop)
     );
     assert_eq!(cluster.owner_of(slot), b_node);
 
