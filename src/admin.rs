@@ -7,10 +7,10 @@ use anstream::println;
 use anyhow::{bail, Context};
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, ContentArrangement, Table};
 use indicatif::{ProgressBar, ProgressStyle};
-use ordershop_eventstore::RedisConfig;
 use ordershop_projections::{
     rebuild_projection, shop_exists, statuses, wiped_key_patterns, ProjectionName, DOWN_AFTER,
 };
+use ordershop_redis::RedisConfig;
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
@@ -19,7 +19,7 @@ use std::process::ExitCode;
 pub fn shop_redis() -> anyhow::Result<RedisConfig> {
     let cwd = std::env::current_dir().context("cannot read the current folder")?;
     let LocatedShop { redis, source } = local_shop::locate(&cwd, |name| std::env::var(name).ok())?;
-    let namespace = match ordershop_eventstore::keys::namespace().name() {
+    let namespace = match ordershop_redis::namespace::namespace().name() {
         Some(name) => format!(", namespace {name}"),
         None => String::new(),
     };
@@ -83,11 +83,11 @@ pub async fn rebuild(projection: ProjectionName, yes: bool) -> anyhow::Result<Ex
 pub async fn status(max_lag: Option<u64>, json: bool) -> anyhow::Result<ExitCode> {
     let redis = shop_redis()?;
     let reading = || format!("reading consumer groups from {}", redis.redacted_url());
-    let mut conn = ordershop_eventstore::RedisConnection::connect(&redis)
+    let mut conn = ordershop_redis::RedisConnection::connect(&redis)
         .await
         .with_context(reading)?;
     if !shop_exists(&mut conn).await.with_context(reading)? {
-        let namespace = ordershop_eventstore::keys::namespace().name().map_or_else(
+        let namespace = ordershop_redis::namespace::namespace().name().map_or_else(
             || "without a namespace".to_owned(),
             |n| format!("in namespace {n}"),
         );

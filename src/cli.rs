@@ -6,9 +6,9 @@ use crate::{admin, dead_letters, report, run};
 use clap::{Parser, Subcommand};
 use ordershop_domain::{Action, EntityKind};
 use ordershop_eventstore::entry_id::ParseEntryIdError;
-use ordershop_eventstore::keys::Namespace;
 use ordershop_eventstore::EntryId;
 use ordershop_projections::ProjectionName;
+use ordershop_redis::namespace::Namespace;
 use ordershop_services::config::Role;
 use std::process::ExitCode;
 use uuid::Uuid;
@@ -237,7 +237,7 @@ pub fn parse() -> Cli {
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     // Before any key is built: every key of this process is in the shop's namespace.
     if let Some(namespace) = cli.namespace {
-        ordershop_eventstore::keys::use_namespace(namespace).map_err(anyhow::Error::msg)?;
+        ordershop_redis::namespace::use_namespace(namespace).map_err(anyhow::Error::msg)?;
     }
     match cli.command {
         Command::Serve { role } => run::serve_role(role).await,

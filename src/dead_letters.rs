@@ -5,9 +5,10 @@ use crate::admin::shop_redis;
 use anstream::println;
 use anyhow::{bail, Context};
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
-use ordershop_eventstore::{EntryId, RedisConnection};
+use ordershop_eventstore::EntryId;
 use ordershop_projections::dead_letters::{self, DeadLetter, RetryOutcome};
 use ordershop_projections::ProjectionName;
+use ordershop_redis::RedisConnection;
 use std::process::ExitCode;
 
 /// Which parked entries an action takes.

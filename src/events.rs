@@ -7,9 +7,8 @@ use anstyle::{AnsiColor, Style};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use ordershop_domain::{Action, Entity, EntityKind};
-use ordershop_eventstore::{
-    Backoff, EntryId, EventStore, Follow, RawEntry, RedisConnection, StoredEvent, Stream,
-};
+use ordershop_eventstore::{EntryId, EventStore, Follow, RawEntry, StoredEvent, Stream};
+use ordershop_redis::{Backoff, RedisConnection};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use uuid::Uuid;

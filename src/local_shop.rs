@@ -14,8 +14,8 @@
 //! when there is neither or when that shop is not running.
 
 use anyhow::Context;
-use ordershop_eventstore::keys::{namespace_if_set, use_namespace, Namespace};
-use ordershop_eventstore::RedisConfig;
+use ordershop_redis::namespace::{namespace_if_set, use_namespace, Namespace};
+use ordershop_redis::RedisConfig;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
 
@@ -103,7 +103,7 @@ impl ShopFolder {
     /// over the old one), so a reader never sees half a URL.
     pub fn publish_url(&mut self, url: &str) -> anyhow::Result<()> {
         // The namespace first: a reader that finds the URL finds the namespace too.
-        let namespace = ordershop_eventstore::keys::namespace();
+        let namespace = ordershop_redis::namespace::namespace();
         let path = self.dir.join(NAMESPACE_FILE);
         match namespace.name() {
             Some(name) => std::fs::write(&path, name),

@@ -179,7 +179,7 @@ pub fn print_tables(report: &Report, limit: usize) {
 
 pub async fn run(json: bool, limit: usize) -> anyhow::Result<ExitCode> {
     let redis = shop_redis()?;
-    let loaded = match ordershop_eventstore::RedisConnection::connect(&redis).await {
+    let loaded = match ordershop_redis::RedisConnection::connect(&redis).await {
         Ok(conn) => load(&conn).await.map_err(anyhow::Error::from),
         Err(e) => Err(anyhow::Error::from(e)),
     };

@@ -5,8 +5,8 @@
 use crate::local_redis::LocalRedis;
 use crate::local_shop::ShopFolder;
 use anyhow::Context;
-use ordershop_eventstore::{Reachability, RedisConfig};
 use ordershop_projections::{run_until_stopped, ProjectionName, RunnerOptions};
+use ordershop_redis::{Reachability, RedisConfig};
 use ordershop_services::config::{Config, Role, REDIS_URL};
 use ordershop_telemetry::Metrics;
 use std::net::{SocketAddr, TcpListener};

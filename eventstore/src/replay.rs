@@ -12,10 +12,10 @@
 //! (previous end, new end], whatever the number of writers or streams an append touches.
 
 use crate::codec::RawEntry;
-use crate::connection::RedisConnection;
 use crate::entry_id::EntryId;
 use crate::keys::Stream;
 use crate::store::{EventStore, StoreError};
+use ordershop_redis::RedisConnection;
 use std::collections::VecDeque;
 use std::time::Duration;
 
@@ -34,6 +34,15 @@ pub struct Replay {
     cursors: Vec<Cursor>,
     until: EntryId,
     chunk: usize,
+}
+
+impl EventStore {
+    /// Replays the given streams merged in ID order, from after `after` up to the last ID
+    /// issued when the replay starts (so appends made during the replay do not disturb it).
+    pub async fn replay(&self, streams: Vec<Stream>, after: EntryId) -> Result<Replay, StoreError> {
+        let until = self.last_issued().await?;
+        Ok(Replay::new(self.clone(), streams, after, until))
+    }
 }
 
 impl Replay {

@@ -12,7 +12,7 @@
 //!
 //! Which one is used is read from the server's `INFO` at the first append, and logged.
 
-use crate::connect::ServerVersion;
+use ordershop_redis::ServerVersion;
 use redis::Value;
 use std::fmt;
 use std::time::Duration;
@@ -125,7 +125,7 @@ impl fmt::Display for WaitCommand {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::connect::ServerKind;
+    use ordershop_redis::ServerKind;
 
     #[test]
     fn waitaof_where_the_server_has_it() {

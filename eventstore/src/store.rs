@@ -3,15 +3,12 @@
 
 use crate::append::{Append, AppendError, Appended};
 use crate::codec::{encode_entity, RawEntry};
-use crate::connect::RedisConfig;
-use crate::connect::ServerVersion;
-use crate::connection::RedisConnection;
 use crate::entry_id::EntryId;
 use crate::keys::{self, Stream, UniqueIndex};
-use crate::replay::Replay;
 use crate::replication::{AckReplicas, WaitCommand};
 use ordershop_domain::entity::EntityState;
 use ordershop_domain::{Action, EntityKind, Head};
+use ordershop_redis::{RedisConfig, RedisConnection, ServerVersion};
 use redis::streams::StreamRangeReply;
 use redis::Value;
 use std::collections::HashMap;
@@ -371,13 +368,6 @@ impl EventStore {
             }
         }
         Ok(events)
-    }
-
-    /// Replays the given streams merged in ID order, from after `after` up to the last ID
-    /// issued when the replay starts (so appends made during the replay do not disturb it).
-    pub async fn replay(&self, streams: Vec<Stream>, after: EntryId) -> Result<Replay, StoreError> {
-        let until = self.last_issued().await?;
-        Ok(Replay::new(self.clone(), streams, after, until))
     }
 }
 

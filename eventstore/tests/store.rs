@@ -6,9 +6,8 @@ use ordershop_domain::{
     Action, Change, Customer, CustomerId, Email, EntityKind, Head, Inventory, InventoryId, Money,
     Name, OrderId, Product, ProductId, Quantity,
 };
-use ordershop_eventstore::{
-    Append, AppendError, EntryId, EventStore, RedisConfig, Stream, UniqueIndex,
-};
+use ordershop_eventstore::{Append, AppendError, EntryId, EventStore, Stream, UniqueIndex};
+use ordershop_redis::RedisConfig;
 use ordershop_testkit::RedisServer;
 use std::collections::{BTreeMap, HashMap};
 use std::time::{SystemTime, UNIX_EPOCH};

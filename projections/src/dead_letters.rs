@@ -19,8 +19,9 @@ use crate::projection::{call_function, CallFailed, CallOutcome, Entry, Mode, Pro
 use crate::read::{pairs, text};
 use crate::{with_projection, ProjectionName};
 use ordershop_eventstore::store::{is_missing_function, load_library};
-use ordershop_eventstore::{EntryId, RedisConnection};
+use ordershop_eventstore::EntryId;
 use ordershop_readmodel::keys;
+use ordershop_redis::RedisConnection;
 use redis::Value;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};

@@ -6,8 +6,8 @@
 
 use crate::error::ProjectionError;
 use ordershop_eventstore::codec::RawEntry;
-use ordershop_eventstore::RedisConnection;
 use ordershop_eventstore::{EntryId, StoredEvent, Stream};
+use ordershop_redis::RedisConnection;
 use ordershop_telemetry::Metrics;
 use redis::Value;
 use std::collections::HashMap;

@@ -20,9 +20,10 @@ use crate::projection::{call_function, CallOutcome, Entry, Mode, Projection, Rep
 use crate::runner::{MAX_EVENTS_PER_CALL, RUNNER_LIBRARY_SOURCE};
 use crate::{with_projection, ProjectionName};
 use ordershop_eventstore::store::load_library;
-use ordershop_eventstore::RedisConnection;
-use ordershop_eventstore::{EntryId, EventStore, RedisConfig};
+use ordershop_eventstore::{EntryId, EventStore};
 use ordershop_readmodel::keys;
+use ordershop_redis::RedisConfig;
+use ordershop_redis::RedisConnection;
 use serde::Serialize;
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -112,7 +113,7 @@ async fn rebuild<P: Replayable>(
     progress: &mut (dyn FnMut(u64, u64) + Send),
 ) -> Result<RebuildReport, ProjectionError> {
     let name = projection.name();
-    let mut conn = ordershop_eventstore::RedisConnection::connect(redis).await?;
+    let mut conn = ordershop_redis::RedisConnection::connect(redis).await?;
     load_library(&mut conn, RUNNER_LIBRARY_SOURCE).await?;
     load_library(&mut conn, projection.library()).await?;
 

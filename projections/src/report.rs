@@ -5,8 +5,8 @@
 use crate::error::ProjectionError;
 use crate::status::statuses;
 use ordershop_domain::{Entity, EntityKind};
-use ordershop_eventstore::RedisConnection;
 use ordershop_readmodel::{CacheReader, CrmReader};
+use ordershop_redis::RedisConnection;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use uuid::Uuid;

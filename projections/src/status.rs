@@ -6,9 +6,10 @@ use crate::error::ProjectionError;
 use crate::read::{pairs, text};
 use crate::runner::consumers;
 use crate::ProjectionName;
-use ordershop_eventstore::RedisConnection;
-use ordershop_eventstore::{EntryId, RedisConfig};
+use ordershop_eventstore::EntryId;
 use ordershop_readmodel::keys;
+use ordershop_redis::RedisConfig;
+use ordershop_redis::RedisConnection;
 use redis::Value;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -97,7 +98,7 @@ pub async fn shop_exists(conn: &mut RedisConnection) -> Result<bool, ProjectionE
 
 /// The status of every projection's group.
 pub async fn group_status(redis: &RedisConfig) -> Result<Vec<GroupStatus>, ProjectionError> {
-    let mut conn = ordershop_eventstore::RedisConnection::connect(redis).await?;
+    let mut conn = ordershop_redis::RedisConnection::connect(redis).await?;
     statuses(&mut conn).await
 }
 

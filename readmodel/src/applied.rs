@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 /// `entity-cache:applied`.
 pub fn channel() -> String {
-    ordershop_eventstore::keys::named(&format!("{}:applied", names::ENTITY_CACHE))
+    ordershop_redis::namespace::named(&format!("{}:applied", names::ENTITY_CACHE))
 }
 
 /// 1-based number of a kind (the order of `EntityKind::ALL`), as the cache's Function and its

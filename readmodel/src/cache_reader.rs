@@ -9,7 +9,7 @@
 use crate::cache::{entity_from_fields, CacheDecodeError};
 use crate::keys;
 use ordershop_domain::{Entity, EntityKind};
-use ordershop_eventstore::RedisConnection;
+use ordershop_redis::RedisConnection;
 use redis::Value;
 use std::collections::HashMap;
 use uuid::Uuid;

@@ -5,7 +5,7 @@
 
 use crate::cache_reader::ReadError;
 use crate::keys::{self, CrmSegment};
-use ordershop_eventstore::RedisConnection;
+use ordershop_redis::RedisConnection;
 use std::collections::{BTreeMap, HashMap};
 use uuid::Uuid;
 

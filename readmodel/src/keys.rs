@@ -8,7 +8,7 @@
 //! each key holds.
 
 use ordershop_domain::EntityKind;
-use ordershop_eventstore::keys::named;
+use ordershop_redis::namespace::named;
 use uuid::Uuid;
 
 // ---------------------------------------------------------------------------------------------

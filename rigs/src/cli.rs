@@ -148,8 +148,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 if only.iter().any(|p| *p != bench::BenchPath::Append) {
                     anyhow::bail!("--cluster measures the append path only (--only append)");
                 }
-                ordershop_eventstore::keys::use_namespace(
-                    ordershop_eventstore::keys::Namespace::parse(bench::CLUSTER_NAMESPACE)
+                ordershop_redis::namespace::use_namespace(
+                    ordershop_redis::namespace::Namespace::parse(bench::CLUSTER_NAMESPACE)
                         .map_err(anyhow::Error::msg)?,
                 )
                 .map_err(anyhow::Error::msg)?;

@@ -5,8 +5,10 @@
 //! build a config without touching the process environment. Secrets (the Redis password, credentials in
 //! a peer URL, the API token) never reach `Debug` output.
 
-use ordershop_eventstore::connect::{redact, DEFAULT_REDIS_URL};
-use ordershop_eventstore::{AckReplicas, AckWait, RedisConfig, RedisConfigError};
+use ordershop_eventstore::{AckReplicas, AckWait};
+use ordershop_redis::config::DEFAULT_REDIS_URL;
+use ordershop_redis::url::redact;
+use ordershop_redis::{RedisConfig, RedisConfigError};
 use std::collections::BTreeMap;
 use std::fmt;
 

@@ -7,8 +7,9 @@
 
 use crate::config::Role;
 use ordershop_eventstore::keys::FUNCTION_LIBRARY;
-use ordershop_eventstore::RedisConnection;
-use ordershop_eventstore::{Backoff, EventStore, RedisConfig, StoreError};
+use ordershop_eventstore::{EventStore, StoreError};
+use ordershop_redis::RedisConnection;
+use ordershop_redis::{Backoff, RedisConfig};
 use ordershop_telemetry::error_chain;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -19,7 +20,7 @@ const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 /// A self-reconnecting connection that connects on first use. Must be called inside a tokio
 /// runtime, which then drives reconnections; it does not touch the network.
 pub fn lazy_connection(config: &RedisConfig) -> Result<RedisConnection, redis::RedisError> {
-    ordershop_eventstore::RedisConnection::new(config)
+    ordershop_redis::RedisConnection::new(config)
 }
 
 #[derive(Debug, thiserror::Error)]

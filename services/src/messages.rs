@@ -3,8 +3,8 @@
 //! consumer), and `GET /emails` lists what was delivered, in delivery order.
 
 use ordershop_domain::{DomainError, Email};
-use ordershop_eventstore::RedisConnection;
 use ordershop_readmodel::keys;
+use ordershop_redis::RedisConnection;
 use redis::streams::StreamRangeReply;
 use serde::Serialize;
 use uuid::Uuid;

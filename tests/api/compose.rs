@@ -416,7 +416,7 @@ fn the_ha_profile_is_a_primary_two_replicas_and_three_sentinels_the_roles_find()
         Some("1")
     );
     let url = &env["ORDERSHOP_REDIS_URL"];
-    let config = ordershop_eventstore::RedisConfig::new(url.clone()).expect("a valid URL");
+    let config = ordershop_redis::RedisConfig::new(url.clone()).expect("a valid URL");
     assert!(config.uses_sentinel(), "{url}");
     let (hosts, primary) = url
         .trim_start_matches("redis+sentinel://")

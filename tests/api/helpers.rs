@@ -2,8 +2,9 @@
 //! either as one process (`ordershop up`) or one process per role (`ordershop serve <role>`),
 //! every role on a free loopback port.
 
-use ordershop_eventstore::keys::{Namespace, NAMESPACE_VAR};
-use ordershop_eventstore::{EventStore, RedisConfig, RedisConnection, Stream};
+use ordershop_eventstore::{EventStore, Stream};
+use ordershop_redis::namespace::{Namespace, NAMESPACE_VAR};
+use ordershop_redis::{RedisConfig, RedisConnection};
 pub use ordershop_testkit::{dump, eventually};
 use ordershop_testkit::{free_port, RedisCluster, RedisServer};
 use serde_json::Value;

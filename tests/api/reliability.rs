@@ -3,7 +3,8 @@
 
 use crate::helpers::{dump, eventually, run_cli, wait_all_caught_up, Layout, Shop, CACHE_KEYS};
 use ordershop_domain::{Action, Entity, EntityKind};
-use ordershop_eventstore::{EntryId, EventStore, RedisConfig, Stream};
+use ordershop_eventstore::{EntryId, EventStore, Stream};
+use ordershop_redis::RedisConfig;
 use ordershop_testkit::{RedisOptions, RedisServer};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};

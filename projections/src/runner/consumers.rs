@@ -4,7 +4,7 @@
 
 use crate::error::ProjectionError;
 use crate::read::{pairs, text};
-use ordershop_eventstore::RedisConnection;
+use ordershop_redis::RedisConnection;
 use redis::Value;
 use std::time::Duration;
 use tracing::info;

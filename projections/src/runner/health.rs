@@ -6,8 +6,9 @@
 //! either, and the log line says the same.
 
 use crate::error::ProjectionError;
-use ordershop_eventstore::{EntryId, RedisConnection};
+use ordershop_eventstore::EntryId;
 use ordershop_readmodel::keys;
+use ordershop_redis::RedisConnection;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -6,7 +6,7 @@
 use super::StepReport;
 use crate::projection::Projection;
 use crate::ProjectionName;
-use ordershop_eventstore::RedisConnection;
+use ordershop_redis::RedisConnection;
 use ordershop_telemetry::error_chain;
 use ordershop_telemetry::Metrics;
 use std::sync::Arc;

@@ -39,8 +39,9 @@ use crate::projection::{Entry, Projection};
 use crate::{with_projection, ProjectionName};
 use ordershop_eventstore::keys::group_checkpoint;
 use ordershop_eventstore::store::load_library;
-use ordershop_eventstore::RedisConnection;
-use ordershop_eventstore::{EntryId, RedisConfig};
+use ordershop_eventstore::EntryId;
+use ordershop_redis::RedisConfig;
+use ordershop_redis::RedisConnection;
 use ordershop_telemetry::Metrics;
 use redis::Value;
 use std::collections::HashMap;
@@ -89,7 +90,7 @@ impl<P: Projection> Runner<P> {
                   "read block longer than the Redis response timeout allows; shortened");
             options.block = longest;
         }
-        let conn = ordershop_eventstore::RedisConnection::connect(redis).await?;
+        let conn = ordershop_redis::RedisConnection::connect(redis).await?;
         let mut runner = Self::from_connection(conn, projection, options);
         runner.setup().await?;
         Ok(runner)

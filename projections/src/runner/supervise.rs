@@ -8,7 +8,7 @@ use super::metrics::Observed;
 use super::{Runner, RunnerOptions};
 use crate::error::ProjectionError;
 use crate::projection::Projection;
-use ordershop_eventstore::{Backoff, RedisConfig};
+use ordershop_redis::{Backoff, RedisConfig};
 use ordershop_telemetry::error_chain;
 use redis::ErrorKind;
 use std::time::{Duration, Instant};

@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 async fn cached(shop: &Shop, id: uuid::Uuid) -> bool {
-    let Ok(mut conn) = ordershop_eventstore::RedisConnection::connect(&shop.config).await else {
+    let Ok(mut conn) = ordershop_redis::RedisConnection::connect(&shop.config).await else {
         return false;
     };
     conn.sismember(keys::entity_ids(EntityKind::Customer), id.to_string())

@@ -10,11 +10,12 @@ use ordershop_domain::{
     Billing, BillingId, Change, Customer, CustomerId, Email, EntityKind, Inventory, InventoryId,
     Money, Name, Order, OrderId, Product, ProductId, Quantity,
 };
-use ordershop_eventstore::RedisConnection;
-use ordershop_eventstore::{Append, Appended, EventStore, RedisConfig, Stream, UniqueIndex};
+use ordershop_eventstore::{Append, Appended, EventStore, Stream, UniqueIndex};
 use ordershop_projections::mailer::MessageKind;
 use ordershop_projections::{Projection, ProjectionName, Runner, RunnerOptions, StepReport};
 use ordershop_readmodel::keys;
+use ordershop_redis::RedisConfig;
+use ordershop_redis::RedisConnection;
 pub use ordershop_testkit::{dump, eventually, wipe, KeyDump};
 use ordershop_testkit::{RedisOptions, RedisServer};
 use std::collections::{BTreeMap, BTreeSet};
@@ -55,7 +56,7 @@ impl Shop {
     }
 
     pub async fn conn(&self) -> RedisConnection {
-        ordershop_eventstore::RedisConnection::connect(&self.config)
+        ordershop_redis::RedisConnection::connect(&self.config)
             .await
             .expect("connects")
     }

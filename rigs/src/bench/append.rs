@@ -14,8 +14,8 @@
 use super::{per_sec, workload::ShopModel, BenchEnv, BenchOptions, Better, Measurement, Target};
 use anyhow::Context;
 use ordershop_eventstore::codec::encode_entity;
-use ordershop_eventstore::RedisConnection;
 use ordershop_eventstore::{Append, EventStore};
+use ordershop_redis::RedisConnection;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
@@ -51,7 +51,7 @@ fn payloads(append: &Append) -> Vec<Payload> {
 
 fn xadd(pipe: &mut redis::Pipeline, p: &Payload) {
     pipe.cmd("XADD")
-        .arg(ordershop_eventstore::keys::named(BARE_STREAM))
+        .arg(ordershop_redis::namespace::named(BARE_STREAM))
         .arg("*")
         .arg("event_id")
         .arg(&p.event_id)

@@ -6,8 +6,8 @@
 
 use super::{BenchEnv, Better, Measurement, Target};
 use ordershop_domain::EntityKind;
-use ordershop_eventstore::RedisConnection;
 use ordershop_eventstore::{keys, Stream};
+use ordershop_redis::RedisConnection;
 use redis::streams::StreamRangeReply;
 use redis::Value;
 

@@ -27,8 +27,9 @@ use anyhow::Context;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
 use indicatif::{ProgressBar, ProgressStyle};
 use ordershop::local_redis::LocalRedis;
-use ordershop_eventstore::RedisConnection;
-use ordershop_eventstore::{EventStore, RedisConfig};
+use ordershop_eventstore::EventStore;
+use ordershop_redis::RedisConfig;
+use ordershop_redis::RedisConnection;
 use serde::Serialize;
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -321,7 +322,7 @@ async fn run_paths(options: &BenchOptions, url: &str) -> anyhow::Result<Vec<Meas
     let store = EventStore::connect(&redis)
         .await
         .context("connecting to the bench's redis-server")?;
-    let conn = ordershop_eventstore::RedisConnection::connect(&redis).await?;
+    let conn = ordershop_redis::RedisConnection::connect(&redis).await?;
     let env = BenchEnv {
         url: url.to_owned(),
         redis,

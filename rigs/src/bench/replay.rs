@@ -22,12 +22,13 @@
 use super::workload::{append_all, write_until, ShopModel};
 use super::{per_sec, BenchEnv, BenchOptions, BenchPath, Better, Measurement, Target};
 use anyhow::Context;
+use ordershop_eventstore::RawEntry;
 use ordershop_eventstore::Stream;
-use ordershop_eventstore::{RawEntry, RedisConnection};
 use ordershop_projections::crm::{self, Delta, Upsert};
 use ordershop_projections::{
     rebuild_projection, Crm, EntityCache, ProjectionName, Replayable, Runner, RunnerOptions,
 };
+use ordershop_redis::RedisConnection;
 use ordershop_testkit::unlink_matching;
 use redis::streams::{StreamId, StreamRangeReply};
 use redis::Value;

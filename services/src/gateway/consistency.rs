@@ -15,9 +15,9 @@
 use crate::versions::VersionStamp;
 use futures::StreamExt;
 use ordershop_domain::EntityKind;
-use ordershop_eventstore::Backoff;
-use ordershop_eventstore::RedisConnection;
 use ordershop_readmodel::{applied, keys, names};
+use ordershop_redis::Backoff;
+use ordershop_redis::RedisConnection;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;

@@ -21,9 +21,9 @@
 use actix_web::web::Bytes;
 use ordershop_domain::{Action, EntityKind};
 use ordershop_eventstore::{
-    EntryId, EventStore, Follow, RawEntry, RedisConfig, RedisConnection, Replay, StoreError,
-    StoredEvent, Stream,
+    EntryId, EventStore, Follow, RawEntry, Replay, StoreError, StoredEvent, Stream,
 };
+use ordershop_redis::{RedisConfig, RedisConnection};
 use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -624,7 +624,7 @@ impl Viewer {
 /// place.
 async fn tail(mut follow: Follow, rings: Rings, shutdown: CancellationToken) {
     let mut backoff =
-        ordershop_eventstore::Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+        ordershop_redis::Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     loop {
         let batch = tokio::select! {
             _ = shutdown.cancelled() => return,

@@ -9,8 +9,8 @@
 //! and Redis's time whatever the number of consoles.
 
 use crate::error::ApiError;
-use ordershop_eventstore::{RedisConfig, RedisConnection};
 use ordershop_projections::report::{self, Report};
+use ordershop_redis::{RedisConfig, RedisConnection};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, Semaphore, SemaphorePermit};

@@ -4,8 +4,8 @@
 
 use crate::helpers::{Shop, DOMAIN_SERVICES};
 use ordershop_domain::{Action, EntityKind};
-use ordershop_eventstore::RedisConfig;
 use ordershop_readmodel::keys;
+use ordershop_redis::RedisConfig;
 use ordershop_services::config::Role;
 use ordershop_services::connection::lazy_connection;
 use ordershop_services::gateway::consistency::{AppliedWatch, Consistency};
@@ -151,7 +151,7 @@ async fn queries_answer_from_the_entity_cache() {
 /// A request waiting (up to 30 s) for these versions, in a task of its own.
 fn spawn_waiter(
     watch: &AppliedWatch,
-    conn: &ordershop_eventstore::RedisConnection,
+    conn: &ordershop_redis::RedisConnection,
     versions: &[VersionStamp],
 ) -> tokio::task::JoinHandle<Result<Consistency, redis::RedisError>> {
     let (watch, conn, versions) = (watch.clone(), conn.clone(), versions.to_vec());
@@ -163,7 +163,7 @@ fn spawn_waiter(
 }
 
 /// A watch whose subscription to the cache's notices is up.
-async fn subscribed_watch(conn: &ordershop_eventstore::RedisConnection) -> AppliedWatch {
+async fn subscribed_watch(conn: &ordershop_redis::RedisConnection) -> AppliedWatch {
     let watch = AppliedWatch::start(conn.clone());
     eventually("the watch to subscribe", Duration::from_secs(10), || {
         std::future::ready(watch.is_subscribed())

@@ -3,8 +3,9 @@
 
 use ordershop_domain::entity::EntityState;
 use ordershop_domain::{Action, EntityKind, Head};
-use ordershop_eventstore::{EntryId, EventStore, RedisConfig, StoredEvent, Stream};
+use ordershop_eventstore::{EntryId, EventStore, StoredEvent, Stream};
 use ordershop_readmodel::keys;
+use ordershop_redis::RedisConfig;
 use ordershop_services::config::{Config, Role};
 pub use ordershop_testkit::eventually as wait_for;
 use ordershop_testkit::RedisServer;

@@ -23,13 +23,14 @@
 //! - With `REDIS_URL=redis+cluster://...`, it is redis-rs's cluster connection instead (MOVED,
 //!   ASK and TRYAGAIN handled, the topology refreshed): every command with a key goes to the
 //!   primary of its slot, which for one shop is always the same one (its keys share a hash
-//!   tag: `keys::Namespace`); a keyless command the shop needs from the shop's node (SCAN,
+//!   tag: [`Namespace`](crate::namespace::Namespace)); a keyless command the shop needs from the shop's node (SCAN,
 //!   INFO, FUNCTION LIST) is sent there with [`RedisConnection::query_shop_node`]. FUNCTION
 //!   LOAD goes to every primary.
 
 mod sentinel;
 
-use crate::connect::{RedisConfig, Target};
+use crate::config::RedisConfig;
+use crate::url::Target;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
@@ -449,7 +450,8 @@ impl RedisConnection {
     ) -> Result<T, RedisError> {
         let value = match self.current().await?.conn {
             Link::Cluster(mut cluster) => {
-                let route = Route::with_key(crate::keys::namespace().prefix(), SlotAddr::Master);
+                let route =
+                    Route::with_key(crate::namespace::namespace().prefix(), SlotAddr::Master);
                 cluster
                     .route_command(
                         cmd.clone(),
