@@ -163,9 +163,9 @@ pub async fn status(max_lag: Option<u64>, json: bool) -> anyhow::Result<ExitCode
                 Cell::new(g.last_error.as_ref().map_or_else(
                     || "-".to_owned(),
                     |e| {
-                        let when =
-                            crate::events::id_time(ordershop_eventstore::EntryId::new(e.at_ms, 0))
-                                .format("%Y-%m-%d %H:%M:%S UTC");
+                        let when = ordershop_eventstore::EntryId::new(e.at_ms, 0)
+                            .time()
+                            .format("%Y-%m-%d %H:%M:%S UTC");
                         let entry = e
                             .entry
                             .as_ref()

@@ -5,7 +5,7 @@ use crate::admin::shop_redis;
 use anstream::println;
 use anstyle::{AnsiColor, Style};
 use anyhow::Context;
-use chrono::{DateTime, Utc};
+use chrono::DateTime;
 use ordershop_domain::{Action, Entity, EntityKind};
 use ordershop_eventstore::{EntryId, EventStore, Follow, RawEntry, StoredEvent, Stream};
 use ordershop_redis::{Backoff, RedisConnection};
@@ -27,11 +27,7 @@ pub struct EventFilter {
 
 impl EventFilter {
     fn streams(&self) -> Vec<Stream> {
-        Stream::all()
-            .into_iter()
-            .filter(|s| self.kinds.is_empty() || self.kinds.contains(&s.kind))
-            .filter(|s| self.actions.is_empty() || self.actions.contains(&s.action))
-            .collect()
+        Stream::selected(&self.kinds, &self.actions)
     }
 
     fn start(&self) -> EntryId {
@@ -73,11 +69,6 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// The wall-clock time an ID stands for, to the microsecond.
-pub fn id_time(id: EntryId) -> DateTime<Utc> {
-    ordershop_services::wire::entry_time(id)
-}
-
 fn short(id: impl ToString) -> String {
     id.to_string().chars().take(8).collect()
 }
@@ -117,7 +108,7 @@ fn print_event(event: &StoredEvent, json: bool) {
     let action = Style::new().fg_color(Some(colour.into()));
     println!(
         "{dim}{}{dim:#}  {action}{:<18}{action:#} {}  v{:<3} {}",
-        id_time(event.id).format("%Y-%m-%d %H:%M:%S%.6f UTC"),
+        event.id.time().format("%Y-%m-%d %H:%M:%S%.6f UTC"),
         format!("{}_{}", event.kind(), event.stream.action),
         event.entity_id(),
         event.version,
@@ -234,7 +225,7 @@ mod tests {
 
     #[test]
     fn an_id_is_shown_as_its_microsecond() {
-        let t = id_time(EntryId::new(1_700_000_000_123, 456));
+        let t = EntryId::new(1_700_000_000_123, 456).time();
         assert_eq!(t.format("%H:%M:%S%.6f").to_string(), "22:13:20.123456");
     }
 }

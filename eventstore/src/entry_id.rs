@@ -27,6 +27,12 @@ impl EntryId {
             .saturating_mul(1000)
             .saturating_add(self.seq.min(999))
     }
+
+    /// The wall-clock time this ID stands for, to the microsecond.
+    pub fn time(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::DateTime::from_timestamp_micros(i64::try_from(self.micros()).unwrap_or(i64::MAX))
+            .unwrap_or_default()
+    }
 }
 
 impl fmt::Display for EntryId {

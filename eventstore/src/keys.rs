@@ -41,6 +41,16 @@ impl Stream {
             .collect()
     }
 
+    /// The streams of these entity types and actions, where an empty list means all of them:
+    /// what a filter on types and actions reads.
+    pub fn selected(kinds: &[EntityKind], actions: &[Action]) -> Vec<Stream> {
+        Stream::all()
+            .into_iter()
+            .filter(|s| kinds.is_empty() || kinds.contains(&s.kind))
+            .filter(|s| actions.is_empty() || actions.contains(&s.action))
+            .collect()
+    }
+
     /// The stream's key: `events:<type>_<action>` (in the shop's namespace).
     pub fn key(&self) -> String {
         named(&self.name())

@@ -7,7 +7,7 @@
 //! whole cause chain and reach the client only as an opaque 503/500.
 
 use crate::commands::CommandError;
-use crate::gateway::forward::Unreachable;
+use crate::config::Role;
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use ordershop_domain::DomainError;
@@ -249,6 +249,15 @@ impl From<ordershop_eventstore::StoreError> for ApiError {
     fn from(e: ordershop_eventstore::StoreError) -> Self {
         Self::infrastructure("reading the log failed", &e)
     }
+}
+
+/// The service that owns a command could not be reached, or broke off its answer.
+#[derive(Debug, thiserror::Error)]
+#[error("{role} unreachable")]
+pub struct Unreachable {
+    pub role: Role,
+    #[source]
+    pub source: reqwest::Error,
 }
 
 impl From<Unreachable> for ApiError {

@@ -21,6 +21,7 @@ pub mod commands;
 pub mod config;
 pub mod connection;
 pub mod cross_site;
+pub mod dispatch;
 pub mod error;
 pub mod gateway;
 pub mod headers;

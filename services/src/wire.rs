@@ -15,7 +15,7 @@ use ordershop_domain::decide::{
 use ordershop_domain::{
     CustomerId, DomainError, Email, Entity, Money, Name, OrderId, ProductId, Quantity,
 };
-use ordershop_eventstore::{EntryId, StoredEvent};
+use ordershop_eventstore::StoredEvent;
 use ordershop_readmodel::CacheReport;
 use serde::de::{DeserializeOwned, Deserializer, Error as _};
 use serde::Deserialize;
@@ -361,17 +361,11 @@ pub fn entity_json(entity: &Entity) -> Value {
     ordershop_readmodel::cache::entity_json(entity)
 }
 
-/// The wall-clock time an entry ID stands for, to the microsecond.
-pub fn entry_time(id: EntryId) -> chrono::DateTime<chrono::Utc> {
-    chrono::DateTime::from_timestamp_micros(i64::try_from(id.micros()).unwrap_or(i64::MAX))
-        .unwrap_or_default()
-}
-
 /// One event of the log as JSON (`ordershop events --json` and `GET /<item>/{id}/events`).
 pub fn event_json(event: &StoredEvent) -> Value {
     serde_json::json!({
         "id": event.id.to_string(),
-        "time": entry_time(event.id).to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        "time": event.id.time().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
         "stream": event.stream.key(),
         "type": event.kind().as_str(),
         "action": event.stream.action.as_str(),

@@ -45,6 +45,17 @@ impl RedisCluster {
             })
             .collect();
         let cluster = RedisCluster { nodes };
+        // Distinct config epochs before the nodes meet, as `redis-cli --cluster create` sets
+        // them: otherwise all start at 0 and settle their collisions by gossip for a while, and
+        // a slot moved meanwhile can be claimed back by its old owner with an equal epoch.
+        for (i, node) in cluster.nodes.iter().enumerate() {
+            let epoch = (i + 1).to_string();
+            query(
+                node.port(),
+                &["CLUSTER", "SET-CONFIG-EPOCH", epoch.as_str()],
+            )
+            .unwrap_or_else(|| panic!("CLUSTER SET-CONFIG-EPOCH on {}", node.port()));
+        }
         let per_node = SLOTS / primaries as u16;
         for (i, node) in cluster.nodes.iter().take(primaries).enumerate() {
             let first = per_node * i as u16;

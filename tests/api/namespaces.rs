@@ -317,7 +317,10 @@ async fn moving_a_shops_slot_to_a_new_primary_under_load_loses_nothing() {
         "acknowledged but not in the log: {missing:?}"
     );
 
-    // The new primary has the Functions now (loaded when a call first found them missing).
+    // The projections converge on the log; no message went out twice.
+    wait_all_caught_up(&shop).await;
+    // The new primary has the Functions now (loaded when a call first found them missing; the
+    // projections have called theirs there once they caught up on the orders after the move).
     for library in ["ordershop_store", "ordershop_entity_cache", "ordershop_crm"] {
         let listed = ordershop_testkit::replicated::query(
             cluster.nodes()[target].port(),
@@ -329,8 +332,6 @@ async fn moving_a_shops_slot_to_a_new_primary_under_load_loses_nothing() {
         );
     }
 
-    // The projections converge on the log; no message went out twice.
-    wait_all_caught_up(&shop).await;
     let (_, orders) = shop.get("/orders").await;
     assert_eq!(orders.as_array().map(Vec::len), Some(in_log.len()));
     let confirmations = |messages: &[Value]| {

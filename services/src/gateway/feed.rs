@@ -156,11 +156,7 @@ impl FeedFilter {
 
     /// The streams the filter can match.
     pub fn streams(&self) -> Vec<Stream> {
-        Stream::all()
-            .into_iter()
-            .filter(|s| self.kinds.is_empty() || self.kinds.contains(&s.kind))
-            .filter(|s| self.actions.is_empty() || self.actions.contains(&s.action))
-            .collect()
+        Stream::selected(&self.kinds, &self.actions)
     }
 }
 

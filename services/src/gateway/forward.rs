@@ -3,13 +3,15 @@
 //! versions header). A service that cannot be reached is reported as such, never as a 500.
 //!
 //! When the owning service runs in the same process (`ordershop up`), the command is not sent
-//! over loopback HTTP: it runs through the same handler code the service's HTTP route uses
-//! ([`crate::http::commands::run_in_process`]), so the answer is the same, minus a hop.
+//! over loopback HTTP: it goes through the same entry point the service's HTTP route calls
+//! ([`crate::dispatch`]), so the answer is the same, minus a hop, and comes back typed.
 
 use crate::commands::CommandService;
 use crate::config::{Config, Role};
-use crate::http::commands::{run_in_process, CommandCall};
+use crate::dispatch::{self, Answer, Meta, Op};
+use crate::error::{ApiError, Unreachable};
 use crate::request_id::RequestId;
+use crate::versions::{parse_header, VersionStamp};
 use actix_web::web::Bytes;
 use ordershop_domain::EntityKind;
 use std::collections::BTreeMap;
@@ -93,13 +95,35 @@ impl Relayed {
     }
 }
 
-/// The owning service could not be reached, or broke off its answer.
-#[derive(Debug, thiserror::Error)]
-#[error("{role} unreachable")]
-pub struct Unreachable {
-    pub role: Role,
-    #[source]
-    pub source: reqwest::Error,
+/// The owning service's answer: relayed from its HTTP answer, or typed, when it ran here.
+#[derive(Debug)]
+pub enum Forwarded {
+    Relayed(Relayed),
+    InProcess(Result<Answer, ApiError>),
+}
+
+impl Forwarded {
+    pub fn is_success(&self) -> bool {
+        match self {
+            Forwarded::Relayed(relayed) => relayed.is_success(),
+            Forwarded::InProcess(answer) => answer.is_ok(),
+        }
+    }
+
+    /// The versions a successful command produced (none when it failed, or when a service
+    /// sent no versions header); an error names what was unreadable in the header.
+    pub fn versions(&self) -> Result<Vec<VersionStamp>, String> {
+        match self {
+            Forwarded::InProcess(Ok(answer)) => Ok(answer.written.versions.clone()),
+            Forwarded::InProcess(Err(_)) => Ok(Vec::new()),
+            Forwarded::Relayed(relayed) => match relayed.versions.as_deref() {
+                None => Ok(Vec::new()),
+                Some(header) => std::str::from_utf8(header)
+                    .map_err(|e| e.to_string())
+                    .and_then(parse_header),
+            },
+        }
+    }
 }
 
 /// Sends commands to the domain services: over HTTP, or in-process to the `local` ones.
@@ -144,10 +168,12 @@ impl Forwarder {
         &self,
         owner: Role,
         request: Outgoing<'_>,
-    ) -> Result<Relayed, Unreachable> {
+    ) -> Result<Forwarded, Unreachable> {
         if let (Some((service, roles)), Some(kind)) = (&self.local, owner.commands()) {
             if roles.contains(&owner) {
-                return Ok(in_process(service, kind, request).await);
+                return Ok(Forwarded::InProcess(
+                    in_process(service, kind, request).await,
+                ));
             }
         }
         let unreachable = |source| Unreachable {
@@ -185,36 +211,33 @@ impl Forwarder {
         let status = response.status().as_u16();
         let head = response.headers().clone();
         let body = response.bytes().await.map_err(unreachable)?;
-        Ok(Relayed::new(
+        Ok(Forwarded::Relayed(Relayed::new(
             status,
             |name| head.get(name).map(|v| v.as_bytes().to_vec()),
             body,
-        ))
+        )))
     }
 }
 
-/// Runs the command through the owning service's handler code in this process and takes its
-/// answer apart as [`Forwarder::forward`] takes an HTTP answer apart.
-async fn in_process(service: &CommandService, kind: EntityKind, request: Outgoing<'_>) -> Relayed {
-    let call = CommandCall {
-        method: request.method,
-        path: request.path(),
+/// Runs the command through the owning service's entry point in this process.
+async fn in_process(
+    service: &CommandService,
+    kind: EntityKind,
+    request: Outgoing<'_>,
+) -> Result<Answer, ApiError> {
+    let path = request.path();
+    let op = Op::of(request.method, request.id, path)?;
+    let body = match op {
+        Op::Create | Op::Update(_) => Some(crate::wire::parse_json(&request.body)?),
+        Op::Delete(_) => None,
+    };
+    let meta = Meta {
+        path,
         request_id: request.request_id.as_ref().map(RequestId::as_str),
         idempotency_key: request.idempotency_key,
         if_match: request.if_match,
     };
-    let response = run_in_process(service, kind, call, request.id, &request.body).await;
-    let status = response.status().as_u16();
-    let head = response.headers().clone();
-    // The body is in memory: reading it cannot fail.
-    let body = actix_web::body::to_bytes(response.into_body())
-        .await
-        .unwrap_or_default();
-    Relayed::new(
-        status,
-        |name| head.get(name).map(|v| v.as_bytes().to_vec()),
-        body,
-    )
+    dispatch::dispatch(service, kind, op, body, meta).await
 }
 
 /// The headers the gateway sends with every request to a peer service: its token, if set,

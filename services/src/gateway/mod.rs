@@ -9,10 +9,10 @@ pub mod forward;
 pub mod reads;
 
 use crate::config::{Config, Role};
+use crate::error::Unreachable;
 use crate::headers;
-use crate::versions::parse_header;
 use consistency::{AppliedWatch, Consistency};
-use forward::{Forwarder, Outgoing, Relayed, Unreachable};
+use forward::{Forwarded, Forwarder, Outgoing};
 use ordershop_readmodel::CacheReader;
 use ordershop_redis::RedisConnection;
 use ordershop_telemetry::error_chain;
@@ -106,24 +106,19 @@ impl Gateway {
         &self,
         owner: Role,
         request: Outgoing<'_>,
-    ) -> Result<Relayed, Unreachable> {
-        let relayed = self.forwarder.forward(owner, request).await?;
-        if relayed.is_success() {
-            self.wait_for_cache(owner, &relayed).await;
+    ) -> Result<Forwarded, Unreachable> {
+        let forwarded = self.forwarder.forward(owner, request).await?;
+        if forwarded.is_success() {
+            self.wait_for_cache(owner, &forwarded).await;
         }
-        Ok(relayed)
+        Ok(forwarded)
     }
 
     /// A command already succeeded: whatever happens here, the client gets the answer; a
     /// cache that lags or cannot be read is logged.
-    async fn wait_for_cache(&self, owner: Role, relayed: &Relayed) {
-        let Some(header) = relayed.versions.as_deref() else {
-            return;
-        };
-        let versions = match std::str::from_utf8(header)
-            .map_err(|e| e.to_string())
-            .and_then(parse_header)
-        {
+    async fn wait_for_cache(&self, owner: Role, forwarded: &Forwarded) {
+        let versions = match forwarded.versions() {
+            Ok(versions) if versions.is_empty() => return,
             Ok(versions) => versions,
             Err(e) => {
                 tracing::warn!(%owner, error = %e, header = headers::VERSIONS, "unreadable versions header; not waiting for the entity cache");

@@ -5,7 +5,7 @@ use super::{console, Endpoint, RawBody};
 use crate::config::Role;
 use crate::error::ApiError;
 use crate::gateway::feed::{FeedFilter, FeedRefusal};
-use crate::gateway::forward::{Outgoing, Relayed};
+use crate::gateway::forward::{Forwarded, Outgoing, Relayed};
 use crate::gateway::Gateway;
 use crate::openapi::{self, ApiDocument};
 use crate::request_id::RequestId;
@@ -296,7 +296,11 @@ async fn forward(
         request_id: req.extensions().get::<RequestId>().cloned(),
         id,
     };
-    Ok(relay(gateway.command(owner, outgoing).await?))
+    Ok(match gateway.command(owner, outgoing).await? {
+        Forwarded::Relayed(relayed) => relay(relayed),
+        Forwarded::InProcess(Ok(answer)) => super::commands::respond_to_client(&answer),
+        Forwarded::InProcess(Err(e)) => actix_web::ResponseError::error_response(&e),
+    })
 }
 
 fn relay(relayed: Relayed) -> HttpResponse {
