@@ -26,7 +26,7 @@ pub struct Cli {
     /// The shop's key namespace: every key starts with `{<name>}:` (1-64 of letters, digits,
     /// `-`, `_`). Needed on a Redis Cluster; lets several shops share one Redis. Operator
     /// commands must name the namespace of the shop they act on.
-    #[arg(long, global = true, env = "ORDERSHOP_NAMESPACE", value_name = "NAME", value_parser = parse_namespace)]
+    #[arg(long, global = true, env = ordershop_redis::namespace::NAMESPACE_VAR, value_name = "NAME", value_parser = parse_namespace)]
     pub namespace: Option<Namespace>,
     #[command(subcommand)]
     pub command: Command,
@@ -49,12 +49,12 @@ pub enum Command {
     Up {
         /// Folder for the private redis-server's data (AOF on); one shop at a time uses it.
         /// [default: .ordershop, refused below a folder whose shop runs]
-        #[arg(long, env = "ORDERSHOP_DATA_DIR")]
+        #[arg(long, env = ordershop_services::config::DATA_DIR)]
         data_dir: Option<std::path::PathBuf>,
         /// Move the whole shop: the gateway on this port and the other roles on the next eight
         /// (customer-service +1 ... entity-cache +8), instead of 5000-5008 and the <ROLE>_URL
         /// variables.
-        #[arg(long, env = "ORDERSHOP_PORT", value_parser = clap::value_parser!(u16).range(1..=65527))]
+        #[arg(long, env = ordershop_services::config::PORT, value_parser = clap::value_parser!(u16).range(1..=65527))]
         port: Option<u16>,
         /// Leave this role out (repeatable), e.g. to run it with `ordershop serve <role>` and
         /// stop and start it on its own.
@@ -75,7 +75,7 @@ pub enum Command {
     /// docker-compose healthchecks). Exits 0 when healthy, 1 otherwise.
     Health {
         /// The role's address (default: ORDERSHOP_LISTEN, else the gateway's 127.0.0.1:5000).
-        #[arg(long, env = "ORDERSHOP_LISTEN")]
+        #[arg(long, env = ordershop_services::config::LISTEN)]
         listen: Option<String>,
     },
     /// Print what the shop holds: customers, products and stock, orders, billing, CRM segments,

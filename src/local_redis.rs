@@ -22,7 +22,7 @@ const PREFERRED_PORT: u16 = 6380;
 const PORT_ATTEMPTS: usize = 5;
 /// The variable naming the server binary (`redis-server` on the PATH by default; a
 /// `valkey-server` works too).
-pub const SERVER_BIN_VAR: &str = "REDIS_SERVER_BIN";
+pub use ordershop_services::config::SERVER_BIN as SERVER_BIN_VAR;
 
 pub struct LocalRedis {
     child: Child,

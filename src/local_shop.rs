@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 /// The folder `up` uses unless `ORDERSHOP_DATA_DIR` or `--data-dir` says otherwise.
 pub const DEFAULT_DIR: &str = ".ordershop";
 /// The variable naming the folder.
-pub const DATA_DIR_VAR: &str = "ORDERSHOP_DATA_DIR";
+pub use ordershop_services::config::DATA_DIR as DATA_DIR_VAR;
 const LOCK_FILE: &str = "lock";
 const URL_FILE: &str = "redis.url";
 /// The running shop's gateway address (`host:port`), beside its URL.

@@ -5,9 +5,9 @@
 use crate::local_redis::LocalRedis;
 use crate::local_shop::ShopFolder;
 use anyhow::Context;
-use ordershop_projections::{run_until_stopped, ProjectionName, RunnerOptions};
+use ordershop_projections::{run_until_stopped, RunnerOptions};
 use ordershop_redis::{Reachability, RedisConfig};
-use ordershop_services::config::{Config, Role, REDIS_URL};
+use ordershop_services::config::{Config, ProcessSettings, Role, REDIS_URL};
 use ordershop_telemetry::Metrics;
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
@@ -16,49 +16,24 @@ use std::sync::Arc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-/// The consumer-group workers a role runs besides its HTTP server.
-fn workers_of(role: Role) -> &'static [ProjectionName] {
-    match role {
-        Role::EntityCache => &[ProjectionName::EntityCache],
-        Role::CrmService => &[ProjectionName::Crm, ProjectionName::CrmMailer],
-        Role::MsgService => &[ProjectionName::MsgDelivery],
-        _ => &[],
-    }
-}
-
-/// The worker's consumer-group options: `ORDERSHOP_CONSUMER` (default
-/// `<hostname>-<role>-<port>`, stable across restarts of the same instance so that it first
-/// finishes its own pending entries), `ORDERSHOP_CLAIM_IDLE_MS`, `ORDERSHOP_MAX_DELIVERIES`,
-/// `ORDERSHOP_BATCH`.
-fn runner_options(role: Role, listen: std::net::SocketAddr) -> anyhow::Result<RunnerOptions> {
+/// The worker's consumer-group options, from the role's configuration: the consumer name
+/// defaults to `<hostname>-<role>-<port>`, stable across restarts of the same instance, so
+/// that it first finishes its own pending entries.
+fn runner_options(config: &Config, listen: SocketAddr) -> RunnerOptions {
     let defaults = RunnerOptions::default();
-    let number = |name: &str, default: u64| -> anyhow::Result<u64> {
-        match std::env::var(name) {
-            Ok(v) => v
-                .trim()
-                .parse::<u64>()
-                .with_context(|| format!("{name} must be a whole number, got `{v}`")),
-            Err(_) => Ok(default),
-        }
-    };
-    let consumer = match std::env::var("ORDERSHOP_CONSUMER") {
-        Ok(name) if !name.trim().is_empty() => name.trim().to_owned(),
-        _ => {
-            let host = ordershop_projections::runner::default_consumer_name();
-            let host = host.rsplit_once('-').map_or(host.as_str(), |(h, _pid)| h);
-            format!("{host}-{role}-{}", listen.port())
-        }
-    };
-    Ok(RunnerOptions {
+    let settings = &config.worker;
+    let consumer = settings.consumer.clone().unwrap_or_else(|| {
+        let host = ordershop_projections::runner::default_consumer_name();
+        let host = host.rsplit_once('-').map_or(host.as_str(), |(h, _pid)| h);
+        format!("{host}-{}-{}", config.role, listen.port())
+    });
+    RunnerOptions {
         consumer,
-        claim_idle: std::time::Duration::from_millis(number(
-            "ORDERSHOP_CLAIM_IDLE_MS",
-            defaults.claim_idle.as_millis() as u64,
-        )?),
-        max_deliveries: number("ORDERSHOP_MAX_DELIVERIES", defaults.max_deliveries)?.max(1),
-        batch: number("ORDERSHOP_BATCH", defaults.batch as u64)?.clamp(1, 10_000) as usize,
+        claim_idle: settings.claim_idle.unwrap_or(defaults.claim_idle),
+        max_deliveries: settings.max_deliveries.unwrap_or(defaults.max_deliveries),
+        batch: settings.batch.unwrap_or(defaults.batch),
         ..defaults
-    })
+    }
 }
 
 /// Cancels the token on Ctrl-C or SIGTERM.
@@ -136,7 +111,7 @@ pub(crate) fn start_role_with_metrics(
 ) -> anyhow::Result<()> {
     let listen = listener.local_addr()?;
     let mut http_config = config.clone();
-    let workers = workers_of(role);
+    let workers = role.workers();
     http_config.worker_libraries = workers.iter().flat_map(|p| p.libraries()).collect();
     http_config.worker_libraries.sort_unstable();
     http_config.worker_libraries.dedup();
@@ -150,7 +125,7 @@ pub(crate) fn start_role_with_metrics(
     for &projection in workers {
         let redis = config.redis.clone();
         let token = shutdown.clone();
-        let options = runner_options(role, listen)?;
+        let options = runner_options(config, listen);
         let metrics = metrics.clone();
         tracing::info!(%role, consumer = %options.consumer, "starting the {projection} worker");
         tasks.spawn(async move {
@@ -278,7 +253,7 @@ pub async fn up(
 
     let mut local = None;
     let redis = if let Some(folder) = folder {
-        let fsync = if std::env::var("ORDERSHOP_STRICT_DURABILITY").is_ok_and(|v| v == "1") {
+        let fsync = if ProcessSettings::from_env().strict_durability {
             "always"
         } else {
             "everysec"

@@ -9,7 +9,7 @@ use tracing_subscriber::EnvFilter;
 /// shop they run in-process must not spend the machine on logging while it is measured).
 pub fn init_with_default(level: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    let json = std::env::var("ORDERSHOP_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
+    let json = ordershop_services::config::ProcessSettings::from_env().json_logs;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -34,6 +34,67 @@ pub const FEED_STALL_MS: &str = "ORDERSHOP_FEED_STALL_MS";
 pub const ALLOWED_ORIGINS: &str = "ORDERSHOP_ALLOWED_ORIGINS";
 pub const ALLOWED_HOSTS: &str = "ORDERSHOP_ALLOWED_HOSTS";
 pub const RATE_LIMIT: &str = "ORDERSHOP_RATE_LIMIT";
+pub const CONSUMER: &str = "ORDERSHOP_CONSUMER";
+pub const CLAIM_IDLE_MS: &str = "ORDERSHOP_CLAIM_IDLE_MS";
+pub const MAX_DELIVERIES: &str = "ORDERSHOP_MAX_DELIVERIES";
+pub const BATCH: &str = "ORDERSHOP_BATCH";
+/// `up`: `1` runs its private server with `appendfsync always`.
+pub const STRICT_DURABILITY: &str = "ORDERSHOP_STRICT_DURABILITY";
+/// `json` for JSON log lines (read before anything else, to set up logging).
+pub const LOG_FORMAT: &str = "ORDERSHOP_LOG_FORMAT";
+/// `up` and the operator commands: the shop's folder (read by the command line).
+pub const DATA_DIR: &str = "ORDERSHOP_DATA_DIR";
+/// `up`: the gateway's port (read by the command line).
+pub const PORT: &str = "ORDERSHOP_PORT";
+/// The server binary `up` (and the tests and rigs) start.
+pub const SERVER_BIN: &str = "REDIS_SERVER_BIN";
+/// The log level (read by `tracing-subscriber`).
+pub const RUST_LOG: &str = "RUST_LOG";
+
+/// Every environment variable the shop reads, in one list: the README's configuration table
+/// must document exactly these (checked by a test), and no code reads one that is not here.
+pub const VARIABLES: &[&str] = &[
+    REDIS_URL,
+    ordershop_redis::namespace::NAMESPACE_VAR,
+    ordershop_redis::config::CA_FILE,
+    ordershop_redis::config::CLIENT_CERT,
+    ordershop_redis::config::CLIENT_KEY,
+    LISTEN,
+    BODY_LIMIT,
+    HTTP_WORKERS,
+    CONSISTENCY_TIMEOUT_MS,
+    CONSISTENCY_NOTICES,
+    API_TOKEN,
+    ACK_REPLICAS,
+    ACK_TIMEOUT_MS,
+    ACK_WAIT,
+    REQUEST_TIMEOUT_MS,
+    MAX_CONNECTIONS,
+    FEED_MAX_VIEWERS,
+    FEED_MAX_PER_CLIENT,
+    FEED_STALL_MS,
+    ALLOWED_ORIGINS,
+    ALLOWED_HOSTS,
+    RATE_LIMIT,
+    CONSUMER,
+    CLAIM_IDLE_MS,
+    MAX_DELIVERIES,
+    BATCH,
+    STRICT_DURABILITY,
+    LOG_FORMAT,
+    DATA_DIR,
+    PORT,
+    SERVER_BIN,
+    RUST_LOG,
+    "CUSTOMER_SERVICE_URL",
+    "PRODUCT_SERVICE_URL",
+    "INVENTORY_SERVICE_URL",
+    "ORDER_SERVICE_URL",
+    "BILLING_SERVICE_URL",
+    "MSG_SERVICE_URL",
+    "CRM_SERVICE_URL",
+    "ENTITY_CACHE_URL",
+];
 /// Shortest API token accepted (a shorter one is a start-up error, not a weak lock).
 pub const MIN_API_TOKEN_CHARS: usize = 16;
 
@@ -113,6 +174,46 @@ pub struct Config {
     /// `ORDERSHOP_ACK_WAIT` (`auto`, `wait` or `waitaof`): a command is answered 2xx only once
     /// that many replicas confirm its append.
     pub ack_replicas: AckReplicas,
+    /// The projection worker's consumer-group settings (`ORDERSHOP_CONSUMER`,
+    /// `ORDERSHOP_CLAIM_IDLE_MS`, `ORDERSHOP_MAX_DELIVERIES`, `ORDERSHOP_BATCH`).
+    pub worker: WorkerSettings,
+}
+
+/// A projection worker's consumer-group settings; unset ones keep the runner's defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkerSettings {
+    /// The consumer's name (default `<hostname>-<role>-<port>`, stable across restarts of one
+    /// instance, so that it first finishes its own pending entries).
+    pub consumer: Option<String>,
+    /// How long an entry must sit with a dead consumer before another one takes it over.
+    pub claim_idle: Option<Duration>,
+    /// Deliveries after which a failing entry is dead-lettered (at least 1).
+    pub max_deliveries: Option<u64>,
+    /// Entries read per stream per step (1 to 10,000).
+    pub batch: Option<usize>,
+}
+
+/// What a process reads before any role's configuration: how to log, and (for `up`) how
+/// strictly its private server syncs to disk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProcessSettings {
+    /// `ORDERSHOP_LOG_FORMAT=json`: JSON log lines.
+    pub json_logs: bool,
+    /// `ORDERSHOP_STRICT_DURABILITY=1`: `appendfsync always` for `up`'s private server.
+    pub strict_durability: bool,
+}
+
+impl ProcessSettings {
+    pub fn from_env() -> Self {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
+        Self {
+            json_logs: lookup(LOG_FORMAT).is_some_and(|v| v.trim().eq_ignore_ascii_case("json")),
+            strict_durability: lookup(STRICT_DURABILITY).is_some_and(|v| v.trim() == "1"),
+        }
+    }
 }
 
 /// A secret every mutating request must present (`Authorization: Bearer <token>`). Its
@@ -298,6 +399,21 @@ impl Config {
                 timeout: Duration::from_millis(ack_timeout_ms as u64),
                 wait: ack_wait,
             },
+            worker: WorkerSettings {
+                consumer: get(CONSUMER).map(|name| name.trim().to_owned()),
+                claim_idle: get(CLAIM_IDLE_MS)
+                    .map(|v| parse_number(Some(v), CLAIM_IDLE_MS, 0, 0, None))
+                    .transpose()?
+                    .map(|ms| Duration::from_millis(ms as u64)),
+                max_deliveries: get(MAX_DELIVERIES)
+                    .map(|v| parse_number(Some(v), MAX_DELIVERIES, 0, 0, None))
+                    .transpose()?
+                    .map(|n| (n as u64).max(1)),
+                batch: get(BATCH)
+                    .map(|v| parse_number(Some(v), BATCH, 0, 0, None))
+                    .transpose()?
+                    .map(|n| n.clamp(1, 10_000)),
+            },
         })
     }
 
@@ -461,6 +577,91 @@ fn parse_number(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The environment variables a text names: `ORDERSHOP_*`, `REDIS_*`, `*_URL` and
+    /// `RUST_LOG` in backticks (the README) or quotes (the code).
+    fn variables_in(text: &str, quote: char) -> std::collections::BTreeSet<String> {
+        text.split(quote)
+            .skip(1)
+            .step_by(2)
+            .filter(|word| {
+                word.len() > "_URL".len()
+                    && !word.starts_with('_')
+                    && !word.ends_with('_')
+                    && word
+                        .chars()
+                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+                    && (word.starts_with("ORDERSHOP_")
+                        || word.starts_with("REDIS_")
+                        || word.ends_with("_URL")
+                        || *word == "RUST_LOG")
+            })
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn the_readme_documents_exactly_the_variables_the_shop_reads() {
+        let registry: std::collections::BTreeSet<String> =
+            VARIABLES.iter().map(|v| (*v).to_owned()).collect();
+        assert_eq!(
+            registry.len(),
+            VARIABLES.len(),
+            "a variable is listed twice"
+        );
+        let readme = include_str!("../../README.md");
+        let section = readme
+            .split("\n## Configuration\n")
+            .nth(1)
+            .and_then(|rest| rest.split("\n## ").next())
+            .expect("the README has a Configuration section");
+        // The first column of the table: what it documents.
+        let documented: std::collections::BTreeSet<String> = section
+            .lines()
+            .filter(|line| line.starts_with("| `"))
+            .filter_map(|line| line.split(" | ").next())
+            .flat_map(|cell| variables_in(cell, '`'))
+            .collect();
+        assert_eq!(
+            documented, registry,
+            "the README's configuration table and config::VARIABLES differ"
+        );
+    }
+
+    #[test]
+    fn the_code_reads_no_variable_that_is_not_registered() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut unregistered = Vec::new();
+        let mut stack: Vec<std::path::PathBuf> = [
+            "src",
+            "services/src",
+            "projections/src",
+            "redis/src",
+            "eventstore/src",
+            "readmodel/src",
+            "telemetry/src",
+        ]
+        .iter()
+        .map(|dir| root.join(dir))
+        .collect();
+        while let Some(path) = stack.pop() {
+            if path.is_dir() {
+                let entries = std::fs::read_dir(&path).expect("a source folder");
+                stack.extend(entries.filter_map(|e| e.ok().map(|e| e.path())));
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let code = std::fs::read_to_string(&path).expect("a source file");
+                for name in variables_in(&code, '"') {
+                    if !VARIABLES.contains(&name.as_str()) {
+                        unregistered.push(format!("{name} in {}", path.display()));
+                    }
+                }
+            }
+        }
+        assert!(
+            unregistered.is_empty(),
+            "not in config::VARIABLES: {unregistered:?}"
+        );
+    }
     use std::collections::HashMap;
 
     fn config_for(role: Role, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {

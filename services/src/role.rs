@@ -1,8 +1,10 @@
 //! The process roles of the shop: what each is called, which port it listens on by default, which
-//! variable names its URL, and which entity type's commands it serves. docker-compose.yml, `up`
+//! variable names its URL, which entity type's commands it serves, and which projection workers
+//! it runs. docker-compose.yml, `up`
 //! and `serve` all start roles from this one list.
 
 use ordershop_domain::EntityKind;
+use ordershop_projections::ProjectionName;
 use std::fmt;
 use std::str::FromStr;
 
@@ -97,6 +99,16 @@ impl Role {
             Role::OrderService => Some(EntityKind::Order),
             Role::BillingService => Some(EntityKind::Billing),
             _ => None,
+        }
+    }
+
+    /// The consumer-group workers the role runs besides its HTTP server.
+    pub const fn workers(self) -> &'static [ProjectionName] {
+        match self {
+            Role::EntityCache => &[ProjectionName::EntityCache],
+            Role::CrmService => &[ProjectionName::Crm, ProjectionName::CrmMailer],
+            Role::MsgService => &[ProjectionName::MsgDelivery],
+            _ => &[],
         }
     }
 }
