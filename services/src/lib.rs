@@ -23,6 +23,7 @@ pub mod connection;
 pub mod cross_site;
 pub mod dispatch;
 pub mod error;
+pub mod field_schemas;
 pub mod gateway;
 pub mod headers;
 pub mod http;

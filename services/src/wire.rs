@@ -179,13 +179,13 @@ mod field {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CustomerBody {
     #[serde(default, deserialize_with = "field::id")]
-    #[schema(schema_with = crate::openapi::fields::optional_uuid)]
+    #[schema(schema_with = crate::field_schemas::optional_uuid)]
     pub id: Option<Uuid>,
     #[serde(deserialize_with = "field::name")]
-    #[schema(schema_with = crate::openapi::fields::name)]
+    #[schema(schema_with = crate::field_schemas::name)]
     pub name: String,
     #[serde(deserialize_with = "field::email")]
-    #[schema(schema_with = crate::openapi::fields::email)]
+    #[schema(schema_with = crate::field_schemas::email)]
     pub email: String,
 }
 
@@ -206,13 +206,13 @@ impl WireBody for CustomerBody {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ProductBody {
     #[serde(default, deserialize_with = "field::id")]
-    #[schema(schema_with = crate::openapi::fields::optional_uuid)]
+    #[schema(schema_with = crate::field_schemas::optional_uuid)]
     pub id: Option<Uuid>,
     #[serde(deserialize_with = "field::name")]
-    #[schema(schema_with = crate::openapi::fields::name)]
+    #[schema(schema_with = crate::field_schemas::name)]
     pub name: String,
     #[serde(deserialize_with = "field::price")]
-    #[schema(schema_with = crate::openapi::fields::price)]
+    #[schema(schema_with = crate::field_schemas::price)]
     pub price: Integer,
 }
 
@@ -233,13 +233,13 @@ impl WireBody for ProductBody {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct InventoryBody {
     #[serde(default, deserialize_with = "field::id")]
-    #[schema(schema_with = crate::openapi::fields::optional_uuid)]
+    #[schema(schema_with = crate::field_schemas::optional_uuid)]
     pub id: Option<Uuid>,
     #[serde(deserialize_with = "field::product_id")]
-    #[schema(schema_with = crate::openapi::fields::uuid)]
+    #[schema(schema_with = crate::field_schemas::uuid)]
     pub product_id: ProductId,
     #[serde(deserialize_with = "field::amount")]
-    #[schema(schema_with = crate::openapi::fields::amount)]
+    #[schema(schema_with = crate::field_schemas::amount)]
     pub amount: Integer,
 }
 
@@ -260,13 +260,13 @@ impl WireBody for InventoryBody {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct OrderBody {
     #[serde(default, deserialize_with = "field::id")]
-    #[schema(schema_with = crate::openapi::fields::optional_uuid)]
+    #[schema(schema_with = crate::field_schemas::optional_uuid)]
     pub id: Option<Uuid>,
     #[serde(deserialize_with = "field::product_ids")]
-    #[schema(schema_with = crate::openapi::fields::product_ids)]
+    #[schema(schema_with = crate::field_schemas::product_ids)]
     pub product_ids: Vec<ProductId>,
     #[serde(deserialize_with = "field::customer_id")]
-    #[schema(schema_with = crate::openapi::fields::uuid)]
+    #[schema(schema_with = crate::field_schemas::uuid)]
     pub customer_id: CustomerId,
 }
 
@@ -284,10 +284,10 @@ impl WireBody for OrderBody {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct BillingBody {
     #[serde(default, deserialize_with = "field::id")]
-    #[schema(schema_with = crate::openapi::fields::optional_uuid)]
+    #[schema(schema_with = crate::field_schemas::optional_uuid)]
     pub id: Option<Uuid>,
     #[serde(deserialize_with = "field::order_id")]
-    #[schema(schema_with = crate::openapi::fields::uuid)]
+    #[schema(schema_with = crate::field_schemas::uuid)]
     pub order_id: OrderId,
     #[serde(default, deserialize_with = "field::done")]
     pub done: bool,
