@@ -1,9 +1,14 @@
 //! The paths of the HTTP API, as one table: which paths belong to which entity type. Both the
 //! domain services (which serve the command routes of their own type) and the gateway (which
 //! serves all of them) build their routes from it, so the five types never drift apart.
-//! [`gateway_routes`] lists every route the gateway serves: the gateway registers exactly these,
-//! and its OpenAPI document (`/openapi.json`) is generated from the same list.
+//! [`gateway_routes`] lists every route the gateway serves, each with its documentation
+//! ([`doc`]): the gateway registers exactly these, and its OpenAPI document (`/openapi.json`) is
+//! written from the same list.
 
+pub mod doc;
+mod gateway;
+
+pub use gateway::{gateway_routes, GatewayOp, GatewayRoute};
 use ordershop_domain::EntityKind;
 
 /// The paths of one entity type, as the original sample named them.
@@ -98,97 +103,6 @@ impl Method {
             Method::Delete => "DELETE",
         }
     }
-}
-
-/// What a gateway route does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GatewayOp {
-    List(EntityKind),
-    Get(EntityKind),
-    /// Forwarded to the owning service.
-    Create(EntityKind),
-    Update(EntityKind),
-    Delete(EntityKind),
-    UnbilledOrders,
-    Report,
-    Health,
-    Metrics,
-    OpenApi,
-    Docs,
-    DocsFiles,
-    /// The live event feed (Server-Sent Events).
-    EventStream,
-    /// Every event of one entity (`/<item>/{id}/events`).
-    History(EntityKind),
-    Console,
-    ConsoleFiles,
-    Overview,
-    Projections,
-    DeadLetters,
-    DeadLetterRetry,
-    DeadLetterDiscard,
-}
-
-/// One route of the gateway: method, path template (OpenAPI syntax, `{id}`) and operation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GatewayRoute {
-    pub method: Method,
-    pub path: String,
-    pub op: GatewayOp,
-}
-
-/// Every route the gateway serves, in registration order.
-pub fn gateway_routes() -> Vec<GatewayRoute> {
-    let route = |method, path: &str, op| GatewayRoute {
-        method,
-        path: path.to_owned(),
-        op,
-    };
-    let mut routes = vec![
-        route(Method::Get, UNBILLED_ORDERS, GatewayOp::UnbilledOrders),
-        route(Method::Get, REPORT, GatewayOp::Report),
-        route(Method::Get, EVENT_STREAM, GatewayOp::EventStream),
-    ];
-    for paths in ENTITY_PATHS {
-        let kind = paths.kind;
-        routes.push(route(Method::Get, paths.collection, GatewayOp::List(kind)));
-        routes.push(route(
-            Method::Post,
-            paths.collection,
-            GatewayOp::Create(kind),
-        ));
-        if let Some(item) = paths.separate_item() {
-            routes.push(route(Method::Post, item, GatewayOp::Create(kind)));
-        }
-        let with_id = paths.with_id();
-        routes.push(route(Method::Get, &with_id, GatewayOp::Get(kind)));
-        routes.push(route(Method::Put, &with_id, GatewayOp::Update(kind)));
-        routes.push(route(Method::Delete, &with_id, GatewayOp::Delete(kind)));
-        routes.push(route(
-            Method::Get,
-            &paths.history(),
-            GatewayOp::History(kind),
-        ));
-    }
-    routes.extend([
-        route(Method::Get, HEALTH, GatewayOp::Health),
-        route(Method::Get, METRICS, GatewayOp::Metrics),
-        route(Method::Get, OPENAPI, GatewayOp::OpenApi),
-        route(Method::Get, DOCS, GatewayOp::Docs),
-        route(Method::Get, DOCS_FILES, GatewayOp::DocsFiles),
-        route(Method::Get, CONSOLE, GatewayOp::Console),
-        route(Method::Get, CONSOLE_FILES, GatewayOp::ConsoleFiles),
-        route(Method::Get, OVERVIEW, GatewayOp::Overview),
-        route(Method::Get, PROJECTIONS, GatewayOp::Projections),
-        route(Method::Get, DEAD_LETTERS, GatewayOp::DeadLetters),
-        route(Method::Post, DEAD_LETTER_RETRY, GatewayOp::DeadLetterRetry),
-        route(
-            Method::Post,
-            DEAD_LETTER_DISCARD,
-            GatewayOp::DeadLetterDiscard,
-        ),
-    ]);
-    routes
 }
 
 impl EntityPaths {
