@@ -12,7 +12,11 @@ use ordershop_readmodel::{keys, names};
 use ordershop_telemetry::Metrics;
 
 const NAME: &str = names::MSG_SERVICE;
-const LIBRARY: &str = include_str!("lua/msg.lua");
+const LIBRARY: &str = concat!(
+    "#!lua name=ordershop_msg\n",
+    include_str!("lua/lease.lua"),
+    include_str!("lua/msg.lua")
+);
 
 /// An outbox entry: `msg_id`, `to` (required), `kind` (`direct` when absent), the text — `msg`
 /// for a direct message, else rendered from the mailer's facts ([`crate::message_text`]) — and the

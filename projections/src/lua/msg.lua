@@ -1,4 +1,5 @@
-#!lua name=ordershop_msg
+-- (The library's `#!lua name=` line and the shared lease check, lua/lease.lua, are put ahead
+-- of this source when it is compiled in: see msg.rs.)
 
 -- The message service's delivery: a message is delivered iff its id is new to the delivered-ids
 -- Set, and the Set and the mail sink (the stream `GET /emails` lists) change in one atomic step,
@@ -6,15 +7,17 @@
 --
 -- FCALL msg_deliver <numkeys> <keys...> <args...>
 --   KEYS[1] the pause lease, KEYS[2] delivered ids, KEYS[3] delivered messages
---   ARGV[1..3] mode ('live'), token, lease ms (the runner's common header)
+--   ARGV[1..3] mode ('live'), token, lease ms (the runner's common header: a sink only runs
+--              live, so the lease check only asks whether an operator set the pause key)
 --   ARGV[4..]  per message: msg_id, to, msg, kind, event_id, request_id (the last two may be
 --              empty; they are copied when present, to trace a message back to its request)
 --
 -- Returns {0, delivered, duplicates}, or {-1} while an operator pauses delivery.
 
 local function msg_deliver(keys, args)
-  if redis.call('EXISTS', keys[1]) == 1 then
-    return {-1}
+  local ok, code = lease_ok(keys, args)
+  if not ok then
+    return {code}
   end
   local t = redis.call('TIME')
   local now = string.format('%.0f', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
