@@ -10,6 +10,7 @@
 pub mod append;
 pub mod codec;
 pub mod entry_id;
+pub mod function;
 pub mod keys;
 pub mod replay;
 pub mod replication;

@@ -12,7 +12,10 @@
 //!
 //! Which one is used is read from the server's `INFO` at the first append, and logged.
 
-use ordershop_redis::ServerVersion;
+use crate::append::{Append, AppendError, Appended};
+use crate::function::{interpret_reply, query_loading_functions, FcallArgs};
+use crate::store::StoreError;
+use ordershop_redis::{RedisConnection, ServerVersion};
 use redis::Value;
 use std::fmt;
 use std::time::Duration;
@@ -119,6 +122,105 @@ impl fmt::Display for WaitCommand {
             WaitCommand::Wait => "WAIT",
             WaitCommand::WaitAof => "WAITAOF",
         })
+    }
+}
+
+/// What acknowledging after replication needs: its own connection (a waiting command blocks
+/// it) and the wait command the server has, found at the first append.
+pub(crate) struct Replicated {
+    ack: AckReplicas,
+    conn: RedisConnection,
+    command: tokio::sync::OnceCell<WaitCommand>,
+}
+
+impl Replicated {
+    pub(crate) fn new(ack: AckReplicas, conn: RedisConnection) -> Self {
+        Self {
+            ack,
+            conn,
+            command: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// The wait command of the server, read from its INFO at the first use and logged.
+    async fn command(&self) -> Result<WaitCommand, redis::RedisError> {
+        let command = self
+            .command
+            .get_or_try_init(|| async {
+                let info: String = self
+                    .conn
+                    .query_shop_node(redis::cmd("INFO").arg("server"))
+                    .await?;
+                let command = ServerVersion::from_info(&info)
+                    .map(|server| {
+                        let command = self.ack.wait.on(&server);
+                        tracing::info!(%server, %command, replicas = self.ack.replicas,
+                            timeout = ?self.ack.timeout,
+                            "appends are acknowledged once replicas confirm them");
+                        command
+                    })
+                    .unwrap_or(WaitCommand::Wait);
+                Ok::<_, redis::RedisError>(command)
+            })
+            .await?;
+        Ok(*command)
+    }
+
+    /// The append and its wait, in one pipeline on the waiting connection.
+    pub(crate) async fn append(&self, append: &Append) -> Result<Vec<Appended>, AppendError> {
+        let command = self.command().await?;
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors()
+            .add_command(FcallArgs::build(append).command());
+        for wait in command.commands(self.ack) {
+            pipe.add_command(wait);
+        }
+        let replies = query_loading_functions(&mut self.conn.clone(), &pipe).await?;
+        let mut replies = replies.into_iter();
+        let (Some(call), Some(wait)) = (replies.next(), replies.next_back()) else {
+            return Err(AppendError::Protocol(
+                "no reply to the append or its wait".into(),
+            ));
+        };
+        let outcome = interpret_reply(append, call?);
+        // Only what was written (or answered from an earlier write) needs its replicas.
+        if matches!(outcome, Ok(_) | Err(AppendError::Duplicate { .. })) {
+            self.check(command, &wait?)?;
+        }
+        outcome
+    }
+
+    /// Touches a recorded idempotency answer (its expiry, unchanged) and waits, so that the
+    /// answer is confirmed only once everything up to it is on the replicas.
+    pub(crate) async fn confirm_recorded(&self, key: &str) -> Result<(), StoreError> {
+        let command = self.command().await?;
+        let mut conn = self.conn.clone();
+        let ttl: i64 = redis::cmd("PTTL").arg(key).query_async(&mut conn).await?;
+        let mut pipe = redis::pipe();
+        if ttl > 0 {
+            pipe.cmd("PEXPIRE").arg(key).arg(ttl).ignore();
+        }
+        for wait in command.commands(self.ack) {
+            pipe.add_command(wait);
+        }
+        let replies: Vec<Value> = pipe.query_async(&mut conn).await?;
+        let last = replies.last().cloned().unwrap_or(Value::Nil);
+        self.check(command, &last)
+            .map_err(StoreError::NotReplicated)
+    }
+
+    fn check(&self, command: WaitCommand, reply: &Value) -> Result<(), AppendError> {
+        let confirmed = command.confirmed(reply).ok_or_else(|| {
+            AppendError::Protocol(format!("unexpected reply to {command}: {reply:?}"))
+        })?;
+        if confirmed < self.ack.replicas {
+            return Err(AppendError::NotReplicated {
+                wanted: self.ack.replicas,
+                confirmed,
+                command,
+            });
+        }
+        Ok(())
     }
 }
 

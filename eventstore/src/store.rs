@@ -2,21 +2,22 @@
 //! `ordershop_store` Function and reads heads, unique indexes and streams.
 
 use crate::append::{Append, AppendError, Appended};
-use crate::codec::{encode_entity, RawEntry};
+use crate::codec::RawEntry;
 use crate::entry_id::EntryId;
+use crate::function::{
+    as_string, call_loading_functions, id_out_of_reach, interpret_reply, load_library,
+    query_loading_functions, FcallArgs, STORE_LIBRARY,
+};
 use crate::keys::{self, Stream, UniqueIndex};
-use crate::replication::{AckReplicas, WaitCommand};
+use crate::replication::{AckReplicas, Replicated};
 use ordershop_domain::entity::EntityState;
-use ordershop_domain::{Action, EntityKind, Head};
-use ordershop_redis::{RedisConfig, RedisConnection, ServerVersion};
+use ordershop_domain::{EntityKind, Head};
+use ordershop_redis::{RedisConfig, RedisConnection};
 use redis::streams::StreamRangeReply;
 use redis::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
 use uuid::Uuid;
-
-/// The Function library, loaded at start-up.
-pub const STORE_LIBRARY: &str = include_str!("lua/store.lua");
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -52,14 +53,6 @@ pub struct EventStore {
     replicated: Option<Arc<Replicated>>,
 }
 
-/// What acknowledging after replication needs: its own connection (a waiting command blocks
-/// it) and the wait command the server has, found at the first append.
-struct Replicated {
-    ack: AckReplicas,
-    conn: RedisConnection,
-    command: tokio::sync::OnceCell<WaitCommand>,
-}
-
 impl EventStore {
     /// Connects, then loads the store's Function library (idempotently).
     pub async fn connect(config: &RedisConfig) -> Result<Self, StoreError> {
@@ -87,11 +80,10 @@ impl EventStore {
         self.replicated = if ack.replicas == 0 {
             None
         } else {
-            Some(Arc::new(Replicated {
+            Some(Arc::new(Replicated::new(
                 ack,
-                conn: RedisConnection::new(config)?,
-                command: tokio::sync::OnceCell::new(),
-            }))
+                RedisConnection::new(config)?,
+            )))
         };
         Ok(self)
     }
@@ -371,57 +363,6 @@ impl EventStore {
     }
 }
 
-/// `FUNCTION LOAD REPLACE` of a library's source.
-pub async fn load_library(
-    conn: &mut RedisConnection,
-    source: &str,
-) -> Result<(), redis::RedisError> {
-    let _: String = redis::cmd("FUNCTION")
-        .arg("LOAD")
-        .arg("REPLACE")
-        .arg(source)
-        .query_async(conn)
-        .await?;
-    Ok(())
-}
-
-/// Sends one call to a store Function; when the server lost its Functions (e.g. restarted
-/// without persistence), loads the library and sends it again.
-async fn call_loading_functions<T: redis::FromRedisValue>(
-    conn: &mut RedisConnection,
-    cmd: &redis::Cmd,
-) -> Result<T, redis::RedisError> {
-    match cmd.query_async(conn).await {
-        Err(e) if is_missing_function(&e) => {
-            load_library(conn, STORE_LIBRARY).await?;
-            cmd.query_async(conn).await
-        }
-        other => other,
-    }
-}
-
-/// Sends a pipeline of store calls (their errors kept one by one). A server without the
-/// Function fails every call alike, so none ran: then the library is loaded and the pipeline
-/// sent again.
-async fn query_loading_functions(
-    conn: &mut RedisConnection,
-    pipe: &redis::Pipeline,
-) -> Result<Vec<redis::RedisResult<Value>>, redis::RedisError> {
-    let replies: Vec<redis::RedisResult<Value>> = pipe.query_async(conn).await?;
-    if replies
-        .first()
-        .is_some_and(|r| r.as_ref().is_err_and(is_missing_function))
-    {
-        load_library(conn, STORE_LIBRARY).await?;
-        return pipe.query_async(conn).await;
-    }
-    Ok(replies)
-}
-
-pub fn is_missing_function(e: &redis::RedisError) -> bool {
-    e.to_string().contains("Function not found")
-}
-
 fn parse_head<T: EntityState>(id: Uuid, value: Option<&[u8]>) -> Result<Head<T>, StoreError> {
     let corrupt = |reason: String| StoreError::CorruptHead {
         kind: T::KIND,
@@ -472,306 +413,4 @@ pub(crate) fn raw_entries(
             })
         })
         .collect()
-}
-
-/// The flat KEYS/ARGV encoding of an [`Append`] (see `lua/store.lua`).
-struct FcallArgs {
-    keys: Vec<String>,
-    args: Vec<String>,
-}
-
-impl FcallArgs {
-    fn build(append: &Append) -> Self {
-        let mut keys = vec![keys::clock()];
-        let mut index: HashMap<String, usize> = HashMap::new();
-        let mut key_index = |key: String, keys: &mut Vec<String>| -> String {
-            let i = *index.entry(key.clone()).or_insert_with(|| {
-                keys.push(key);
-                keys.len()
-            });
-            i.to_string()
-        };
-        let mut args = Vec::with_capacity(
-            4 + append.metadata.len() * 2
-                + append.expectations.len() * 3
-                + append.claims.len() * 4
-                + append.events.len() * 8
-                + 1,
-        );
-        match &append.idempotency {
-            Some(record) => {
-                args.push("1".to_owned());
-                args.push(key_index(record.key.clone(), &mut keys));
-                args.push(record.fingerprint.clone());
-                args.push(record.response.clone());
-                args.push(record.ttl_ms.max(1).to_string());
-            }
-            None => args.push("0".to_owned()),
-        }
-        args.push(append.metadata.len().to_string());
-        for (name, value) in &append.metadata {
-            args.push((*name).to_owned());
-            args.push(value.clone());
-        }
-        args.push(append.expectations.len().to_string());
-        for e in &append.expectations {
-            args.push(key_index(keys::heads(e.kind), &mut keys));
-            args.push(e.id.to_string());
-            args.push(e.version.to_string());
-        }
-        args.push(append.claims.len().to_string());
-        for c in &append.claims {
-            args.push(key_index(c.index.key(), &mut keys));
-            args.push(c.value.to_string());
-            args.push(c.owner.to_string());
-            args.push(if c.release { "release" } else { "claim" }.to_owned());
-        }
-        args.push(append.events.len().to_string());
-        for e in &append.events {
-            let kind = e.change.entity.kind();
-            let stream = Stream::new(kind, e.change.action);
-            args.push(key_index(stream.key(), &mut keys));
-            args.push(key_index(keys::heads(kind), &mut keys));
-            args.push(e.change.entity.id().to_string());
-            args.push(e.event_id.to_string());
-            args.push(e.version.to_string());
-            args.push(encode_entity(&e.change.entity));
-            args.push(
-                if e.change.action == Action::Deleted {
-                    "1"
-                } else {
-                    "0"
-                }
-                .to_owned(),
-            );
-        }
-        // Each event's own request id, last (see store.lua): only when some event has one.
-        if append.events.iter().any(|e| e.request_id.is_some()) {
-            args.push(append.events.len().to_string());
-            for e in &append.events {
-                args.push(e.request_id.clone().unwrap_or_default());
-            }
-        }
-        Self { keys, args }
-    }
-
-    fn command(&self) -> redis::Cmd {
-        let mut cmd = redis::cmd("FCALL");
-        cmd.arg("append_guarded")
-            .arg(self.keys.len())
-            .arg(&self.keys)
-            .arg(&self.args);
-        cmd
-    }
-}
-
-impl Replicated {
-    /// The wait command of the server, read from its INFO at the first use and logged.
-    async fn command(&self) -> Result<WaitCommand, redis::RedisError> {
-        let command = self
-            .command
-            .get_or_try_init(|| async {
-                let info: String = self
-                    .conn
-                    .query_shop_node(redis::cmd("INFO").arg("server"))
-                    .await?;
-                let command = ServerVersion::from_info(&info)
-                    .map(|server| {
-                        let command = self.ack.wait.on(&server);
-                        tracing::info!(%server, %command, replicas = self.ack.replicas,
-                            timeout = ?self.ack.timeout,
-                            "appends are acknowledged once replicas confirm them");
-                        command
-                    })
-                    .unwrap_or(WaitCommand::Wait);
-                Ok::<_, redis::RedisError>(command)
-            })
-            .await?;
-        Ok(*command)
-    }
-
-    /// The append and its wait, in one pipeline on the waiting connection.
-    async fn append(&self, append: &Append) -> Result<Vec<Appended>, AppendError> {
-        let command = self.command().await?;
-        let mut pipe = redis::pipe();
-        pipe.ignore_errors()
-            .add_command(FcallArgs::build(append).command());
-        for wait in command.commands(self.ack) {
-            pipe.add_command(wait);
-        }
-        let replies = query_loading_functions(&mut self.conn.clone(), &pipe).await?;
-        let mut replies = replies.into_iter();
-        let (Some(call), Some(wait)) = (replies.next(), replies.next_back()) else {
-            return Err(AppendError::Protocol(
-                "no reply to the append or its wait".into(),
-            ));
-        };
-        let outcome = interpret_reply(append, call?);
-        // Only what was written (or answered from an earlier write) needs its replicas.
-        if matches!(outcome, Ok(_) | Err(AppendError::Duplicate { .. })) {
-            self.check(command, &wait?)?;
-        }
-        outcome
-    }
-
-    /// Touches a recorded idempotency answer (its expiry, unchanged) and waits, so that the
-    /// answer is confirmed only once everything up to it is on the replicas.
-    async fn confirm_recorded(&self, key: &str) -> Result<(), StoreError> {
-        let command = self.command().await?;
-        let mut conn = self.conn.clone();
-        let ttl: i64 = redis::cmd("PTTL").arg(key).query_async(&mut conn).await?;
-        let mut pipe = redis::pipe();
-        if ttl > 0 {
-            pipe.cmd("PEXPIRE").arg(key).arg(ttl).ignore();
-        }
-        for wait in command.commands(self.ack) {
-            pipe.add_command(wait);
-        }
-        let replies: Vec<Value> = pipe.query_async(&mut conn).await?;
-        let last = replies.last().cloned().unwrap_or(Value::Nil);
-        self.check(command, &last)
-            .map_err(StoreError::NotReplicated)
-    }
-
-    fn check(&self, command: WaitCommand, reply: &Value) -> Result<(), AppendError> {
-        let confirmed = command.confirmed(reply).ok_or_else(|| {
-            AppendError::Protocol(format!("unexpected reply to {command}: {reply:?}"))
-        })?;
-        if confirmed < self.ack.replicas {
-            return Err(AppendError::NotReplicated {
-                wanted: self.ack.replicas,
-                confirmed,
-                command,
-            });
-        }
-        Ok(())
-    }
-}
-
-fn as_i64(v: &Value) -> Option<i64> {
-    match v {
-        Value::Int(i) => Some(*i),
-        Value::BulkString(b) => std::str::from_utf8(b).ok()?.parse().ok(),
-        Value::SimpleString(s) => s.parse().ok(),
-        _ => None,
-    }
-}
-
-/// Whether the store cannot append after `id` (the rule of `xadd` in `lua/store.lua`): either
-/// part too long for Lua's numbers to hold exactly, or more than a day ahead of `now_ms`.
-fn id_out_of_reach(id: &str, now_ms: u64) -> bool {
-    const MAX_AHEAD_MS: u64 = 24 * 3600 * 1000;
-    const MAX_EXACT: u64 = 9_007_199_254_740_991;
-    let Some((ms, seq)) = id.split_once('-') else {
-        return false;
-    };
-    if ms.len() > 15 || seq.len() > 15 {
-        return true;
-    }
-    match (ms.parse::<u64>(), seq.parse::<u64>()) {
-        (Ok(ms), Ok(seq)) => seq >= MAX_EXACT || ms > now_ms + MAX_AHEAD_MS,
-        _ => false,
-    }
-}
-
-fn as_string(v: &Value) -> Option<String> {
-    match v {
-        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
-        Value::SimpleString(s) => Some(s.clone()),
-        Value::Int(i) => Some(i.to_string()),
-        _ => None,
-    }
-}
-
-fn interpret_reply(append: &Append, reply: Value) -> Result<Vec<Appended>, AppendError> {
-    let protocol = |what: &str| AppendError::Protocol(format!("{what}: {reply:?}"));
-    let Value::Array(items) = &reply else {
-        return Err(protocol("not an array"));
-    };
-    let status = items
-        .first()
-        .and_then(as_i64)
-        .ok_or_else(|| protocol("no status"))?;
-    let position = || {
-        items
-            .get(1)
-            .and_then(as_i64)
-            .and_then(|i| usize::try_from(i - 1).ok())
-            .ok_or_else(|| protocol("no position"))
-    };
-    match status {
-        2 => Err(AppendError::Duplicate {
-            response: items.get(1).and_then(as_string).unwrap_or_default(),
-        }),
-        -2 => Err(AppendError::KeyReused),
-        -3 => Err(AppendError::Blocked {
-            stream: items.get(1).and_then(as_string).unwrap_or_default(),
-            entry: items.get(2).and_then(as_string).unwrap_or_default(),
-        }),
-        1 => {
-            if items.len() != append.events.len() + 1 {
-                return Err(protocol("wrong number of IDs"));
-            }
-            append
-                .events
-                .iter()
-                .zip(&items[1..])
-                .map(|(event, id)| {
-                    let entry_id = as_string(id)
-                        .and_then(|s| s.parse().ok())
-                        .ok_or_else(|| protocol("bad entry ID"))?;
-                    Ok(Appended {
-                        stream: Stream::new(event.change.entity.kind(), event.change.action),
-                        entry_id,
-                        event_id: event.event_id,
-                        entity_id: event.change.entity.id(),
-                        version: event.version,
-                    })
-                })
-                .collect()
-        }
-        0 => {
-            let e = append
-                .expectations
-                .get(position()?)
-                .ok_or_else(|| protocol("bad expectation index"))?;
-            let actual = items.get(2).and_then(as_i64).unwrap_or_default();
-            Err(AppendError::VersionConflict {
-                kind: e.kind,
-                id: e.id,
-                expected: e.version,
-                actual: actual.max(0) as u64,
-            })
-        }
-        -1 => {
-            let c = append
-                .claims
-                .get(position()?)
-                .ok_or_else(|| protocol("bad claim index"))?;
-            Err(AppendError::UniqueConflict {
-                index: c.index,
-                value: c.value,
-                holder: items.get(2).and_then(as_string).unwrap_or_default(),
-            })
-        }
-        _ => Err(protocol("unknown status")),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_id_is_out_of_reach_at_the_end_of_the_id_space_or_a_day_ahead() {
-        let now = 1_800_000_000_000;
-        assert!(id_out_of_reach(
-            "18446744073709551615-18446744073709551615",
-            now
-        ));
-        assert!(id_out_of_reach(&format!("{}-0", now + 25 * 3_600_000), now));
-        assert!(!id_out_of_reach(&format!("{}-0", now + 3_600_000), now));
-        assert!(!id_out_of_reach(&format!("{now}-999"), now));
-        assert!(!id_out_of_reach("0-0", now));
-    }
 }

@@ -18,7 +18,7 @@ use crate::error::ProjectionError;
 use crate::projection::{call_function, CallFailed, CallOutcome, Entry, Mode, Projection};
 use crate::read::{pairs, text};
 use crate::{with_projection, ProjectionName};
-use ordershop_eventstore::store::{is_missing_function, load_library};
+use ordershop_eventstore::function::{is_missing_function, load_library};
 use ordershop_eventstore::EntryId;
 use ordershop_readmodel::keys;
 use ordershop_redis::RedisConnection;

@@ -19,7 +19,7 @@ use crate::error::ProjectionError;
 use crate::projection::{call_function, CallOutcome, Entry, Mode, Projection, Replayable};
 use crate::runner::{MAX_EVENTS_PER_CALL, RUNNER_LIBRARY_SOURCE};
 use crate::{with_projection, ProjectionName};
-use ordershop_eventstore::store::load_library;
+use ordershop_eventstore::function::load_library;
 use ordershop_eventstore::{EntryId, EventStore};
 use ordershop_readmodel::keys;
 use ordershop_redis::RedisConfig;

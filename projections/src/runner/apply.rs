@@ -9,7 +9,7 @@ use super::{Runner, Source, StepReport, MAX_EVENTS_PER_CALL};
 use crate::error::ProjectionError;
 use crate::projection::{call_function, CallOutcome, Entry, Mode, Projection};
 use crate::read::Read;
-use ordershop_eventstore::store::is_missing_function;
+use ordershop_eventstore::function::is_missing_function;
 use ordershop_eventstore::EntryId;
 use ordershop_readmodel::keys;
 use redis::{ErrorKind, Value};

@@ -16,7 +16,7 @@ use crate::load::{run_load, LoadOptions, LoadReport, Workload};
 use actix_web::{web, App, HttpResponse, HttpServer};
 use anyhow::Context;
 use ordershop_domain::EntityKind;
-use ordershop_eventstore::store::load_library;
+use ordershop_eventstore::function::load_library;
 use ordershop_projections::ProjectionName;
 use ordershop_readmodel::CacheReader;
 use ordershop_redis::RedisConnection;
