@@ -5,10 +5,13 @@
 //! Function in `lua/store.lua`), the readers that replay streams in global ID order
 //! ([`replay`]), on the connection of `ordershop-redis`. Services append through it;
 //! projections read through it; neither formats a log key or parses an entry by itself. What
-//! is built from the log (the entity cache, the CRM view) lives in `ordershop-readmodel`.
+//! a command needs of it is the [`CommandStore`] trait, so the command layer also runs on a
+//! store in memory. What is built from the log (the entity cache, the CRM view) lives in
+//! `ordershop-readmodel`.
 
 pub mod append;
 pub mod codec;
+pub mod command_store;
 pub mod entry_id;
 pub mod function;
 pub mod keys;
@@ -18,6 +21,7 @@ pub mod store;
 
 pub use append::{Append, AppendError, Appended, Expectation, UniqueClaim};
 pub use codec::{DecodeError, RawEntry, StoredEvent};
+pub use command_store::{CommandStore, HeadsByUnique};
 pub use entry_id::EntryId;
 pub use keys::{Stream, UniqueIndex};
 pub use replay::{Follow, Replay};

@@ -12,9 +12,12 @@
 //! Beside the server, what every suite needs against it: [`eventually`] (wait for a condition
 //! with a deadline) and, in [`keys`], a canonical [`dump`] of the keys matching some patterns
 //! and their deletion ([`wipe`], [`unlink_matching`]).
+//!
+//! And one thing that needs no server: [`MemStore`], the command layer's store in memory.
 
 pub mod cluster;
 pub mod keys;
+pub mod mem_store;
 pub mod powercut;
 pub mod replicated;
 pub mod skip;
@@ -22,6 +25,7 @@ pub mod wait;
 
 pub use cluster::RedisCluster;
 pub use keys::{dump, try_dump, unlink_matching, wipe, KeyDump};
+pub use mem_store::MemStore;
 pub use powercut::{CutTotals, PowerCutFs};
 pub use replicated::ReplicatedRedis;
 pub use skip::skip;

@@ -14,7 +14,7 @@
 use super::{plans, CommandError, CommandService, HotEntities, Written};
 use ordershop_domain::decide::OrderDraft;
 use ordershop_domain::{DomainError, EntityKind};
-use ordershop_eventstore::AppendError;
+use ordershop_eventstore::{AppendError, CommandStore};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
@@ -67,7 +67,7 @@ impl OrderGroups {
     }
 }
 
-impl CommandService {
+impl<S: CommandStore> CommandService<S> {
     /// Creates orders (one per draft, all or none for this request), committed together with
     /// the other orders this process has queued on the same product.
     pub async fn create_orders(&self, drafts: Vec<OrderDraft>) -> Result<Written, CommandError> {
@@ -124,12 +124,8 @@ impl CommandService {
     /// Reads once, decides every request of the group in turn, appends the accepted ones in one
     /// guarded append, and answers each request.
     async fn commit_group(&self, group: Vec<Queued>) {
-        let mut backoff = self.retry.backoff();
-        let mut last = String::new();
-        for attempt in 0..self.retry.attempts {
-            if attempt > self.retry.immediate {
-                tokio::time::sleep(super::full_jitter(backoff.next_pause())).await;
-            }
+        let mut retries = self.retry.start(self.metrics.as_deref());
+        while retries.next().await.is_some() {
             let requests: Vec<&[(Uuid, OrderDraft)]> =
                 group.iter().map(|q| q.items.as_slice()).collect();
             let (mut append, decided) =
@@ -151,7 +147,7 @@ impl CommandService {
             }
             match self.store.append_guarded(&append).await {
                 Ok(appended) => {
-                    self.record_appended(&appended, attempt + 1);
+                    self.record_appended(&appended, retries.attempts());
                     return answer_each(group, ranges, |queued, range| {
                         Written::of_events(
                             queued.items.iter().map(|(id, _)| *id).collect(),
@@ -159,18 +155,11 @@ impl CommandService {
                         )
                     });
                 }
-                Err(
-                    e @ (AppendError::VersionConflict { .. } | AppendError::UniqueConflict { .. }),
-                ) => {
-                    self.record_conflict(&e);
-                    tracing::debug!(attempt, conflict = %e, orders = group.len(),
-                        "group append refused; deciding again");
-                    last = e.to_string();
-                }
+                Err(e) if retries.retry_after(&e) => {}
                 Err(e) => return answer_all(group, || Err(CommandError::Append(e.clone()))),
             }
         }
-        let gave_up = self.gave_up(last);
+        let gave_up = retries.gave_up();
         answer_all(group, || Err(gave_up.clone()));
     }
 }

@@ -5,23 +5,30 @@
 //! remembers the version of every head it read), let the pure domain decide, and append the
 //! changes guarded by ALL those versions, plus any unique claims. If anything it read changed
 //! in the meantime the store refuses the append and the loop reads again and decides again, a
-//! bounded number of times with a small jittered backoff. So no decision is ever taken on stale
-//! state, and an order and all its stock changes land in one atomic append (no oversell).
+//! bounded number of times with a small jittered backoff ([`RetryPolicy`]). So no decision is
+//! ever taken on stale state, and an order and all its stock changes land in one atomic append
+//! (no oversell).
 //!
 //! What each entity type reads and decides is in [`plans`]; this module is the loop. Orders
 //! take a wider path: those of one product are committed in groups, one read and one append for
 //! all the orders queued on it ([`batch`]).
+//!
+//! The layer reads and appends through [`CommandStore`], not Redis itself: [`CommandService`]
+//! is generic over it (the [`EventStore`] by default), so the same command logic runs on the
+//! in-memory store of `ordershop-testkit` in tests without a redis-server.
 
 mod batch;
 mod hot;
 mod plans;
+mod retry;
 
 use crate::versions::VersionStamp;
 use ordershop_domain::entity::EntityState;
 use ordershop_domain::{DomainError, EntityKind, Head};
 use ordershop_eventstore::append::IdempotencyRecord;
-use ordershop_eventstore::{Append, AppendError, EventStore, StoreError, UniqueIndex};
-use ordershop_redis::Backoff;
+use ordershop_eventstore::{
+    Append, AppendError, CommandStore, EventStore, StoreError, UniqueIndex,
+};
 use ordershop_telemetry::Metrics;
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -31,6 +38,7 @@ use uuid::Uuid;
 
 use hot::HotEntities;
 pub use plans::EntityCommands;
+pub use retry::RetryPolicy;
 
 /// Why a command was not carried out.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -69,49 +77,6 @@ pub struct IdempotencyKey {
     pub key: String,
     /// A digest of the request (method, path, body).
     pub fingerprint: String,
-}
-
-/// How often, and how patiently, a command re-reads and decides again after a conflict.
-///
-/// A conflict means another command committed in between: the data moved on, so the command
-/// reads again and decides again at once (a hot product in a flash sale is bought by one
-/// command per round, never held back by a pause). Only after `immediate` conflicts in a row
-/// does it pause (jittered, growing) between attempts.
-#[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
-    pub attempts: u32,
-    /// Retries made at once, before any pause.
-    pub immediate: u32,
-    /// The first pause; each later one may be twice as long, up to `max_backoff`.
-    pub first_backoff: Duration,
-    pub max_backoff: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self {
-            attempts: 64,
-            immediate: 16,
-            first_backoff: Duration::from_millis(1),
-            max_backoff: Duration::from_millis(20),
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// The longest pause before each retry in turn.
-    fn backoff(&self) -> Backoff {
-        Backoff::new(self.first_backoff, self.max_backoff)
-    }
-}
-
-/// A random pause up to `ceiling`: full jitter, so that writers that collided spread out instead
-/// of colliding again.
-fn full_jitter(ceiling: Duration) -> Duration {
-    let micros = u64::try_from(ceiling.as_micros()).unwrap_or(u64::MAX);
-    // A v4 UUID is 122 random bits: enough randomness without another dependency.
-    let random = Uuid::new_v4().as_u128() as u64;
-    Duration::from_micros(random % micros.saturating_add(1))
 }
 
 /// What a successful command wrote.
@@ -176,8 +141,8 @@ impl Written {
 /// The command side of one domain service: creates, updates and deletes entities of any type
 /// that implements [`EntityCommands`].
 #[derive(Clone)]
-pub struct CommandService {
-    store: EventStore,
+pub struct CommandService<S = EventStore> {
+    store: S,
     retry: RetryPolicy,
     /// Turns on the entities this process's commands collide on.
     hot: HotEntities,
@@ -192,8 +157,8 @@ pub struct CommandService {
     if_match: Option<crate::precondition::IfMatch>,
 }
 
-impl CommandService {
-    pub fn new(store: EventStore) -> Self {
+impl<S: CommandStore> CommandService<S> {
+    pub fn new(store: S) -> Self {
         Self {
             store,
             retry: RetryPolicy::default(),
@@ -232,7 +197,7 @@ impl CommandService {
         service
     }
 
-    pub fn store(&self) -> &EventStore {
+    pub fn store(&self) -> &S {
         &self.store
     }
 
@@ -330,13 +295,9 @@ impl CommandService {
         if let Some(answer) = self.recorded_answer().await? {
             return Ok(answer);
         }
-        let mut last = String::new();
-        let mut backoff = self.retry.backoff();
+        let mut retries = self.retry.start(self.metrics.as_deref());
         let mut turn: Option<hot::Turn> = None;
-        for attempt in 0..self.retry.attempts {
-            if attempt > self.retry.immediate {
-                tokio::time::sleep(full_jitter(backoff.next_pause())).await;
-            }
+        while retries.next().await.is_some() {
             let mut append = plan().await?.request_id(self.request_id.as_deref());
             if append.events.is_empty() {
                 return Ok(Written::planned(ids, &append));
@@ -372,14 +333,10 @@ impl CommandService {
                 }
                 Err(AppendError::KeyReused) => return Err(CommandError::IdempotencyKeyReused),
                 Ok(appended) => {
-                    self.record_appended(&appended, attempt + 1);
+                    self.record_appended(&appended, retries.attempts());
                     return Ok(written);
                 }
-                Err(
-                    e @ (AppendError::VersionConflict { .. } | AppendError::UniqueConflict { .. }),
-                ) => {
-                    self.record_conflict(&e);
-                    tracing::debug!(attempt, conflict = %e, "append refused; deciding again");
+                Err(e) if retries.retry_after(&e) => {
                     // Lost a race on this entity: wait for its turn (one turn held at a time).
                     if let AppendError::VersionConflict { kind, id, .. } = &e {
                         if !turn
@@ -390,29 +347,11 @@ impl CommandService {
                             turn = Some(self.hot.turn(*kind, *id).await);
                         }
                     }
-                    last = e.to_string();
                 }
                 Err(e) => return Err(CommandError::Append(e)),
             }
         }
-        Err(self.gave_up(last))
-    }
-
-    /// Counts and logs a command (or a group of orders) that ran out of attempts, the last on
-    /// conflict `last`.
-    fn gave_up(&self, last: String) -> CommandError {
-        if let Some(metrics) = &self.metrics {
-            metrics.command_attempts(self.retry.attempts);
-        }
-        tracing::warn!(
-            attempts = self.retry.attempts,
-            last = %last,
-            "command gave up on contended data"
-        );
-        CommandError::Contended {
-            attempts: self.retry.attempts,
-            last,
-        }
+        Err(retries.gave_up())
     }
 
     /// Logs and counts what an append wrote, and the attempts it took.
@@ -428,15 +367,6 @@ impl CommandService {
             }
         }
     }
-
-    fn record_conflict(&self, conflict: &AppendError) {
-        if let Some(metrics) = &self.metrics {
-            metrics.append_conflict(match conflict {
-                AppendError::VersionConflict { .. } => "version",
-                _ => "unique",
-            });
-        }
-    }
 }
 
 /// The ids, sorted, each once.
@@ -448,13 +378,13 @@ fn distinct(ids: impl IntoIterator<Item = Uuid>) -> Vec<Uuid> {
 }
 
 /// The heads a command has read, with their versions: the expectations of its append.
-pub struct Snapshot<'a> {
-    store: &'a EventStore,
+pub struct Snapshot<'a, S> {
+    store: &'a S,
     read: Vec<(EntityKind, Uuid, u64)>,
 }
 
-impl<'a> Snapshot<'a> {
-    pub fn new(store: &'a EventStore) -> Self {
+impl<'a, S: CommandStore> Snapshot<'a, S> {
+    pub fn new(store: &'a S) -> Self {
         Self {
             store,
             read: Vec::new(),
@@ -514,7 +444,7 @@ impl<'a> Snapshot<'a> {
     }
 
     /// Takes in what another snapshot read (reads made side by side, in one round trip).
-    pub fn merge(&mut self, other: Snapshot<'_>) {
+    pub fn merge(&mut self, other: Snapshot<'_, S>) {
         self.read.extend(other.read);
     }
 
@@ -525,20 +455,5 @@ impl<'a> Snapshot<'a> {
             .fold(Append::new(), |append, (kind, id, version)| {
                 append.expect(kind, id, version)
             })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_stays_within_the_ceiling() {
-        let policy = RetryPolicy::default();
-        let mut backoff = policy.backoff();
-        assert!(full_jitter(backoff.next_pause()) <= policy.first_backoff);
-        for _retry in 2..40 {
-            assert!(full_jitter(backoff.next_pause()) <= policy.max_backoff);
-        }
     }
 }

@@ -16,7 +16,7 @@ use ordershop_domain::{
     Billing, BillingId, Customer, CustomerId, DomainError, Entity, Head, Inventory, InventoryId,
     Order, OrderId, Product, ProductId,
 };
-use ordershop_eventstore::{Append, EventStore, StoreError, UniqueIndex};
+use ordershop_eventstore::{Append, CommandStore, StoreError, UniqueIndex};
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use uuid::Uuid;
@@ -27,26 +27,26 @@ pub trait EntityCommands: EntityState + Send + Sync {
     type Draft: Clone + Send + Sync;
 
     /// One attempt at creating an entity per item (new id, draft).
-    fn plan_create(
-        store: &EventStore,
+    fn plan_create<S: CommandStore>(
+        store: &S,
         items: &[(Uuid, Self::Draft)],
     ) -> impl Future<Output = Result<Append, CommandError>> + Send;
 
-    fn plan_update(
-        store: &EventStore,
+    fn plan_update<S: CommandStore>(
+        store: &S,
         id: Uuid,
         draft: &Self::Draft,
     ) -> impl Future<Output = Result<Append, CommandError>> + Send;
 
-    fn plan_delete(
-        store: &EventStore,
+    fn plan_delete<S: CommandStore>(
+        store: &S,
         id: Uuid,
     ) -> impl Future<Output = Result<Append, CommandError>> + Send;
 
     /// Creates one entity per draft through `service`: as one command, unless the type has a
     /// better way (orders are committed in groups, see [`super::CommandService::create_orders`]).
-    fn create_through(
-        service: &super::CommandService,
+    fn create_through<S: CommandStore>(
+        service: &super::CommandService<S>,
         drafts: Vec<Self::Draft>,
     ) -> impl Future<Output = Result<super::Written, CommandError>> + Send
     where
@@ -58,8 +58,8 @@ pub trait EntityCommands: EntityState + Send + Sync {
 
 /// A command that reads only the head of the entity it changes, and optionally gives up the
 /// unique value that entity held.
-async fn plan_on_own_head<T: EntityState + Send + Sync>(
-    store: &EventStore,
+async fn plan_on_own_head<T: EntityState + Send + Sync, S: CommandStore>(
+    store: &S,
     id: Uuid,
     decide: impl FnOnce(Option<&T>) -> Result<Vec<Change>, DomainError>,
     releases: impl FnOnce(&T) -> Option<(UniqueIndex, Uuid)>,
@@ -77,8 +77,8 @@ async fn plan_on_own_head<T: EntityState + Send + Sync>(
 /// Creates entities that each refer to an entity of type `R` and hold that reference's value of
 /// a unique index (one inventory record per product, one billing per order). Items of the same
 /// list see each other's claims, so a list cannot claim a value twice.
-async fn plan_unique_creates<R, D>(
-    store: &EventStore,
+async fn plan_unique_creates<R, D, S>(
+    store: &S,
     items: &[(Uuid, D)],
     index: UniqueIndex,
     reference: impl Fn(&D) -> Uuid,
@@ -87,6 +87,7 @@ async fn plan_unique_creates<R, D>(
 where
     R: EntityState + Send + Sync,
     D: Clone,
+    S: CommandStore,
 {
     let mut snapshot = Snapshot::new(store);
     let referenced = snapshot
@@ -121,8 +122,8 @@ macro_rules! plain_entity_commands {
         impl EntityCommands for $entity {
             type Draft = $draft;
 
-            async fn plan_create(
-                _store: &EventStore,
+            async fn plan_create<S: CommandStore>(
+                _store: &S,
                 items: &[(Uuid, Self::Draft)],
             ) -> Result<Append, CommandError> {
                 Ok(Append::new().changes(
@@ -132,12 +133,12 @@ macro_rules! plain_entity_commands {
                 ))
             }
 
-            async fn plan_update(
-                store: &EventStore,
+            async fn plan_update<S: CommandStore>(
+                store: &S,
                 id: Uuid,
                 draft: &Self::Draft,
             ) -> Result<Append, CommandError> {
-                plan_on_own_head::<$entity>(
+                plan_on_own_head::<$entity, S>(
                     store,
                     id,
                     |current| $update(current, $id(id), draft.clone()),
@@ -146,8 +147,11 @@ macro_rules! plain_entity_commands {
                 .await
             }
 
-            async fn plan_delete(store: &EventStore, id: Uuid) -> Result<Append, CommandError> {
-                plan_on_own_head::<$entity>(
+            async fn plan_delete<S: CommandStore>(
+                store: &S,
+                id: Uuid,
+            ) -> Result<Append, CommandError> {
+                plan_on_own_head::<$entity, S>(
                     store,
                     id,
                     |current| $delete(current, $id(id)),
@@ -186,11 +190,11 @@ macro_rules! unique_entity_commands {
         impl EntityCommands for $entity {
             type Draft = $draft;
 
-            async fn plan_create(
-                store: &EventStore,
+            async fn plan_create<S: CommandStore>(
+                store: &S,
                 items: &[(Uuid, Self::Draft)],
             ) -> Result<Append, CommandError> {
-                plan_unique_creates::<$referenced, _>(
+                plan_unique_creates::<$referenced, _, S>(
                     store,
                     items,
                     $index,
@@ -202,12 +206,12 @@ macro_rules! unique_entity_commands {
                 .await
             }
 
-            async fn plan_update(
-                store: &EventStore,
+            async fn plan_update<S: CommandStore>(
+                store: &S,
                 id: Uuid,
                 draft: &Self::Draft,
             ) -> Result<Append, CommandError> {
-                plan_on_own_head::<$entity>(
+                plan_on_own_head::<$entity, S>(
                     store,
                     id,
                     |current| $update(current, $id(id), draft.clone()),
@@ -216,8 +220,11 @@ macro_rules! unique_entity_commands {
                 .await
             }
 
-            async fn plan_delete(store: &EventStore, id: Uuid) -> Result<Append, CommandError> {
-                plan_on_own_head::<$entity>(
+            async fn plan_delete<S: CommandStore>(
+                store: &S,
+                id: Uuid,
+            ) -> Result<Append, CommandError> {
+                plan_on_own_head::<$entity, S>(
                     store,
                     id,
                     |current| $delete(current, $id(id)),
@@ -253,8 +260,8 @@ unique_entity_commands!(
 );
 
 /// The current state of products, keyed for the order context (`None`: unknown or deleted).
-async fn read_products(
-    snapshot: &mut Snapshot<'_>,
+async fn read_products<S: CommandStore>(
+    snapshot: &mut Snapshot<'_, S>,
     ids: &BTreeSet<ProductId>,
 ) -> Result<BTreeMap<ProductId, Option<Product>>, StoreError> {
     let heads = snapshot.heads::<Product>(ids.iter().map(|p| p.0)).await?;
@@ -265,8 +272,8 @@ async fn read_products(
 }
 
 /// The stock record of each of these products that has one.
-async fn read_stock(
-    snapshot: &mut Snapshot<'_>,
+async fn read_stock<S: CommandStore>(
+    snapshot: &mut Snapshot<'_, S>,
     products: &BTreeSet<ProductId>,
 ) -> Result<BTreeMap<ProductId, Inventory>, StoreError> {
     let records = snapshot
@@ -286,10 +293,17 @@ async fn read_stock(
 
 /// What creating orders reads, side by side on the multiplexed connection (one round trip):
 /// their customers, their products, and those products' stock with its index.
-async fn read_for_orders<'a, 'i>(
-    store: &'a EventStore,
+async fn read_for_orders<'a, 'i, S: CommandStore>(
+    store: &'a S,
     items: impl Iterator<Item = &'i (Uuid, OrderDraft)> + Clone,
-) -> Result<(Snapshot<'a>, BTreeMap<Uuid, Head<Customer>>, OrderContext), CommandError> {
+) -> Result<
+    (
+        Snapshot<'a, S>,
+        BTreeMap<Uuid, Head<Customer>>,
+        OrderContext,
+    ),
+    CommandError,
+> {
     let product_ids: BTreeSet<ProductId> = items
         .clone()
         .flat_map(|(_, d)| d.product_ids.iter().copied())
@@ -332,8 +346,8 @@ fn decide_order(
 /// Several independent order creates (requests) decided on one read, in turn: each request
 /// gets its changes, or the domain's refusal (then it takes no stock from the next ones). The
 /// append holds the read's expectations; the caller adds the changes it keeps.
-pub(super) async fn plan_order_requests(
-    store: &EventStore,
+pub(super) async fn plan_order_requests<S: CommandStore>(
+    store: &S,
     requests: &[&[(Uuid, OrderDraft)]],
 ) -> Result<(Append, Vec<Result<Vec<Change>, DomainError>>), CommandError> {
     let (snapshot, customers, mut ctx) =
@@ -366,8 +380,8 @@ fn carry_stock(ctx: &mut OrderContext, changes: &[Change]) {
 impl EntityCommands for Order {
     type Draft = OrderDraft;
 
-    async fn plan_create(
-        store: &EventStore,
+    async fn plan_create<S: CommandStore>(
+        store: &S,
         items: &[(Uuid, OrderDraft)],
     ) -> Result<Append, CommandError> {
         let (snapshot, customers, mut ctx) = read_for_orders(store, items.iter()).await?;
@@ -378,15 +392,15 @@ impl EntityCommands for Order {
         Ok(snapshot.into_append().changes(changes))
     }
 
-    fn create_through(
-        service: &super::CommandService,
+    fn create_through<S: CommandStore>(
+        service: &super::CommandService<S>,
         drafts: Vec<OrderDraft>,
     ) -> impl Future<Output = Result<super::Written, CommandError>> + Send {
         service.create_orders(drafts)
     }
 
-    async fn plan_update(
-        store: &EventStore,
+    async fn plan_update<S: CommandStore>(
+        store: &S,
         id: Uuid,
         draft: &OrderDraft,
     ) -> Result<Append, CommandError> {
@@ -413,7 +427,7 @@ impl EntityCommands for Order {
         Ok(snapshot.into_append().changes(changes))
     }
 
-    async fn plan_delete(store: &EventStore, id: Uuid) -> Result<Append, CommandError> {
+    async fn plan_delete<S: CommandStore>(store: &S, id: Uuid) -> Result<Append, CommandError> {
         let mut snapshot = Snapshot::new(store);
         let order = snapshot.head::<Order>(id).await?;
         let product_ids: BTreeSet<ProductId> = order
