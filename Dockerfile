@@ -5,8 +5,8 @@
 # and the target directory persist between builds on the same builder, so a code change
 # recompiles only the workspace crates it touches while the ~300 dependencies stay compiled.
 # Unlike cargo-chef there is no extra tool to build into the image and no planner/cook stages
-# to keep in step with the workspace (domain, eventstore, readmodel, projections, services, rigs, testkit and
-# the root package), and unchanged workspace crates are reused too, not only dependencies.
+# to keep in step with the workspace (domain, redis, eventstore, readmodel, telemetry, projections,
+# operations, services, rigs, testkit and the root package), and unchanged workspace crates are reused too, not only dependencies.
 # The trade-off: the cache belongs to the local builder, not to an image layer, so a fresh
 # builder (a CI runner without a persistent builder, say) compiles everything once; BuildKit
 # is required, which `docker compose` v2 and Docker Engine 23+ use by default.

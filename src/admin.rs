@@ -7,7 +7,7 @@ use anstream::println;
 use anyhow::{bail, Context};
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, ContentArrangement, Table};
 use indicatif::{ProgressBar, ProgressStyle};
-use ordershop_projections::{
+use ordershop_operations::{
     rebuild_projection, shop_exists, statuses, wiped_key_patterns, ProjectionName, DOWN_AFTER,
 };
 use ordershop_redis::RedisConfig;

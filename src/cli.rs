@@ -211,7 +211,7 @@ fn parse_role(s: &str) -> Result<Role, String> {
 fn rebuildable_projection() -> impl clap::builder::TypedValueParser<Value = ProjectionName> {
     let names: Vec<&'static str> = ProjectionName::ALL
         .into_iter()
-        .filter(|p| ordershop_projections::is_rebuildable(*p))
+        .filter(|p| p.is_rebuildable())
         .map(ProjectionName::name)
         .collect();
     use clap::builder::TypedValueParser;

@@ -1,13 +1,13 @@
 //! `ordershop dead-letters list|retry|discard`: what the projections parked, and acting on it
-//! (the rules are in `ordershop_projections::dead_letters`).
+//! (the rules are in `ordershop_operations::dead_letters`).
 
 use crate::admin::shop_redis;
 use anstream::println;
 use anyhow::{bail, Context};
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
 use ordershop_eventstore::EntryId;
-use ordershop_projections::dead_letters::{self, DeadLetter, RetryOutcome};
-use ordershop_projections::ProjectionName;
+use ordershop_operations::dead_letters::{self, DeadLetter, RetryOutcome};
+use ordershop_operations::ProjectionName;
 use ordershop_redis::RedisConnection;
 use std::process::ExitCode;
 

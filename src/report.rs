@@ -7,7 +7,7 @@ use anstream::println;
 use anstyle::{AnsiColor, Style};
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, ContentArrangement, Table};
 use ordershop_domain::format_minor;
-use ordershop_projections::report::{load, ProjectionLag, Report};
+use ordershop_operations::report::{load, ProjectionLag, Report};
 use ordershop_readmodel::CrmSegment;
 use std::process::ExitCode;
 

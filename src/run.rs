@@ -100,7 +100,8 @@ pub fn start_role(
 }
 
 /// Starts one role's HTTP server and worker on `tasks`, both recording into the process's
-/// `metrics`. A role with a worker reports healthy once the worker's Functions are loaded.
+/// `metrics`. A role with a worker reports healthy once the worker's Functions are loaded, and
+/// keeps its projections' gauges (pending, lag, dead letters, down) current beside the worker.
 pub(crate) fn start_role_with_metrics(
     tasks: &mut JoinSet<anyhow::Result<()>>,
     role: Role,
@@ -122,6 +123,18 @@ pub(crate) fn start_role_with_metrics(
             .await
             .with_context(|| format!("{role} HTTP server"))
     });
+    if !workers.is_empty() {
+        let gauges = ordershop_operations::gauges::refresh_until_stopped(
+            config.redis.clone(),
+            workers.to_vec(),
+            metrics.clone(),
+            shutdown.clone(),
+        );
+        tasks.spawn(async move {
+            gauges.await;
+            Ok(())
+        });
+    }
     for &projection in workers {
         let redis = config.redis.clone();
         let token = shutdown.clone();

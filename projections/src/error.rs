@@ -11,20 +11,13 @@ pub enum ProjectionError {
     Store(#[from] StoreError),
     #[error("read model unavailable")]
     Read(#[from] ordershop_readmodel::ReadError),
-    #[error(
-        "projection `{0}` cannot be rebuilt: it is a sink of side effects, not a view of the log"
-    )]
-    NotRebuildable(&'static str),
-    #[error("a rebuild of `{0}` is already running (its pause lease is held)")]
-    RebuildRunning(&'static str),
-    #[error("the rebuild of `{0}` lost its pause lease (it was stalled longer than the lease)")]
-    LeaseLost(&'static str),
     #[error("unexpected reply from {what}: {detail}")]
     Protocol { what: String, detail: String },
 }
 
 impl ProjectionError {
-    pub(crate) fn protocol(what: impl Into<String>, detail: impl Into<String>) -> Self {
+    /// Redis answered `what` with something this code does not understand (`detail`).
+    pub fn protocol(what: impl Into<String>, detail: impl Into<String>) -> Self {
         ProjectionError::Protocol {
             what: what.into(),
             detail: detail.into(),

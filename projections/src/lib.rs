@@ -10,9 +10,15 @@
 //! - [`msg`]: the message service's delivery of the outbox, exactly once per message id;
 //!   [`message_text`]: the wording of the CRM's messages, rendered from the facts the mailer
 //!   writes.
-//! - [`rebuild`], [`status`] and [`dead_letters`]: the operator commands (rebuild a projection,
-//!   show lag, list, retry or discard what a projection parked); [`report`]: what the shop
-//!   holds, read from the projections.
+//!
+//! What an operator does with them (rebuild a projection, show each group's status, list, retry
+//! or discard what a projection parked, report what the shop holds) is `ordershop-operations`,
+//! which drives these projections through the small public surface this crate keeps for it:
+//! [`with_projection!`] (a name to its projection's type), [`projection::call_function`] (one
+//! batch through a projection's Function, live or under a rebuild's lease), the runner's
+//! Function library ([`runner::RUNNER_LIBRARY_SOURCE`]: leases, parking and settling dead
+//! letters), its bookkeeping readers ([`runner::health`], [`runner::consumers`]) and the reply
+//! parsers in [`read`]. The runner itself needs none of the operator's code.
 //!
 //! Each projection applies a batch in one Redis Function call that checks each entity's version,
 //! writes its keys and records the version applied, atomically; the runner acks afterwards. So
@@ -20,18 +26,14 @@
 //! and the delivery semantics.
 
 pub mod crm;
-pub mod dead_letters;
 pub mod entity_cache;
 pub mod error;
 pub mod mailer;
 pub mod message_text;
 pub mod msg;
 pub mod projection;
-mod read;
-pub mod rebuild;
-pub mod report;
+pub mod read;
 pub mod runner;
-pub mod status;
 
 pub use crm::Crm;
 pub use entity_cache::EntityCache;
@@ -39,9 +41,7 @@ pub use error::{ProjectionError, UnknownProjection};
 pub use mailer::CrmMailer;
 pub use msg::MsgDelivery;
 pub use projection::{Mode, Projection, Replayable};
-pub use rebuild::{is_rebuildable, rebuild_projection, wiped_key_patterns, RebuildReport};
 pub use runner::{run_until_stopped, Runner, RunnerOptions, Source, StepReport};
-pub use status::{group_status, shop_exists, statuses, ConsumerStatus, GroupStatus, DOWN_AFTER};
 
 use ordershop_eventstore::Stream;
 use ordershop_readmodel::keys;
@@ -62,10 +62,11 @@ pub enum ProjectionName {
 }
 
 /// Evaluates a body with the projection a [`ProjectionName`] names bound to a variable of its
-/// type, so that generic code (the runner, the rebuild, status) is reached from a name in one
-/// place. With one body every projection takes it; with two, views of the log (which implement
-/// [`Replayable`]) take the first and sinks the second, so that code needing a replay cannot be
-/// handed a sink.
+/// type, so that generic code (the runner here; the rebuild and the dead-letter retry in
+/// `ordershop-operations`) is reached from a name in one place. With one body every projection
+/// takes it; with two, views of the log (which implement [`Replayable`]) take the first and
+/// sinks the second, so that code needing a replay cannot be handed a sink.
+#[macro_export]
 macro_rules! with_projection {
     ($name:expr, $p:ident => $body:expr) => {
         $crate::with_projection!($name, $p => $body, $p => $body)
@@ -91,7 +92,6 @@ macro_rules! with_projection {
         }
     };
 }
-pub(crate) use with_projection;
 
 impl ProjectionName {
     pub const ALL: [ProjectionName; 4] = [
@@ -123,7 +123,8 @@ impl ProjectionName {
         ]
     }
 
-    /// Whether `rebuild` applies: a sink (the mailer, the message service) is not a view.
+    /// Whether `rebuild` applies: a sink (the mailer, the message service) is not a view. Builds
+    /// no key: the command line asks it while parsing, before the process's namespace is set.
     pub fn is_rebuildable(self) -> bool {
         with_projection!(self, _view => true, _sink => false)
     }

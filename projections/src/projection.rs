@@ -167,7 +167,7 @@ const MAX_KEY_ROUNDS: usize = 4;
 
 /// Why a projection's Function call did not give an outcome.
 #[derive(Debug)]
-pub(crate) enum CallFailed {
+pub enum CallFailed {
     /// Redis refused or failed the call (the Function's own error included).
     Redis(redis::RedisError),
     /// It answered something else than [`CallOutcome`] expects.
@@ -185,7 +185,9 @@ impl From<CallFailed> for ProjectionError {
 
 /// Applies `events` with the projection's Function: when it answers that the batch would touch
 /// keys the call did not declare (`{-3, key...}`, written nothing), calls again declaring them.
-pub(crate) async fn call_function<P: Projection>(
+/// The runner calls it live; the operator's rebuild (under its lease) and dead-letter retry
+/// (live) call it from `ordershop-operations`.
+pub async fn call_function<P: Projection>(
     conn: &mut RedisConnection,
     projection: &P,
     mode: Mode<'_>,

@@ -1,6 +1,8 @@
 //! Parsing XREADGROUP and XAUTOCLAIM replies by hand, because a consumer's history may hold
 //! entries deleted from the stream since (returned with nil fields), which the generic stream
-//! reply types reject, and because both RESP2 arrays and RESP3 maps must be understood.
+//! reply types reject, and because both RESP2 arrays and RESP3 maps must be understood. The
+//! value helpers ([`text`], [`pairs`]) are public for the operator's readers of the runner's
+//! bookkeeping (XINFO, the dead-letter streams) in `ordershop-operations`.
 
 use crate::error::ProjectionError;
 use crate::projection::Entry;
@@ -30,7 +32,8 @@ fn bad(what: &str, value: &Value) -> ProjectionError {
     ProjectionError::protocol(what, format!("{value:?}"))
 }
 
-pub(crate) fn text(value: &Value) -> Option<String> {
+/// A reply value as text (bulk, simple or verbatim string, or an integer's digits).
+pub fn text(value: &Value) -> Option<String> {
     match value {
         Value::BulkString(bytes) => String::from_utf8(bytes.clone()).ok(),
         Value::SimpleString(s) => Some(s.clone()),
@@ -41,7 +44,7 @@ pub(crate) fn text(value: &Value) -> Option<String> {
 }
 
 /// Key/value pairs of a RESP2 flat array or a RESP3 map.
-pub(crate) fn pairs(value: &Value) -> Option<Vec<(&Value, &Value)>> {
+pub fn pairs(value: &Value) -> Option<Vec<(&Value, &Value)>> {
     match value {
         Value::Map(map) => Some(map.iter().map(|(k, v)| (k, v)).collect()),
         Value::Array(items) if items.len() % 2 == 0 => {

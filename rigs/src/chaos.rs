@@ -13,9 +13,8 @@ use anyhow::{bail, Context};
 use ordershop::local_redis::LocalRedis;
 use ordershop_domain::{Action, Entity, EntityKind, Head, Inventory, Order};
 use ordershop_eventstore::{EntryId, EventStore, Stream};
-use ordershop_projections::{
-    group_status, rebuild_projection, Crm, EntityCache, ProjectionName, Replayable,
-};
+use ordershop_operations::{group_status, rebuild_projection};
+use ordershop_projections::{Crm, EntityCache, ProjectionName, Replayable};
 use ordershop_readmodel::CacheReader;
 use ordershop_redis::RedisConfig;
 use ordershop_services::config::Role;

@@ -239,8 +239,8 @@ impl From<ReadError> for ApiError {
     }
 }
 
-impl From<ordershop_projections::ProjectionError> for ApiError {
-    fn from(e: ordershop_projections::ProjectionError) -> Self {
+impl From<ordershop_operations::OperationError> for ApiError {
+    fn from(e: ordershop_operations::OperationError) -> Self {
         Self::infrastructure("reading the projections failed", &e)
     }
 }

@@ -8,8 +8,9 @@
 //! - the application layer: [`commands`] (read heads, decide, guarded append, retry),
 //!   [`gateway`] (forward commands, wait for the entity cache, answer queries from it through
 //!   `ordershop-readmodel`'s reader), [`messages`] (outbox and delivered mail);
-//! - the event store (`ordershop-eventstore`), the read models (`ordershop-readmodel`) and the
-//!   pure domain (`ordershop-domain`).
+//! - the event store (`ordershop-eventstore`), the read models (`ordershop-readmodel`), the
+//!   operator's queries and actions the gateway serves (`ordershop-operations`: the overview,
+//!   the projections' status, the dead letters) and the pure domain (`ordershop-domain`).
 //!
 //! A binary runs a role with [`serve`], given a [`Config`], a bound listener and the process's
 //! metrics. Every role serves `/health` and `/metrics`; the gateway also serves its OpenAPI

@@ -4,7 +4,7 @@
 //! and `serve` all start roles from this one list.
 
 use ordershop_domain::EntityKind;
-use ordershop_projections::ProjectionName;
+use ordershop_operations::ProjectionName;
 use std::fmt;
 use std::str::FromStr;
 

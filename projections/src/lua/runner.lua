@@ -1,6 +1,7 @@
 #!lua name=ordershop_runner
 
--- Helpers of the consumer-group runner and the rebuild that must be atomic.
+-- Helpers of the consumer-group runner, and of the operator's rebuild and dead-letter actions
+-- (ordershop-operations), that must be atomic.
 --
 -- FCALL lease_release 1 <pause key> <token>
 --   Ends a rebuild's pause lease, but only if it still holds it: a rebuild whose lease expired

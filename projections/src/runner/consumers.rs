@@ -1,6 +1,6 @@
 //! A group's consumers as Redis lists them (`XINFO CONSUMERS`), read in one place for the two
-//! that need them: `status` reports them, and the runner forgets the ones that are gone, so
-//! that `status` lists live instances only.
+//! that need them: the operator's `status` (`ordershop-operations`) reports them, and the runner
+//! forgets the ones that are gone, so that `status` lists live instances only.
 
 use crate::error::ProjectionError;
 use crate::read::{pairs, text};
@@ -17,7 +17,7 @@ pub(super) const CLEANUP_EVERY: Duration = Duration::from_secs(600);
 /// One consumer of a group on one stream. A field Redis did not report is `None`, so that
 /// nothing is decided on a guess.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Consumer {
+pub struct Consumer {
     pub name: String,
     /// Entries delivered to it and not acknowledged yet.
     pub pending: Option<u64>,
@@ -36,7 +36,7 @@ impl Consumer {
 }
 
 /// The consumers of `group` on `stream`.
-pub(crate) async fn list(
+pub async fn list(
     conn: &mut RedisConnection,
     stream: &str,
     group: &str,

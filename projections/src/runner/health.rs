@@ -1,7 +1,8 @@
 //! Why a projection stopped, readable from any host: each group keeps in Redis its last error
 //! (`<group>:last_error`: kind, message, the entry it was about, when, which consumer) and a
 //! heartbeat per consumer (`<group>:heartbeats`: consumer -> unix ms, written every
-//! [`BEAT_EVERY`] while it runs). `status`, `/metrics` and the dead-letter tools read them.
+//! [`BEAT_EVERY`] while it runs). The operator's `status` and the `/metrics` gauges
+//! (`ordershop-operations`) read them with [`read`].
 //! Writing them is best effort: a Redis that cannot take the record cannot take the work
 //! either, and the log line says the same.
 
@@ -31,7 +32,9 @@ pub struct LastError {
     pub consumer: String,
 }
 
-pub(crate) fn now_ms() -> u64 {
+/// Now in unix milliseconds: the clock heartbeats and errors are stamped with, so their ages
+/// are measured on it too.
+pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -86,7 +89,7 @@ pub(crate) async fn forget(
 }
 
 /// The group's last error and its consumers' heartbeats (consumer -> unix ms).
-pub(crate) async fn read(
+pub async fn read(
     conn: &mut RedisConnection,
     group: &str,
 ) -> Result<(Option<LastError>, HashMap<String, u64>), ProjectionError> {

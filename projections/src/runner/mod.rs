@@ -16,13 +16,15 @@
 //! stream. docs/projections.md spells out what each step guarantees.
 //!
 //! Where each part lives: `options` (how a consumer consumes, and its name), `step` (where a
-//! batch comes from), `apply` (what happens to a batch), `consumers` (the group's consumer
-//! list, shared with `status`), `supervise` (keeping a consumer running through errors) and
-//! `metrics` (what a running consumer records). This module holds the runner itself and the
-//! entry point that starts one by name.
+//! batch comes from), `apply` (what happens to a batch), [`consumers`] (the group's consumer
+//! list, which the operator's `status` reads too), [`health`] (each group's last error and
+//! heartbeats), `supervise` (keeping a consumer running through errors) and `metrics` (what a
+//! running consumer counts). This module holds the runner itself and the entry point that
+//! starts one by name. The group's pending, lag and down gauges are not the runner's: they are
+//! read as `status` reads them, by `ordershop-operations` (its `gauges`).
 
 mod apply;
-pub(crate) mod consumers;
+pub mod consumers;
 pub mod health;
 mod metrics;
 mod options;
@@ -30,7 +32,6 @@ mod step;
 mod supervise;
 
 pub use consumers::FORGET_AFTER;
-pub use metrics::BACKLOG_REFRESH;
 pub use options::{default_consumer_name, RunnerOptions};
 pub use step::{Source, StepReport};
 
@@ -50,11 +51,15 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-/// The runner's own Function library (lease release, atomic dead-lettering).
-pub(crate) const RUNNER_LIBRARY_SOURCE: &str = include_str!("../lua/runner.lua");
+/// The runner's own Function library: the checkpoint, atomic dead-lettering (`dead_letter`),
+/// and what the operator's tools call (`lease_renew`, `lease_release` for a rebuild;
+/// `dead_letter_settle`, `dead_letter_repark` for the dead-letter actions), which load it
+/// themselves where no consumer ran yet.
+pub const RUNNER_LIBRARY_SOURCE: &str = include_str!("../lua/runner.lua");
 
-/// Most events applied by one Function call, so that one call never blocks Redis for long.
-pub(crate) const MAX_EVENTS_PER_CALL: usize = 256;
+/// Most events applied by one Function call, so that one call never blocks Redis for long (a
+/// rebuild's batches are cut to it too).
+pub const MAX_EVENTS_PER_CALL: usize = 256;
 
 /// One consumer of one projection's group, driven step by step.
 pub struct Runner<P: Projection> {
@@ -196,7 +201,8 @@ impl<P: Projection> Runner<P> {
 /// Runs one consumer of `projection` until `shutdown` is cancelled, finishing the batch in hand.
 /// Redis going away is logged and retried with back-off; nothing is acknowledged that was not
 /// applied, so nothing is lost meanwhile. What it applies and dead-letters is counted in
-/// `metrics`, and the group's pending and lag are refreshed there every [`BACKLOG_REFRESH`].
+/// `metrics` (the group's pending, lag and dead-letter gauges are refreshed beside it, by
+/// whoever starts the role: `ordershop-operations`' `gauges`).
 pub async fn run_until_stopped(
     redis: RedisConfig,
     projection: ProjectionName,
@@ -204,7 +210,7 @@ pub async fn run_until_stopped(
     shutdown: CancellationToken,
     metrics: Arc<Metrics>,
 ) -> Result<(), ProjectionError> {
-    let observed = metrics::Observed::new(projection, metrics);
+    let observed = metrics::Observed::new(metrics);
     with_projection!(projection, p => {
         supervise::run(redis, p, options, shutdown, observed).await
     })

@@ -41,7 +41,7 @@ pub(super) async fn run<P: Projection>(
     projection: P,
     options: RunnerOptions,
     shutdown: CancellationToken,
-    mut observed: Observed,
+    observed: Observed,
 ) -> Result<(), ProjectionError> {
     let group = projection.name();
     let consumer = options.consumer.clone();
@@ -74,7 +74,6 @@ pub(super) async fn run<P: Projection>(
             health::beat(&mut runner.conn, group, &consumer).await;
             next_beat = Instant::now() + health::BEAT_EVERY;
         }
-        observed.refresh_backlog_if_due(&mut runner.conn).await;
         if Instant::now() >= next_checkpoint {
             checkpoint(&mut runner).await;
             next_checkpoint = Instant::now() + super::CHECKPOINT_EVERY;

@@ -6,8 +6,9 @@ use crate::support::{
     assert_same_state, drain, dump, eventually, reset_group, wipe, workload, Shop,
 };
 use ordershop_domain::EntityKind;
+use ordershop_operations::group_status;
 use ordershop_projections::{
-    group_status, run_until_stopped, EntityCache, ProjectionName, Replayable, RunnerOptions,
+    run_until_stopped, EntityCache, ProjectionName, Replayable, RunnerOptions,
 };
 use ordershop_readmodel::keys;
 use redis::AsyncCommands;

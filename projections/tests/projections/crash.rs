@@ -6,9 +6,9 @@ use crate::support::{
     assert_same_state, delivered_once_each, dump, eventually, expected_messages, workload, Shop,
 };
 use ordershop_domain::EntityKind;
+use ordershop_operations::{group_status, rebuild_projection};
 use ordershop_projections::{
-    group_status, rebuild_projection, run_until_stopped, Crm, EntityCache, ProjectionName,
-    Replayable, RunnerOptions,
+    run_until_stopped, Crm, EntityCache, ProjectionName, Replayable, RunnerOptions,
 };
 use ordershop_readmodel::keys;
 use redis::AsyncCommands;

@@ -4,9 +4,10 @@
 use crate::support::{delivered, drain, eventually, step_stream_by_stream, stream_entries, Shop};
 use ordershop_domain::{Action, EntityKind};
 use ordershop_eventstore::Stream;
+use ordershop_operations::group_status;
 use ordershop_projections::message_text::CustomerMessage;
 use ordershop_projections::{
-    group_status, run_until_stopped, Crm, CrmMailer, MsgDelivery, ProjectionName, RunnerOptions,
+    run_until_stopped, Crm, CrmMailer, MsgDelivery, ProjectionName, RunnerOptions,
 };
 use ordershop_readmodel::keys::{self, CrmSegment};
 use redis::AsyncCommands;

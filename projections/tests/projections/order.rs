@@ -8,9 +8,9 @@ use crate::support::{
 };
 use ordershop_domain::{Action, EntityKind};
 use ordershop_eventstore::Stream;
+use ordershop_operations::rebuild_projection;
 use ordershop_projections::{
-    rebuild_projection, Crm, CrmMailer, EntityCache, Projection, ProjectionName, Replayable,
-    RunnerOptions,
+    Crm, CrmMailer, EntityCache, Projection, ProjectionName, Replayable, RunnerOptions,
 };
 use ordershop_readmodel::keys::{self, CrmSegment};
 use redis::AsyncCommands;

@@ -4,7 +4,8 @@
 use crate::support::{stream_entries, Shop};
 use ordershop_domain::{Action, EntityKind};
 use ordershop_eventstore::{EntryId, Stream};
-use ordershop_projections::{group_status, Crm, EntityCache, RunnerOptions};
+use ordershop_operations::group_status;
+use ordershop_projections::{Crm, EntityCache, RunnerOptions};
 use ordershop_readmodel::keys;
 use redis::AsyncCommands;
 use std::collections::BTreeSet;

@@ -7,9 +7,10 @@ use crate::support::{
     Shop,
 };
 use ordershop_domain::EntityKind;
+use ordershop_operations::{group_status, rebuild_projection, OperationError};
 use ordershop_projections::{
-    group_status, rebuild_projection, run_until_stopped, Crm, CrmMailer, EntityCache, MsgDelivery,
-    ProjectionError, ProjectionName, Replayable, RunnerOptions,
+    run_until_stopped, Crm, CrmMailer, EntityCache, MsgDelivery, ProjectionName, Replayable,
+    RunnerOptions,
 };
 use ordershop_readmodel::keys;
 use redis::AsyncCommands;
@@ -248,7 +249,7 @@ async fn a_rebuild_pauses_live_batches_and_refuses_what_it_cannot_do() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, ProjectionError::NotRebuildable("msg-service")),
+        matches!(err, OperationError::NotRebuildable("msg-service")),
         "{err}"
     );
 
@@ -262,7 +263,7 @@ async fn a_rebuild_pauses_live_batches_and_refuses_what_it_cannot_do() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, ProjectionError::RebuildRunning("entity-cache")),
+        matches!(err, OperationError::RebuildRunning("entity-cache")),
         "{err}"
     );
 

@@ -1,7 +1,8 @@
 //! `status`: per group, consumers, pending entries, lag, last delivered ID, dead letters.
 
 use crate::support::{drain, Shop};
-use ordershop_projections::{group_status, EntityCache, ProjectionName};
+use ordershop_operations::group_status;
+use ordershop_projections::{EntityCache, ProjectionName};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_shows_consumers_pending_entries_and_lag() {

@@ -172,7 +172,7 @@ fn load_options(base_url: String, requests: u64, seed: bool) -> LoadOptions {
 pub(super) async fn wait_projected(env: &BenchEnv, orders: u64) -> anyhow::Result<()> {
     let deadline = Instant::now() + WAIT;
     loop {
-        let groups = ordershop_projections::group_status(&env.redis).await?;
+        let groups = ordershop_operations::group_status(&env.redis).await?;
         if groups.len() == ProjectionName::ALL.len() && groups.iter().all(|g| g.behind() == 0) {
             break;
         }

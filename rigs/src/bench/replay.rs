@@ -24,10 +24,9 @@ use super::{per_sec, BenchEnv, BenchOptions, BenchPath, Better, Measurement, Tar
 use anyhow::Context;
 use ordershop_eventstore::RawEntry;
 use ordershop_eventstore::Stream;
+use ordershop_operations::rebuild_projection;
 use ordershop_projections::crm::{self, Delta, Upsert};
-use ordershop_projections::{
-    rebuild_projection, Crm, EntityCache, ProjectionName, Replayable, Runner, RunnerOptions,
-};
+use ordershop_projections::{Crm, EntityCache, ProjectionName, Replayable, Runner, RunnerOptions};
 use ordershop_redis::RedisConnection;
 use ordershop_testkit::unlink_matching;
 use redis::streams::{StreamId, StreamRangeReply};

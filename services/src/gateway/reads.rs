@@ -9,7 +9,7 @@
 //! and Redis's time whatever the number of consoles.
 
 use crate::error::ApiError;
-use ordershop_projections::report::{self, Report};
+use ordershop_operations::report::{self, Report};
 use ordershop_redis::{RedisConfig, RedisConnection};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -12,8 +12,8 @@ use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 use ordershop_domain::EntityKind;
 use ordershop_eventstore::{EntryId, EventStore};
-use ordershop_projections::dead_letters::{self, RetryOutcome};
-use ordershop_projections::{statuses, ProjectionName};
+use ordershop_operations::dead_letters::{self, RetryOutcome};
+use ordershop_operations::{statuses, ProjectionName};
 use uuid::Uuid;
 
 const PAGE: &str = include_str!("../../console/index.html");
@@ -124,7 +124,7 @@ pub struct DeadLetterQuery {
 
 fn projection(name: &str) -> Result<ProjectionName, ApiError> {
     name.parse()
-        .map_err(|e: ordershop_projections::UnknownProjection| ApiError::not_found(e.to_string()))
+        .map_err(|e: ordershop_operations::UnknownProjection| ApiError::not_found(e.to_string()))
 }
 
 /// `GET /dead-letters[?projection=]`: what the projections parked, oldest first per group.
@@ -136,7 +136,7 @@ pub async fn dead_letter_list(
         Some(name) => {
             vec![name
                 .parse()
-                .map_err(|e: ordershop_projections::UnknownProjection| {
+                .map_err(|e: ordershop_operations::UnknownProjection| {
                     ApiError::bad_request(format!("projection: {e}"))
                 })?]
         }

@@ -83,7 +83,7 @@ fn value_schema(value: Value) -> RefOr<Schema> {
             .into(),
         Value::Projection => string()
             .enum_values(Some(
-                ordershop_projections::ProjectionName::ALL
+                ordershop_operations::ProjectionName::ALL
                     .map(|p| p.name())
                     .to_vec(),
             ))

@@ -15,12 +15,14 @@
 //! its consumers fall behind (they catch up afterwards). If the rebuild dies, its lease expires
 //! after [`LEASE`] and the consumers resume on a partial state: run the rebuild again.
 
-use crate::error::ProjectionError;
-use crate::projection::{call_function, CallOutcome, Entry, Mode, Projection, Replayable};
-use crate::runner::{MAX_EVENTS_PER_CALL, RUNNER_LIBRARY_SOURCE};
-use crate::{with_projection, ProjectionName};
+use crate::error::OperationError;
 use ordershop_eventstore::function::load_library;
 use ordershop_eventstore::{EntryId, EventStore};
+use ordershop_projections::projection::{
+    call_function, CallOutcome, Entry, Mode, Projection, Replayable,
+};
+use ordershop_projections::runner::{MAX_EVENTS_PER_CALL, RUNNER_LIBRARY_SOURCE};
+use ordershop_projections::{with_projection, ProjectionName};
 use ordershop_readmodel::keys;
 use ordershop_redis::RedisConfig;
 use ordershop_redis::RedisConnection;
@@ -76,18 +78,12 @@ impl fmt::Display for RebuildReport {
 
 /// The key patterns a rebuild of `projection` deletes before it replays the log (for the
 /// operator to confirm). The message service's delivered log is not rebuildable.
-pub fn wiped_key_patterns(projection: ProjectionName) -> Result<Vec<String>, ProjectionError> {
+pub fn wiped_key_patterns(projection: ProjectionName) -> Result<Vec<String>, OperationError> {
     with_projection!(
         projection,
         view => Ok(view.state_patterns()),
-        sink => Err(ProjectionError::NotRebuildable(sink.name()))
+        sink => Err(OperationError::NotRebuildable(sink.name()))
     )
-}
-
-/// Whether `projection` is a view that can be rebuilt (a sink of side effects is not). Builds no
-/// key: the command line asks it while parsing, before the process's namespace is set.
-pub fn is_rebuildable(projection: ProjectionName) -> bool {
-    with_projection!(projection, _view => true, _sink => false)
 }
 
 /// Wipes and rebuilds one projection from the log, calling `progress(done, total)` as it goes.
@@ -98,11 +94,11 @@ pub async fn rebuild_projection(
     redis: &RedisConfig,
     projection: ProjectionName,
     progress: &mut (dyn FnMut(u64, u64) + Send),
-) -> Result<RebuildReport, ProjectionError> {
+) -> Result<RebuildReport, OperationError> {
     with_projection!(
         projection,
         view => rebuild(redis, projection, view, progress).await,
-        sink => Err(ProjectionError::NotRebuildable(sink.name()))
+        sink => Err(OperationError::NotRebuildable(sink.name()))
     )
 }
 
@@ -111,7 +107,7 @@ async fn rebuild<P: Replayable>(
     which: ProjectionName,
     projection: P,
     progress: &mut (dyn FnMut(u64, u64) + Send),
-) -> Result<RebuildReport, ProjectionError> {
+) -> Result<RebuildReport, OperationError> {
     let name = projection.name();
     let mut conn = ordershop_redis::RedisConnection::connect(redis).await?;
     load_library(&mut conn, RUNNER_LIBRARY_SOURCE).await?;
@@ -131,7 +127,7 @@ async fn rebuild<P: Replayable>(
         .query_async(&mut conn)
         .await?;
     if taken.is_none() {
-        return Err(ProjectionError::RebuildRunning(name));
+        return Err(OperationError::RebuildRunning(name));
     }
     info!(
         projection = name,
@@ -164,7 +160,7 @@ impl Lease {
         &self,
         conn: &mut RedisConnection,
         name: &'static str,
-    ) -> Result<(), ProjectionError> {
+    ) -> Result<(), OperationError> {
         let renewed: i64 = redis::cmd("FCALL")
             .arg("lease_renew")
             .arg(1)
@@ -176,7 +172,7 @@ impl Lease {
         if renewed == 1 {
             Ok(())
         } else {
-            Err(ProjectionError::LeaseLost(name))
+            Err(OperationError::LeaseLost(name))
         }
     }
 
@@ -198,7 +194,7 @@ async fn rebuild_paused<P: Replayable>(
     projection: &P,
     lease: &Lease,
     progress: &mut (dyn FnMut(u64, u64) + Send),
-) -> Result<RebuildReport, ProjectionError> {
+) -> Result<RebuildReport, OperationError> {
     let name = projection.name();
     let started = Instant::now();
     let wiped_keys = wipe(conn, projection, lease).await?;
@@ -241,12 +237,9 @@ async fn rebuild_paused<P: Replayable>(
             let refs: Vec<&P::Event> = chunk.iter().collect();
             match call_function(conn, projection, lease.mode(), &refs).await? {
                 CallOutcome::Done { applied, .. } => report.applied += applied,
-                CallOutcome::LeaseLost => return Err(ProjectionError::LeaseLost(name)),
+                CallOutcome::LeaseLost => return Err(OperationError::LeaseLost(name)),
                 CallOutcome::Paused => {
-                    return Err(ProjectionError::protocol(
-                        name,
-                        "a rebuild batch was paused",
-                    ))
+                    return Err(OperationError::protocol(name, "a rebuild batch was paused"))
                 }
             }
         }
@@ -266,7 +259,7 @@ async fn wipe<P: Replayable>(
     conn: &mut RedisConnection,
     projection: &P,
     lease: &Lease,
-) -> Result<u64, ProjectionError> {
+) -> Result<u64, OperationError> {
     let mut wiped = 0;
     for pattern in projection.state_patterns() {
         if !pattern.contains('*') {

@@ -1,12 +1,14 @@
 //! `status`: per projection group, its consumers, pending entries, lag, last delivered ID and
 //! dead-lettered count, from XINFO (Redis 7 reports each group's lag per stream). The CLI
-//! prints it as a table or JSON and exits non-zero when a group is behind a threshold.
+//! prints it as a table or JSON and exits non-zero when a group is behind a threshold; the
+//! console shows it; [`gauges`](crate::gauges) keeps a process's metrics current from it.
 
-use crate::error::ProjectionError;
-use crate::read::{pairs, text};
-use crate::runner::consumers;
-use crate::ProjectionName;
+use crate::error::OperationError;
 use ordershop_eventstore::EntryId;
+use ordershop_projections::read::{pairs, text};
+use ordershop_projections::runner::consumers;
+use ordershop_projections::runner::health::{self, LastError};
+use ordershop_projections::ProjectionName;
 use ordershop_readmodel::keys;
 use ordershop_redis::RedisConfig;
 use ordershop_redis::RedisConnection;
@@ -17,7 +19,7 @@ use std::collections::BTreeMap;
 /// How long a group may go without any consumer's heartbeat before it counts as down: three
 /// heartbeat intervals.
 pub const DOWN_AFTER: std::time::Duration =
-    std::time::Duration::from_secs(3 * crate::runner::health::BEAT_EVERY.as_secs());
+    std::time::Duration::from_secs(3 * health::BEAT_EVERY.as_secs());
 
 /// One consumer of a group, summed over the group's streams.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -64,7 +66,7 @@ pub struct GroupStatus {
     /// stopped (or stuck), whatever its lag says now.
     pub down: bool,
     /// What went wrong last, if anything ever did.
-    pub last_error: Option<crate::runner::health::LastError>,
+    pub last_error: Option<LastError>,
 }
 
 impl GroupStatus {
@@ -89,7 +91,7 @@ fn as_text<S: serde::Serializer>(id: &Option<EntryId>, s: S) -> Result<S::Ok, S:
 
 /// Whether there is a shop at all where `conn` points: the store's clock, or any event stream.
 /// An empty Redis, or a wrong namespace, has neither.
-pub async fn shop_exists(conn: &mut RedisConnection) -> Result<bool, ProjectionError> {
+pub async fn shop_exists(conn: &mut RedisConnection) -> Result<bool, OperationError> {
     let mut keys = vec![ordershop_eventstore::keys::clock()];
     keys.extend(ordershop_eventstore::Stream::all().iter().map(|s| s.key()));
     let found: u64 = redis::cmd("EXISTS").arg(&keys).query_async(conn).await?;
@@ -97,13 +99,13 @@ pub async fn shop_exists(conn: &mut RedisConnection) -> Result<bool, ProjectionE
 }
 
 /// The status of every projection's group.
-pub async fn group_status(redis: &RedisConfig) -> Result<Vec<GroupStatus>, ProjectionError> {
+pub async fn group_status(redis: &RedisConfig) -> Result<Vec<GroupStatus>, OperationError> {
     let mut conn = ordershop_redis::RedisConnection::connect(redis).await?;
     statuses(&mut conn).await
 }
 
 /// The status of every projection's group, over a connection the caller holds.
-pub async fn statuses(conn: &mut RedisConnection) -> Result<Vec<GroupStatus>, ProjectionError> {
+pub async fn statuses(conn: &mut RedisConnection) -> Result<Vec<GroupStatus>, OperationError> {
     let mut all = Vec::with_capacity(ProjectionName::ALL.len());
     for projection in ProjectionName::ALL {
         all.push(status_of(conn, projection).await?);
@@ -122,10 +124,11 @@ fn int(value: Option<&&Value>) -> Option<u64> {
 /// How many entries behind a group status counts exactly.
 const COUNT_PAGE: u64 = 10_000;
 
-pub(crate) async fn status_of(
+/// The status of one projection's group.
+pub async fn status_of(
     conn: &mut RedisConnection,
     projection: ProjectionName,
-) -> Result<GroupStatus, ProjectionError> {
+) -> Result<GroupStatus, OperationError> {
     let group = projection.name();
     let streams = projection.streams();
     let mut status = GroupStatus {
@@ -161,7 +164,7 @@ pub(crate) async fn status_of(
             Err(e) => return Err(e.into()),
         };
         let Value::Array(groups) = groups else {
-            return Err(ProjectionError::protocol(
+            return Err(OperationError::protocol(
                 "XINFO GROUPS",
                 format!("{groups:?}"),
             ));
@@ -231,8 +234,8 @@ pub(crate) async fn status_of(
             entry.idle_ms = entry.idle_ms.min(idle_ms);
         }
     }
-    let (last_error, beats) = crate::runner::health::read(conn, group).await?;
-    let now = crate::runner::health::now_ms();
+    let (last_error, beats) = health::read(conn, group).await?;
+    let now = health::now_ms();
     for (name, consumer) in &mut by_name {
         consumer.heartbeat_age_ms = beats.get(name).map(|at| now.saturating_sub(*at));
     }
@@ -265,9 +268,9 @@ fn any_alive(beats: &std::collections::HashMap<String, u64>, now_ms: u64) -> boo
 pub async fn is_down(
     conn: &mut RedisConnection,
     projection: ProjectionName,
-) -> Result<bool, ProjectionError> {
-    let (_, beats) = crate::runner::health::read(conn, projection.name()).await?;
-    Ok(!any_alive(&beats, crate::runner::health::now_ms()))
+) -> Result<bool, OperationError> {
+    let (_, beats) = health::read(conn, projection.name()).await?;
+    Ok(!any_alive(&beats, health::now_ms()))
 }
 
 /// Entries of a stream after `after`, counted up to [`COUNT_PAGE`].
@@ -275,7 +278,7 @@ async fn count_after(
     conn: &mut RedisConnection,
     stream: &str,
     after: EntryId,
-) -> Result<u64, ProjectionError> {
+) -> Result<u64, OperationError> {
     let ids: Vec<Value> = redis::cmd("XRANGE")
         .arg(stream)
         .arg(format!("({after}"))

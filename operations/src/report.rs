@@ -2,7 +2,7 @@
 //! and billings, the CRM view for customers and segments, and how far each projection is behind
 //! the log. `ordershop report` prints it; the gateway's console shows it (`GET /overview`).
 
-use crate::error::ProjectionError;
+use crate::error::OperationError;
 use crate::status::statuses;
 use ordershop_domain::{Entity, EntityKind};
 use ordershop_readmodel::{CacheReader, CrmReader};
@@ -96,7 +96,7 @@ impl Report {
 }
 
 /// Reads the report from the read models.
-pub async fn load(conn: &RedisConnection) -> Result<Report, ProjectionError> {
+pub async fn load(conn: &RedisConnection) -> Result<Report, OperationError> {
     let crm = CrmReader::new(conn.clone());
     let mut customers: Vec<CustomerRow> = crm
         .customers()

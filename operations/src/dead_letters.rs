@@ -14,12 +14,15 @@
 //! What was done is counted per group in `<group>:dead:actions` (fields `retried`, `discarded`)
 //! so that any host's `status` and `/metrics` can show it.
 
-use crate::error::ProjectionError;
-use crate::projection::{call_function, CallFailed, CallOutcome, Entry, Mode, Projection};
-use crate::read::{pairs, text};
-use crate::{with_projection, ProjectionName};
+use crate::error::OperationError;
 use ordershop_eventstore::function::{is_missing_function, load_library};
 use ordershop_eventstore::EntryId;
+use ordershop_projections::projection::{
+    call_function, CallFailed, CallOutcome, Entry, Mode, Projection,
+};
+use ordershop_projections::read::{pairs, text};
+use ordershop_projections::runner::RUNNER_LIBRARY_SOURCE;
+use ordershop_projections::{with_projection, ProjectionName};
 use ordershop_readmodel::keys;
 use ordershop_redis::RedisConnection;
 use redis::Value;
@@ -119,7 +122,7 @@ pub enum RetryOutcome {
 pub async fn list(
     conn: &mut RedisConnection,
     projections: &[ProjectionName],
-) -> Result<Vec<DeadLetter>, ProjectionError> {
+) -> Result<Vec<DeadLetter>, OperationError> {
     let mut out = Vec::new();
     for &projection in projections {
         let key = keys::dead_letters(projection.name());
@@ -138,8 +141,8 @@ fn parse_entries(
     projection: ProjectionName,
     key: &str,
     reply: &Value,
-) -> Result<Vec<DeadLetter>, ProjectionError> {
-    let bad = || ProjectionError::protocol(key, format!("{reply:?}"));
+) -> Result<Vec<DeadLetter>, OperationError> {
+    let bad = || OperationError::protocol(key, format!("{reply:?}"));
     let Value::Array(entries) = reply else {
         return Err(bad());
     };
@@ -170,7 +173,7 @@ pub async fn get(
     conn: &mut RedisConnection,
     projection: ProjectionName,
     id: EntryId,
-) -> Result<Option<DeadLetter>, ProjectionError> {
+) -> Result<Option<DeadLetter>, OperationError> {
     let key = keys::dead_letters(projection.name());
     let reply: Value = redis::cmd("XRANGE")
         .arg(&key)
@@ -186,7 +189,7 @@ pub async fn discard(
     conn: &mut RedisConnection,
     projection: ProjectionName,
     id: EntryId,
-) -> Result<bool, ProjectionError> {
+) -> Result<bool, OperationError> {
     settle(conn, projection, id, "discarded").await
 }
 
@@ -196,7 +199,7 @@ async fn settle(
     projection: ProjectionName,
     id: EntryId,
     action: &str,
-) -> Result<bool, ProjectionError> {
+) -> Result<bool, OperationError> {
     let group = projection.name();
     let mut cmd = redis::cmd("FCALL");
     cmd.arg("dead_letter_settle")
@@ -214,10 +217,10 @@ async fn settle(
 async fn call_runner<T: redis::FromRedisValue>(
     conn: &mut RedisConnection,
     cmd: &redis::Cmd,
-) -> Result<T, ProjectionError> {
+) -> Result<T, OperationError> {
     match cmd.query_async(conn).await {
         Err(e) if is_missing_function(&e) => {
-            load_library(conn, crate::runner::RUNNER_LIBRARY_SOURCE).await?;
+            load_library(conn, RUNNER_LIBRARY_SOURCE).await?;
             Ok(cmd.query_async(conn).await?)
         }
         other => Ok(other?),
@@ -230,7 +233,7 @@ pub async fn retry(
     conn: &mut RedisConnection,
     projection: ProjectionName,
     id: EntryId,
-) -> Result<Option<RetryOutcome>, ProjectionError> {
+) -> Result<Option<RetryOutcome>, OperationError> {
     let Some(letter) = get(conn, projection, id).await? else {
         return Ok(None);
     };
@@ -249,7 +252,7 @@ pub async fn retry(
             }))
         }
         Ok(CallOutcome::Paused) => Ok(Some(RetryOutcome::Paused)),
-        Ok(CallOutcome::LeaseLost) => Err(ProjectionError::protocol(
+        Ok(CallOutcome::LeaseLost) => Err(OperationError::protocol(
             group,
             "a live call was answered as a rebuild's",
         )),
@@ -270,7 +273,7 @@ async fn apply<P: Projection>(
     conn: &mut RedisConnection,
     projection: &P,
     letter: &DeadLetter,
-) -> Result<Result<CallOutcome, String>, ProjectionError> {
+) -> Result<Result<CallOutcome, String>, OperationError> {
     let event = match letter.original().and_then(|e| projection.decode(&e)) {
         Ok(event) => event,
         Err(reason) => return Ok(Err(reason)),
@@ -284,7 +287,7 @@ async fn apply<P: Projection>(
     };
     match outcome {
         Ok(outcome) => Ok(Ok(outcome)),
-        Err(CallFailed::Reply(e)) => Err(e),
+        Err(CallFailed::Reply(e)) => Err(e.into()),
         Err(CallFailed::Redis(e))
             if matches!(
                 e.kind(),
@@ -303,7 +306,7 @@ async fn park_again(
     conn: &mut RedisConnection,
     letter: &DeadLetter,
     reason: &str,
-) -> Result<Option<EntryId>, ProjectionError> {
+) -> Result<Option<EntryId>, OperationError> {
     let key = keys::dead_letters(letter.projection.name());
     let mut cmd = redis::cmd("FCALL");
     cmd.arg("dead_letter_repark")
@@ -329,7 +332,7 @@ async fn park_again(
     new_id
         .map(|id| {
             id.parse()
-                .map_err(|e| ProjectionError::protocol(&key, format!("XADD answered `{id}`: {e}")))
+                .map_err(|e| OperationError::protocol(&key, format!("XADD answered `{id}`: {e}")))
         })
         .transpose()
 }
@@ -338,7 +341,7 @@ async fn park_again(
 pub async fn actions(
     conn: &mut RedisConnection,
     projection: ProjectionName,
-) -> Result<(u64, u64), ProjectionError> {
+) -> Result<(u64, u64), OperationError> {
     let counts: HashMap<String, u64> = redis::cmd("HGETALL")
         .arg(keys::dead_letter_actions(projection.name()))
         .query_async(conn)
