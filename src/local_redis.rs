@@ -185,7 +185,10 @@ fn spawn(
         .arg("--bind")
         .arg("127.0.0.1")
         .arg("--dir")
-        .arg(dir);
+        .arg(dir)
+        // The log must never be evicted: full means refusing writes (507), not losing events.
+        .arg("--maxmemory-policy")
+        .arg("noeviction");
     match persistence {
         Persistence::Aof(fsync) => command
             .arg("--appendonly")

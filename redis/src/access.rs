@@ -1,6 +1,6 @@
-//! The start-up check: tells a refused password or certificate, or a server too old (fatal:
-//! retrying will not fix them) from a Redis that is merely not up yet (tolerated: the roles wait
-//! for it).
+//! The start-up check: tells a refused password or certificate, a server too old, or a server
+//! that would evict keys (fatal: retrying will not fix them) from a Redis that is merely not up
+//! yet (tolerated: the roles wait for it).
 
 use crate::config::{RedisConfig, CA_FILE};
 use crate::connection::RedisConnection;
@@ -24,14 +24,15 @@ impl RedisConfig {
         let ping = async {
             let mut conn = conn.clone();
             redis::cmd("PING").query_async::<String>(&mut conn).await?;
-            conn.query_shop_node::<String>(redis::cmd("INFO").arg("server"))
+            conn.query_shop_node::<String>(redis::cmd("INFO").arg("server").arg("memory"))
                 .await
         };
         let result = tokio::time::timeout(self.connection_timeout * 3, ping).await;
         match result {
-            Ok(Ok(info)) => match ServerVersion::from_info(&info) {
-                Ok(version) => Ok(Reachability::Answered(version)),
-                Err(reason) => Err(denied(Refusal::UnsupportedServer, reason)),
+            Ok(Ok(info)) => match (ServerVersion::from_info(&info), evicts(&info)) {
+                (Err(reason), _) => Err(denied(Refusal::UnsupportedServer, reason)),
+                (Ok(_), Some(policy)) => Err(denied(Refusal::EvictingServer, policy.to_owned())),
+                (Ok(version), None) => Ok(Reachability::Answered(version)),
             },
             Ok(Err(e)) => match refusal(&e) {
                 Some(kind) => Err(denied(kind, e.to_string())),
@@ -74,6 +75,18 @@ pub enum Refusal {
     Certificate,
     /// The server is too old (or not Redis): the shop needs Functions.
     UnsupportedServer,
+    /// The server deletes keys when it is full (a `maxmemory-policy` other than `noeviction`):
+    /// it would delete events from the log. `reason` holds the policy.
+    EvictingServer,
+}
+
+/// The eviction policy an `INFO memory` answer reports, when it is not `noeviction` (a server
+/// that reports none is taken at its default, `noeviction`).
+fn evicts(info: &str) -> Option<&str> {
+    info.lines()
+        .find_map(|line| line.strip_prefix("maxmemory_policy:"))
+        .map(str::trim)
+        .filter(|policy| *policy != "noeviction")
 }
 
 impl fmt::Display for AccessDenied {
@@ -95,6 +108,13 @@ impl fmt::Display for AccessDenied {
                  check {CA_FILE} and the host name in REDIS_URL"
             ),
             Refusal::UnsupportedServer => write!(f, "the server at {server}: {reason}"),
+            Refusal::EvictingServer => write!(
+                f,
+                "Redis at {server} deletes keys when it is full (maxmemory-policy {reason}), which \
+                 would delete events from the log; set maxmemory-policy to noeviction (CONFIG SET \
+                 maxmemory-policy noeviction, and in its configuration file): a full Redis then \
+                 refuses writes (507) instead"
+            ),
         }
     }
 }
@@ -115,4 +135,19 @@ fn refusal(e: &redis::RedisError) -> Option<Refusal> {
         .iter()
         .any(|sign| text.contains(sign));
     bad_certificate.then_some(Refusal::Certificate)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_noeviction_keeps_every_key() {
+        let info =
+            |policy: &str| format!("# Memory\r\nused_memory:1\r\nmaxmemory_policy:{policy}\r\n");
+        assert_eq!(evicts(&info("noeviction")), None);
+        assert_eq!(evicts(&info("allkeys-lru")), Some("allkeys-lru"));
+        assert_eq!(evicts(&info("volatile-ttl")), Some("volatile-ttl"));
+        assert_eq!(evicts("# Server\r\nredis_version:7.0.15\r\n"), None);
+    }
 }

@@ -503,12 +503,20 @@ fn read_command(reader: &mut impl BufRead) -> Option<Vec<String>> {
 #[tokio::test]
 async fn a_role_refuses_a_server_older_than_redis_7() {
     let port = fake_old_redis();
+    let line = refused_at_start("gateway", &format!("redis://127.0.0.1:{port}")).await;
+    assert!(line.contains("found Redis 6.2.14"), "{line}");
+    assert!(line.contains("Redis >= 7.0 or Valkey >= 7.2"), "{line}");
+}
+
+/// Runs `serve <role>` against the Redis at `url`, which it must refuse at start-up: asserts
+/// exit code 2 and answers the error line.
+async fn refused_at_start(role: &str, url: &str) -> String {
     let listen = free_ports(1)[0];
     let output = tokio::time::timeout(
         Duration::from_secs(30),
         tokio::process::Command::new(env!("CARGO_BIN_EXE_ordershop"))
-            .args(["serve", "gateway"])
-            .env("REDIS_URL", format!("redis://127.0.0.1:{port}"))
+            .args(["serve", role])
+            .env("REDIS_URL", url)
             .env("ORDERSHOP_LISTEN", format!("127.0.0.1:{listen}"))
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
@@ -519,12 +527,25 @@ async fn a_role_refuses_a_server_older_than_redis_7() {
     .expect("the ordershop binary runs");
     let (code, out, err) = text(&output);
     assert_eq!(code, 2, "{out}{err}");
-    let line = err
-        .lines()
+    err.lines()
         .find(|l| l.starts_with("error:"))
-        .unwrap_or_else(|| panic!("an error line: {err}"));
-    assert!(line.contains("found Redis 6.2.14"), "{line}");
-    assert!(line.contains("Redis >= 7.0 or Valkey >= 7.2"), "{line}");
+        .unwrap_or_else(|| panic!("an error line: {err}"))
+        .to_owned()
+}
+
+/// A Redis that evicts keys when full would delete events from the log: a role refuses it at
+/// start-up, naming the setting and what to set, and appends nothing.
+#[tokio::test]
+async fn a_role_refuses_a_redis_that_evicts_keys() {
+    let redis = RedisServer::start_with(ordershop_testkit::RedisOptions {
+        extra: vec!["--maxmemory-policy".into(), "allkeys-lru".into()],
+        ..ordershop_testkit::RedisOptions::default()
+    });
+    let line = refused_at_start("customer-service", &redis.url()).await;
+    assert!(line.contains("maxmemory-policy allkeys-lru"), "{line}");
+    assert!(line.contains("noeviction"), "{line}");
+    let size = ordershop_testkit::replicated::query(redis.port(), &["DBSIZE"]);
+    assert_eq!(size, Some(redis::Value::Int(0)), "nothing written");
 }
 
 #[tokio::test]
