@@ -8,6 +8,7 @@
 //! lock ([`crate::local_shop`]), which it keeps until it has exited.
 
 use anyhow::{bail, Context};
+use ordershop_services::config::SERVER_BIN;
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -20,9 +21,6 @@ use tokio::process::{Child, Command};
 const PREFERRED_PORT: u16 = 6380;
 /// Ports tried before giving up (another program may take a free port before the server does).
 const PORT_ATTEMPTS: usize = 5;
-/// The variable naming the server binary (`redis-server` on the PATH by default; a
-/// `valkey-server` works too).
-pub use ordershop_services::config::SERVER_BIN as SERVER_BIN_VAR;
 
 pub struct LocalRedis {
     child: Child,
@@ -177,7 +175,7 @@ fn spawn(
     persistence: &Persistence,
     lock: Option<&File>,
 ) -> anyhow::Result<Child> {
-    let bin = std::env::var(SERVER_BIN_VAR).unwrap_or_else(|_| "redis-server".into());
+    let bin = std::env::var(SERVER_BIN).unwrap_or_else(|_| "redis-server".into());
     let mut command = Command::new(&bin);
     command
         .arg("--port")
@@ -212,7 +210,7 @@ fn spawn(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
             "{bin} is not installed. Install Redis >= 7.0 (Debian/Ubuntu: `sudo apt-get install \
              redis-server`; macOS: `brew install redis`), name another server binary in \
-             {SERVER_BIN_VAR}, or set REDIS_URL to a running Redis"
+             {SERVER_BIN}, or set REDIS_URL to a running Redis"
         ),
         Err(e) => Err(e).with_context(|| format!("cannot start {bin}")),
     }

@@ -16,13 +16,12 @@
 use anyhow::Context;
 use ordershop_redis::namespace::{namespace_if_set, use_namespace, Namespace};
 use ordershop_redis::RedisConfig;
+use ordershop_services::config::DATA_DIR;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
 
 /// The folder `up` uses unless `ORDERSHOP_DATA_DIR` or `--data-dir` says otherwise.
 pub const DEFAULT_DIR: &str = ".ordershop";
-/// The variable naming the folder.
-pub use ordershop_services::config::DATA_DIR as DATA_DIR_VAR;
 const LOCK_FILE: &str = "lock";
 const URL_FILE: &str = "redis.url";
 /// The running shop's gateway address (`host:port`), beside its URL.
@@ -166,7 +165,7 @@ pub fn locate(cwd: &Path, lookup: impl Fn(&str) -> Option<String>) -> anyhow::Re
             source: "REDIS_URL".into(),
         });
     }
-    let folder = match get(DATA_DIR_VAR) {
+    let folder = match get(DATA_DIR) {
         Some(dir) => cwd.join(dir.trim()),
         None => cwd
             .ancestors()
@@ -215,7 +214,7 @@ pub fn running_above(cwd: &Path) -> Option<PathBuf> {
 /// The gateway address of the shop running from the nearest shop folder (from `cwd` upwards,
 /// or `ORDERSHOP_DATA_DIR`), if one runs and published it.
 pub fn running_gateway(cwd: &Path, lookup: impl Fn(&str) -> Option<String>) -> Option<String> {
-    let folder = match lookup(DATA_DIR_VAR).filter(|v| !v.trim().is_empty()) {
+    let folder = match lookup(DATA_DIR).filter(|v| !v.trim().is_empty()) {
         Some(dir) => cwd.join(dir.trim()),
         None => cwd
             .ancestors()

@@ -96,12 +96,44 @@ pub fn start_role(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
-    start_role_with_metrics(tasks, role, config, listener, shutdown, &metrics)
+    start_role_with_metrics(tasks, role, config, listener, shutdown, &metrics)?;
+    start_gauges(tasks, &config.redis, &[role], &metrics, shutdown);
+    Ok(())
+}
+
+/// Keeps the projection gauges (pending, lag, dead letters, down) of the workers these roles
+/// run current in the process's `metrics`: one reader for the whole process, whatever number of
+/// roles it runs, and none when it runs no worker.
+fn start_gauges(
+    tasks: &mut JoinSet<anyhow::Result<()>>,
+    redis: &RedisConfig,
+    roles: &[Role],
+    metrics: &Arc<Metrics>,
+    shutdown: &CancellationToken,
+) {
+    let workers: Vec<_> = roles
+        .iter()
+        .flat_map(|role| role.workers())
+        .copied()
+        .collect();
+    if workers.is_empty() {
+        return;
+    }
+    let gauges = ordershop_operations::gauges::refresh_until_stopped(
+        redis.clone(),
+        workers,
+        metrics.clone(),
+        shutdown.clone(),
+    );
+    tasks.spawn(async move {
+        gauges.await;
+        Ok(())
+    });
 }
 
 /// Starts one role's HTTP server and worker on `tasks`, both recording into the process's
-/// `metrics`. A role with a worker reports healthy once the worker's Functions are loaded, and
-/// keeps its projections' gauges (pending, lag, dead letters, down) current beside the worker.
+/// `metrics`. A role with a worker reports healthy once the worker's Functions are loaded.
+/// The process's projection gauges are started once for all its roles: [`start_gauges`].
 pub(crate) fn start_role_with_metrics(
     tasks: &mut JoinSet<anyhow::Result<()>>,
     role: Role,
@@ -123,18 +155,6 @@ pub(crate) fn start_role_with_metrics(
             .await
             .with_context(|| format!("{role} HTTP server"))
     });
-    if !workers.is_empty() {
-        let gauges = ordershop_operations::gauges::refresh_until_stopped(
-            config.redis.clone(),
-            workers.to_vec(),
-            metrics.clone(),
-            shutdown.clone(),
-        );
-        tasks.spawn(async move {
-            gauges.await;
-            Ok(())
-        });
-    }
     for &projection in workers {
         let redis = config.redis.clone();
         let token = shutdown.clone();
@@ -202,6 +222,7 @@ pub async fn serve_role(role: Role) -> anyhow::Result<ExitCode> {
     let mut tasks = JoinSet::new();
     let metrics = Arc::new(Metrics::new());
     start_role_with_metrics(&mut tasks, role, &config, listener, &shutdown, &metrics)?;
+    start_gauges(&mut tasks, &config.redis, &[role], &metrics, &shutdown);
     join_all(tasks, &shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
@@ -380,6 +401,8 @@ async fn run_everything(
     // One registry for the process: every role's `/metrics` shows all of them.
     let metrics = Arc::new(Metrics::new());
     let local = local_commands(roles.iter().map(|(role, _, _)| *role));
+    let running: Vec<Role> = roles.iter().map(|(role, _, _)| *role).collect();
+    start_gauges(&mut tasks, redis, &running, &metrics, &shutdown);
     for (role, mut config, listener) in roles {
         config.redis = redis.clone();
         if role == Role::Gateway {

@@ -3,8 +3,8 @@
 //! discarded); and for every projection of the shop whether it is down (a stopped projection
 //! cannot say so itself). Refreshed every [`REFRESH`], so a scrape of `/metrics` never touches
 //! Redis. The runner counts what it applies itself; this is the part that needs the group's
-//! status, kept beside the runner (started with it by whoever starts a role) so that the runner
-//! does not depend on the operator's code.
+//! status, one reader per process that runs workers (started by whoever starts the roles), so
+//! that the runner does not depend on the operator's code.
 
 use crate::status::{is_down, status_of};
 use ordershop_projections::ProjectionName;

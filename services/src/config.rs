@@ -51,8 +51,9 @@ pub const SERVER_BIN: &str = "REDIS_SERVER_BIN";
 /// The log level (read by `tracing-subscriber`).
 pub const RUST_LOG: &str = "RUST_LOG";
 
-/// Every environment variable the shop reads, in one list: the README's configuration table
-/// must document exactly these (checked by a test), and no code reads one that is not here.
+/// Every environment variable the shop reads but the roles' URL variables, in one list (see
+/// [`variables`]): the README's configuration table must document exactly these (checked by a
+/// test), and no code reads one that is not here.
 pub const VARIABLES: &[&str] = &[
     REDIS_URL,
     ordershop_redis::namespace::NAMESPACE_VAR,
@@ -86,15 +87,17 @@ pub const VARIABLES: &[&str] = &[
     PORT,
     SERVER_BIN,
     RUST_LOG,
-    "CUSTOMER_SERVICE_URL",
-    "PRODUCT_SERVICE_URL",
-    "INVENTORY_SERVICE_URL",
-    "ORDER_SERVICE_URL",
-    "BILLING_SERVICE_URL",
-    "MSG_SERVICE_URL",
-    "CRM_SERVICE_URL",
-    "ENTITY_CACHE_URL",
 ];
+
+/// Every environment variable the shop reads: [`VARIABLES`] and each role's URL variable
+/// ([`Role::url_var`]).
+pub fn variables() -> impl Iterator<Item = &'static str> {
+    VARIABLES
+        .iter()
+        .copied()
+        .chain(Role::ALL.into_iter().filter_map(Role::url_var))
+}
+
 /// Shortest API token accepted (a shorter one is a start-up error, not a weak lock).
 pub const MIN_API_TOKEN_CHARS: usize = 16;
 
@@ -401,18 +404,11 @@ impl Config {
             },
             worker: WorkerSettings {
                 consumer: get(CONSUMER).map(|name| name.trim().to_owned()),
-                claim_idle: get(CLAIM_IDLE_MS)
-                    .map(|v| parse_number(Some(v), CLAIM_IDLE_MS, 0, 0, None))
-                    .transpose()?
+                claim_idle: optional_number(get(CLAIM_IDLE_MS), CLAIM_IDLE_MS)?
                     .map(|ms| Duration::from_millis(ms as u64)),
-                max_deliveries: get(MAX_DELIVERIES)
-                    .map(|v| parse_number(Some(v), MAX_DELIVERIES, 0, 0, None))
-                    .transpose()?
+                max_deliveries: optional_number(get(MAX_DELIVERIES), MAX_DELIVERIES)?
                     .map(|n| (n as u64).max(1)),
-                batch: get(BATCH)
-                    .map(|v| parse_number(Some(v), BATCH, 0, 0, None))
-                    .transpose()?
-                    .map(|n| n.clamp(1, 10_000)),
+                batch: optional_number(get(BATCH), BATCH)?.map(|n| n.clamp(1, 10_000)),
             },
         })
     }
@@ -544,6 +540,13 @@ fn parse_peer_url(var: &'static str, value: &str) -> Result<String, ConfigError>
     Ok(value.trim_end_matches('/').to_owned())
 }
 
+/// A whole number if `var` is set (unset: `None`, the runner's default applies).
+fn optional_number(value: Option<String>, var: &'static str) -> Result<Option<usize>, ConfigError> {
+    value
+        .map(|v| parse_number(Some(v), var, 0, 0, None))
+        .transpose()
+}
+
 fn parse_number(
     value: Option<String>,
     var: &'static str,
@@ -602,11 +605,10 @@ mod tests {
 
     #[test]
     fn the_readme_documents_exactly_the_variables_the_shop_reads() {
-        let registry: std::collections::BTreeSet<String> =
-            VARIABLES.iter().map(|v| (*v).to_owned()).collect();
+        let registry: std::collections::BTreeSet<String> = variables().map(str::to_owned).collect();
         assert_eq!(
             registry.len(),
-            VARIABLES.len(),
+            variables().count(),
             "a variable is listed twice"
         );
         let readme = include_str!("../../README.md");
@@ -624,7 +626,7 @@ mod tests {
             .collect();
         assert_eq!(
             documented, registry,
-            "the README's configuration table and config::VARIABLES differ"
+            "the README's configuration table and config::variables() differ"
         );
     }
 
@@ -651,7 +653,7 @@ mod tests {
             } else if path.extension().is_some_and(|e| e == "rs") {
                 let code = std::fs::read_to_string(&path).expect("a source file");
                 for name in variables_in(&code, '"') {
-                    if !VARIABLES.contains(&name.as_str()) {
+                    if !variables().any(|known| known == name) {
                         unregistered.push(format!("{name} in {}", path.display()));
                     }
                 }
@@ -659,7 +661,7 @@ mod tests {
         }
         assert!(
             unregistered.is_empty(),
-            "not in config::VARIABLES: {unregistered:?}"
+            "not in config::variables(): {unregistered:?}"
         );
     }
     use std::collections::HashMap;

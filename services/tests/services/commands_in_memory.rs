@@ -4,9 +4,10 @@
 
 use futures::future::join_all;
 use ordershop_domain::decide::{CustomerDraft, InventoryDraft, OrderDraft, ProductDraft};
+use ordershop_domain::entity::EntityState;
 use ordershop_domain::{
-    Action, Change, Customer, CustomerId, DomainError, Email, EntityKind, Inventory, InventoryId,
-    Money, Name, Order, Product, ProductId, Quantity,
+    Action, Change, Customer, CustomerId, DomainError, Email, EntityKind, Head, Inventory,
+    InventoryId, Money, Name, Order, Product, ProductId, Quantity,
 };
 use ordershop_eventstore::{Append, CommandStore, Stream};
 use ordershop_services::commands::{CommandError, CommandService, IdempotencyKey};
@@ -64,12 +65,13 @@ fn order_of(customer: Uuid, product: Uuid, units: usize) -> OrderDraft {
 
 /// The stock record's version and amount.
 async fn stock(store: &MemStore, record: Uuid) -> (u64, Option<u32>) {
-    let head = store
-        .heads::<Inventory>(&[record])
-        .await
-        .expect("the head")
-        .remove(0);
+    let head = head::<Inventory>(store, record).await;
     (head.version, head.entity.map(|r| r.amount.get()))
+}
+
+/// The head of one entity.
+async fn head<T: EntityState>(store: &MemStore, id: Uuid) -> Head<T> {
+    store.heads::<T>(&[id]).await.expect("the head").remove(0)
 }
 
 fn orders_created(store: &MemStore) -> usize {
@@ -102,11 +104,7 @@ async fn a_created_customer_is_at_version_one() {
     assert_eq!(written.ids.len(), 1);
     assert_eq!(written.versions.len(), 1);
     assert_eq!(written.versions[0].version, 1);
-    let head = store
-        .heads::<Customer>(&written.ids)
-        .await
-        .expect("the head")
-        .remove(0);
+    let head = head::<Customer>(&store, written.ids[0]).await;
     assert_eq!(head.version, 1);
     assert_eq!(
         head.entity.map(|c| c.email.to_string()),
@@ -194,11 +192,7 @@ async fn an_order_takes_its_units_from_the_stock_in_the_same_append() {
         .iter()
         .any(|v| v.kind == EntityKind::Inventory && v.id == record && v.version == 2));
     assert_eq!(stock(&store, record).await, (2, Some(3)));
-    let order = store
-        .heads::<Order>(&written.ids)
-        .await
-        .expect("the order's head")
-        .remove(0);
+    let order = head::<Order>(&store, written.ids[0]).await;
     assert_eq!(order.entity.map(|o| o.total.minor()), Some(500));
 }
 
@@ -266,11 +260,8 @@ async fn many_concurrent_orders_for_the_last_units_sell_exactly_those() {
 async fn an_update_that_loses_a_race_decides_again_on_the_new_version() {
     let (store, service) = shop();
     let customer = create_customer(&service).await;
-    let current = store
-        .heads::<Customer>(&[customer])
+    let current = head::<Customer>(&store, customer)
         .await
-        .expect("the head")
-        .remove(0)
         .entity
         .expect("the customer");
     store.before_next_append(
@@ -284,11 +275,7 @@ async fn an_update_that_loses_a_race_decides_again_on_the_new_version() {
         .expect("the update, decided again");
     assert_eq!(written.versions[0].version, 3);
     assert_eq!(store.refused(), 1);
-    let head = store
-        .heads::<Customer>(&[customer])
-        .await
-        .expect("the head")
-        .remove(0);
+    let head = head::<Customer>(&store, customer).await;
     assert_eq!(head.version, 3);
     assert_eq!(
         head.entity.map(|c| c.name.to_string()),
